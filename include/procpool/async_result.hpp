@@ -1,0 +1,195 @@
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include <procpool/detail/completion.hpp>
+#include <procpool/errors.hpp>
+
+namespace procpool {
+
+template <class Codec>
+class Pool;
+
+namespace detail {
+
+class Core;
+bool cancel_in(Core& core, const std::shared_ptr<Completion>& c, bool kill_running);
+
+template <class T>
+using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+/// A Completion that knows how to turn its result frames into a `T` (decoded once, on first use,
+/// by the thread that asks).
+template <class T>
+class TypedCompletion : public Completion {
+ public:
+  using Materialize = void (*)(TypedCompletion&);
+  TypedCompletion(std::size_t jobs, Materialize m) : Completion(jobs), materialize_(m) {}
+
+  void resolve() {
+    std::call_once(once_, [&] {
+      if (forced_error()) {
+        error = *forced_error();
+      } else {
+        try {
+          materialize_(*this);
+        } catch (const CodecError& e) {
+          ErrorInfo info;
+          info.kind = ErrorInfo::Kind::codec;
+          info.message = strip(e.what());
+          error = std::move(info);
+        }
+      }
+    });
+  }
+
+  std::optional<stored_t<T>> value;
+  std::optional<ErrorInfo> error;
+
+ private:
+  static std::string strip(const char* what) {
+    std::string s(what);
+    if (s.rfind("procpool: ", 0) == 0) s.erase(0, 10);
+    return s;
+  }
+  Materialize materialize_;
+  std::once_flag once_;
+};
+
+}  // namespace detail
+
+/// The result of a task that may not have finished yet. It owns its state: it stays valid after
+/// the pool is gone. Copies share one state.
+template <class T>
+class AsyncResult {
+ public:
+  using value_type = T;
+
+  AsyncResult() = default;
+  explicit AsyncResult(std::shared_ptr<detail::TypedCompletion<T>> s) : s_(std::move(s)) {}
+
+  /// Waits for the result and returns it; rethrows the task's error.
+  T get() {
+    check();
+    s_->wait();
+    return take();
+  }
+
+  /// Like `get()`, but throws `TimeoutError` if the result is not ready in time. The task is
+  /// left alone.
+  template <class Rep, class Period>
+  T get(std::chrono::duration<Rep, Period> timeout) {
+    check();
+    if (!s_->wait_for(timeout)) throw TimeoutError("no result within the timeout");
+    return take();
+  }
+
+  void wait() const {
+    check();
+    s_->wait();
+  }
+
+  /// Waits up to `timeout`; true when the result is ready.
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
+    check();
+    return s_->wait_for(timeout);
+  }
+
+  bool ready() const {
+    check();
+    return s_->done();
+  }
+
+  /// True if the task returned a value. Throws `std::logic_error` before it is ready.
+  bool successful() const {
+    check();
+    if (!s_->done()) throw std::logic_error("procpool: successful() called before the result is ready");
+    s_->resolve();
+    return !s_->error;
+  }
+
+  /// Cancels the task: a queued one never runs; a running one has its worker killed and replaced.
+  /// Returns true unless the task had already finished; `get()` then throws `Cancelled`.
+  bool cancel() {
+    check();
+    auto core = s_->core.lock();
+    if (!core) return false;  // its pool is gone, and so every task of it has finished
+    return detail::cancel_in(*core, s_, true);
+  }
+
+  /// Registers callbacks, like Python's callback / error_callback. `on_value` receives the value
+  /// (nothing for `void`); `on_error` receives a `std::exception_ptr` or a `const procpool::Error&`.
+  /// They run on the pool's result thread when the task completes, or at once in the caller if
+  /// it already has. A callback that throws is reported on stderr and otherwise ignored.
+  template <class OnValue, class OnError = std::nullptr_t>
+  AsyncResult& then(OnValue on_value, OnError on_error = nullptr) {
+    check();
+    s_->on_complete([on_value = std::move(on_value), on_error = std::move(on_error)](
+                        detail::Completion& c) mutable {
+      auto& t = static_cast<detail::TypedCompletion<T>&>(c);
+      t.resolve();
+      if (t.error) {
+        if constexpr (!std::is_same_v<OnError, std::nullptr_t>) {
+          if constexpr (std::is_invocable_v<OnError&, std::exception_ptr>) {
+            on_error(t.error->make());
+          } else {
+            try {
+              t.error->raise();
+            } catch (const Error& e) {
+              on_error(e);
+            }
+          }
+        }
+      } else if constexpr (std::is_void_v<T>) {
+        on_value();
+      } else {
+        on_value(*t.value);
+      }
+    });
+    return *this;
+  }
+
+  /// True if this refers to a task (a default-constructed AsyncResult does not).
+  bool valid() const noexcept { return s_ != nullptr; }
+
+ private:
+  void check() const {
+    if (!s_) throw std::logic_error("procpool: AsyncResult does not refer to a task");
+  }
+
+  T take() {
+    s_->resolve();
+    if (s_->error) s_->error->raise();
+    if constexpr (std::is_void_v<T>) {
+      return;
+    } else if constexpr (std::is_copy_constructible_v<T>) {
+      return *s_->value;
+    } else {
+      return std::move(*s_->value);
+    }
+  }
+
+  template <class>
+  friend class Pool;
+  std::shared_ptr<detail::TypedCompletion<T>> s_;
+
+  // Moves the value out: for the blocking calls, whose AsyncResult nobody else sees.
+  T take_once() {
+    check();
+    s_->wait();
+    s_->resolve();
+    if (s_->error) s_->error->raise();
+    if constexpr (!std::is_void_v<T>) return std::move(*s_->value);
+  }
+};
+
+}  // namespace procpool

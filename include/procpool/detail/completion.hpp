@@ -1,0 +1,214 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <procpool/detail/buffer.hpp>
+#include <procpool/detail/demangle.hpp>
+#include <procpool/detail/posix/process.hpp>
+#include <procpool/detail/wire.hpp>
+#include <procpool/errors.hpp>
+
+namespace procpool::detail {
+
+/// A failure as the pool records it. Each `raise()` throws a fresh exception, so two readers of
+/// one result never share (and mutate) one exception object.
+struct ErrorInfo {
+  enum class Kind : std::uint8_t { remote, codec, crashed, timeout, cancelled, closed, system };
+  Kind kind = Kind::remote;
+  std::string type_name;
+  std::string message;
+  pid_t pid = 0;
+  int signal = 0;
+  int code = -1;
+  std::error_code ec;
+
+  [[noreturn]] void raise() const {
+    switch (kind) {
+      case Kind::remote:
+        throw RemoteError(type_name, message);
+      case Kind::codec:
+        throw CodecError(message);
+      case Kind::crashed:
+        throw WorkerCrashed(message, pid, signal, code);
+      case Kind::timeout:
+        throw TaskTimeout(message);
+      case Kind::cancelled:
+        throw Cancelled(message);
+      case Kind::closed:
+        throw PoolClosed(message);
+      case Kind::system:
+        throw SystemError(ec, message);
+    }
+    throw Error(message);
+  }
+
+  std::exception_ptr make() const {
+    try {
+      raise();
+    } catch (...) {
+      return std::current_exception();
+    }
+  }
+
+  static ErrorInfo from_item(const ItemView& item) {
+    WireCursor c(item.bytes);
+    ErrorInfo e;
+    if (item.status == ItemStatus::remote_error) {
+      e.kind = Kind::remote;
+      e.type_name = c.str();
+      e.message = c.str();
+    } else {
+      e.kind = Kind::codec;
+      e.message = c.str();
+    }
+    if (c.bad) {
+      e.kind = Kind::codec;
+      e.message = "malformed error report from a worker";
+    }
+    return e;
+  }
+};
+
+class Core;
+
+/// What one job (a task, or a chunk of a map) came back with.
+struct JobOutcome {
+  Buffer frame;              // the whole result frame
+  std::size_t offset = 0;    // where its payload starts in `frame`
+  std::uint32_t count = 0;   // items in the payload
+  std::optional<ErrorInfo> error;  // the whole job failed (crash, timeout, cancel, …)
+
+  std::span<const std::byte> payload() const {
+    return {frame.data() + offset, frame.size() - offset};
+  }
+};
+
+/// Shared state behind an AsyncResult or an imap chunk: filled by the pool's thread, read by
+/// whoever waits. It owns everything it needs, so it stays valid after the pool is gone.
+class Completion {
+ public:
+  explicit Completion(std::size_t jobs) : outcomes_(jobs), remaining_(jobs) {
+    if (jobs == 0) done_.store(true, std::memory_order_relaxed);  // e.g. a map over nothing
+  }
+  virtual ~Completion() = default;
+  Completion(const Completion&) = delete;
+  Completion& operator=(const Completion&) = delete;
+
+  bool done() const noexcept { return done_.load(std::memory_order_acquire); }
+
+  void wait() {
+    if (done()) return;
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [&] { return done(); });
+  }
+
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period> d) {
+    if (done()) return true;
+    std::unique_lock lock(m_);
+    return cv_.wait_for(lock, d, [&] { return done(); });
+  }
+
+  /// Records job `i`'s outcome; returns true if that completed the whole state.
+  bool settle(std::size_t i, JobOutcome&& o) {
+    std::vector<std::function<void(Completion&)>> run;
+    {
+      std::lock_guard lock(m_);
+      if (done() || settled(i)) return false;
+      outcomes_[i] = std::move(o);
+      mark(i);
+      if (--remaining_ > 0) return false;
+      done_.store(true, std::memory_order_release);
+      run.swap(callbacks_);
+    }
+    finish(run);
+    return true;
+  }
+
+  /// Fails every job not yet settled (cancel, terminate). Returns false if already complete.
+  bool fail_all(const ErrorInfo& e) {
+    std::vector<std::function<void(Completion&)>> run;
+    {
+      std::lock_guard lock(m_);
+      if (done()) return false;
+      forced_error_ = e;
+      done_.store(true, std::memory_order_release);
+      run.swap(callbacks_);
+    }
+    finish(run);
+    return true;
+  }
+
+  /// Runs `cb` when complete: at once in this thread if it already is, else on the pool's thread.
+  void on_complete(std::function<void(Completion&)> cb) {
+    {
+      std::lock_guard lock(m_);
+      if (!done()) {
+        callbacks_.push_back(std::move(cb));
+        return;
+      }
+    }
+    run_callback(cb);
+  }
+
+  const std::vector<JobOutcome>& outcomes() const noexcept { return outcomes_; }
+  /// Set when the state was failed as a whole (cancel, terminate); it wins over outcomes.
+  const std::optional<ErrorInfo>& forced_error() const noexcept { return forced_error_; }
+
+  // Which jobs this state is made of, so that cancel() can find them.
+  std::weak_ptr<Core> core;
+  std::vector<std::uint64_t> job_ids;
+  std::uint32_t items = 0;  // tasks in all its jobs
+
+ private:
+  bool settled(std::size_t i) const { return i < bits_.size() * 64 && (bits_[i / 64] >> (i % 64)) & 1; }
+  void mark(std::size_t i) {
+    if (bits_.size() * 64 <= i) bits_.resize(i / 64 + 1);
+    bits_[i / 64] |= std::uint64_t{1} << (i % 64);
+  }
+
+  void finish(std::vector<std::function<void(Completion&)>>& run) {
+    {
+      // Taking the lock orders the notify after a waiter's predicate check.
+      std::lock_guard lock(m_);
+    }
+    cv_.notify_all();
+    for (auto& cb : run) run_callback(cb);
+  }
+
+  void run_callback(std::function<void(Completion&)>& cb) {
+    try {
+      cb(*this);
+    } catch (const std::exception& e) {
+      // A callback has nobody to report to; the pool must keep working.
+      std::fprintf(stderr, "procpool: a result callback threw %s: %s\n",
+                   current_type_name().c_str(), e.what());
+    } catch (...) {
+      std::fprintf(stderr, "procpool: a result callback threw %s\n", current_type_name().c_str());
+    }
+  }
+  static std::string current_type_name() { return current_exception_type(); }
+
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::atomic<bool> done_{false};
+  std::vector<JobOutcome> outcomes_;
+  std::vector<std::uint64_t> bits_;
+  std::size_t remaining_;
+  std::optional<ErrorInfo> forced_error_;
+  std::vector<std::function<void(Completion&)>> callbacks_;
+};
+
+}  // namespace procpool::detail

@@ -1,0 +1,788 @@
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <procpool/detail/buffer.hpp>
+#include <procpool/detail/completion.hpp>
+#include <procpool/detail/posix/fd.hpp>
+#include <procpool/detail/posix/process.hpp>
+#include <procpool/detail/wire.hpp>
+#include <procpool/detail/worker.hpp>
+#include <procpool/errors.hpp>
+#include <procpool/options.hpp>
+
+#ifndef PROCPOOL_SUPERVISOR_SPIN_US
+/// How long the pool's thread polls for results before it sleeps, after recent activity.
+#define PROCPOOL_SUPERVISOR_SPIN_US 50
+#endif
+
+namespace procpool::detail {
+
+using Clock = std::chrono::steady_clock;
+
+inline std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+/// One frame of work: a task, or a chunk of a map.
+struct Job {
+  std::uint64_t id = 0;
+  Buffer frame;  // header + payload, ready to write
+  std::shared_ptr<Completion> completion;
+  std::uint32_t index = 0;  // which of the completion's jobs this is
+  std::uint32_t count = 1;  // items
+  std::int64_t timeout_ns = 0;
+};
+
+/// The engine of a pool, independent of its codec. One thread (the supervisor) owns the workers:
+/// it writes task frames, reads result frames, notices deaths (pidfd) and enforces time limits
+/// (epoll timeouts), so every failure is handled in one place. Callers only touch the pending queue.
+class Core : public std::enable_shared_from_this<Core> {
+ public:
+  Core(const Options& opts, Buffer init_task) : opts_(opts), init_task_(std::move(init_task)) {}
+
+  ~Core() {
+    // A Core whose thread still runs means the Pool was not joined; finish it here so no worker
+    // outlives its pool.
+    if (thread_.joinable()) {
+      terminate();
+      thread_.join();
+    }
+  }
+
+  /// Starts the workers; throws if they cannot start or the initializer fails.
+  void start() {
+    posix::check(epoll_.open(), "epoll_create1");
+    posix::check(posix::make_eventfd(wake_), "eventfd");
+    posix::check(epoll_.add(wake_.get(), posix::Epoll::in, tag(kWake, 0, 0)), "epoll_ctl");
+    workers_.resize(opts_.processes);
+    std::future<void> started = started_.get_future();
+    {
+      // The pool's thread blocks every signal (see posix::BlockAllSignals).
+      posix::BlockAllSignals blocked;
+      thread_ = std::thread([this] { supervise(); });
+    }
+    try {
+      started.get();
+    } catch (...) {
+      thread_.join();
+      throw;
+    }
+  }
+
+  std::uint64_t next_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+
+  /// Queues jobs; throws PoolClosed after close() or terminate().
+  void submit(std::vector<Job>& jobs, std::size_t items) {
+    {
+      std::lock_guard lock(m_);
+      if (closed_) throw PoolClosed("the pool is closed; no new tasks are accepted");
+      for (auto& j : jobs) pending_.push_back(std::move(j));
+      stats_.submitted += items;
+    }
+    wake();
+  }
+
+  void submit(Job&& job) {
+    {
+      std::lock_guard lock(m_);
+      if (closed_) throw PoolClosed("the pool is closed; no new tasks are accepted");
+      pending_.push_back(std::move(job));
+      ++stats_.submitted;
+    }
+    wake();
+  }
+
+  /// Cancels the jobs of `c`: queued ones are dropped; with `kill_running`, a worker running one
+  /// is killed and replaced. Returns false if `c` had already completed.
+  bool cancel(const std::shared_ptr<Completion>& c, bool kill_running) {
+    ErrorInfo e;
+    e.kind = ErrorInfo::Kind::cancelled;
+    e.message = "the task was cancelled";
+    if (!c->fail_all(e)) return false;
+    {
+      std::lock_guard lock(m_);
+      auto it = std::remove_if(pending_.begin(), pending_.end(),
+                               [&](const Job& j) { return j.completion == c; });
+      std::size_t dropped = 0;
+      for (auto i = it; i != pending_.end(); ++i) dropped += i->count;
+      pending_.erase(it, pending_.end());
+      stats_.failed += dropped;
+      if (kill_running) cancels_.push_back(c);
+    }
+    if (kill_running) wake();
+    return true;
+  }
+
+  void close() {
+    {
+      std::lock_guard lock(m_);
+      closed_ = true;
+    }
+    wake();
+  }
+
+  void terminate() {
+    {
+      std::lock_guard lock(m_);
+      closed_ = true;
+      terminating_ = true;
+    }
+    wake();
+  }
+
+  void join() {
+    {
+      std::lock_guard lock(m_);
+      if (!closed_) throw std::logic_error("procpool: join() before close() or terminate()");
+    }
+    if (std::this_thread::get_id() == thread_id_)
+      throw std::logic_error("procpool: join() from a result callback would wait for itself");
+    std::lock_guard lock(join_m_);
+    if (thread_.joinable()) thread_.join();
+  }
+
+  Stats stats() const {
+    std::lock_guard lock(m_);
+    return stats_;
+  }
+
+  std::vector<pid_t> pids() const {
+    std::lock_guard lock(m_);
+    return live_pids_;
+  }
+
+  std::size_t size() const { return opts_.processes; }
+
+ private:
+  enum TagKind : std::uint64_t { kWake = 1, kResult = 3, kTask = 4, kPidfd = 5 };
+  static std::uint64_t tag(std::uint64_t kind, std::uint64_t slot, std::uint64_t gen) {
+    return kind << 56 | (slot & 0xffffff) << 32 | (gen & 0xffffffff);
+  }
+
+  enum class KillReason { none, timeout, cancel, corrupt, terminate };
+
+  struct Worker {
+    bool alive = false;
+    pid_t pid = 0;
+    std::uint32_t gen = 0;
+    posix::UniqueFd pidfd, task_w, result_r;
+    std::deque<Job> inflight;    // sent or being sent, in order; the front one runs
+    std::size_t unsent = 0;      // index in inflight of the first job not fully written
+    std::size_t unsent_off = 0;  // bytes of that job already written
+    bool want_out = false;       // EPOLLOUT armed on task_w
+    Buffer in;
+    bool hello = false;
+    bool stopping = false;       // no more work: stop sent, or being killed
+    std::size_t sent_jobs = 0;   // for maxtasksperchild
+    std::int64_t head_start = 0; // when the front job started, as seen from here
+    KillReason kill = KillReason::none;
+    std::int64_t kill_deadline = 0;  // SIGKILL after this (ns) if still alive
+    double avg_ns = 1e6;         // running mean of job run time, reported by the worker
+  };
+
+  void wake() {
+    if (sleeping_.load(std::memory_order_acquire)) posix::eventfd_signal(wake_.get());
+  }
+
+  // ---- the supervisor thread ----------------------------------------------------------------
+
+  void supervise() {
+    thread_id_ = std::this_thread::get_id();
+    bool reported = false;
+    try {
+      for (std::size_t i = 0; i < workers_.size(); ++i) spawn(i);
+    } catch (...) {
+      kill_all(KillReason::terminate);
+      reap_all_blocking();
+      started_.set_exception(std::current_exception());
+      return;
+    }
+    std::int64_t last_activity = now_ns();
+    posix::Epoll::Event evs[64];
+    for (;;) {
+      if (!reported) {
+        if (startup_error_) {
+          kill_all(KillReason::terminate);
+          reap_all_blocking();
+          started_.set_exception(startup_error_->make());
+          return;
+        }
+        if (std::all_of(workers_.begin(), workers_.end(), [](auto& w) { return w.hello; })) {
+          reported = all_hello_once_ = true;
+          started_.set_value();
+        }
+      }
+      if (!step_and_check_done()) break;
+
+      int n = epoll_.wait(evs, 64, 0);
+      if (n == 0 && now_ns() - last_activity >= PROCPOOL_SUPERVISOR_SPIN_US * 1000) {
+        sleeping_.store(true, std::memory_order_seq_cst);
+        // Re-check after announcing sleep: a submit that saw sleeping_ == false did not signal.
+        bool work;
+        {
+          std::lock_guard lock(m_);
+          work = !pending_.empty() || !cancels_.empty() || terminating_ || closed_ != seen_closed_;
+        }
+        if (!work) n = epoll_.wait(evs, 64, next_timeout_ms());
+        sleeping_.store(false, std::memory_order_relaxed);
+      }
+      if (n > 0) last_activity = now_ns();
+      for (int i = 0; i < n; ++i) handle(evs[i]);
+      check_deadlines();
+    }
+    if (!reported) {
+      if (startup_error_) {
+        started_.set_exception(startup_error_->make());
+      } else {
+        started_.set_exception(std::make_exception_ptr(Error("the pool's workers did not start")));
+      }
+    }
+  }
+
+  // Applies queued requests, hands out work and shuts down when finished. Returns false once the
+  // pool is finished and every worker is reaped.
+  bool step_and_check_done() {
+    std::vector<std::shared_ptr<Completion>> cancels;
+    bool terminating, closed;
+    {
+      std::lock_guard lock(m_);
+      cancels.swap(cancels_);
+      terminating = terminating_;
+      closed = closed_;
+      seen_closed_ = closed_;
+    }
+    if (terminating && !terminated_) do_terminate();
+    for (auto& c : cancels) kill_running(c);
+    if (!terminating) dispatch();
+    bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](auto& w) { return w.alive; });
+    if (closed && !terminating) {
+      bool idle;
+      {
+        std::lock_guard lock(m_);
+        idle = pending_.empty();
+      }
+      for (auto& w : workers_) idle = idle && w.inflight.empty();
+      if (idle) {
+        // Closing the task pipe is the stop signal: the worker exits at EOF.
+        for (auto& w : workers_) {
+          if (w.alive && !w.stopping) {
+            w.stopping = true;
+            epoll_.remove(w.task_w.get());
+            w.task_w.reset();
+          }
+        }
+      }
+    }
+    return any_alive || !(closed || broken_);
+  }
+
+  void handle(const posix::Epoll::Event& ev) {
+    auto kind = ev.tag >> 56;
+    auto slot = static_cast<std::size_t>((ev.tag >> 32) & 0xffffff);
+    auto gen = static_cast<std::uint32_t>(ev.tag & 0xffffffff);
+    if (kind == kWake) {
+      posix::eventfd_drain(wake_.get());
+      return;
+    }
+    if (slot >= workers_.size()) return;
+    Worker& w = workers_[slot];
+    if (!w.alive || w.gen != gen) return;  // an event of a worker already replaced
+    if (kind == kResult) {
+      read_results(slot);
+    } else if (kind == kTask) {
+      write_tasks(w);
+    } else if (kind == kPidfd) {
+      on_death(slot);
+    }
+  }
+
+  void spawn(std::size_t slot) {
+    Worker& w = workers_[slot];
+    posix::PipeFds task, result;
+    posix::check(posix::make_pipe(task, false), "pipe2");
+    posix::check(posix::make_pipe(result, false), "pipe2");
+    posix::grow_pipe(task.write_end.get(), 1 << 20);
+    posix::grow_pipe(result.write_end.get(), 1 << 20);
+    // The parent's ends are registered so that every later worker closes them.
+    task.write_end.register_in_parent();
+    result.read_end.register_in_parent();
+
+    WorkerContext ctx;
+    ctx.task_fd = task.read_end.get();
+    ctx.result_fd = result.write_end.get();
+    ctx.maxtasks = opts_.maxtasksperchild;
+    ctx.init_task = init_task_.span();
+    posix::ChildSpec spec;
+    spec.body = &worker_main;
+    spec.ctx = &ctx;
+    spec.memory_limit = opts_.memory_limit;
+    pid_t pid = 0;
+    posix::UniqueFd pidfd;
+    posix::check(posix::fork_child(spec, pid, pidfd), "fork");
+    task.read_end.reset();
+    result.write_end.reset();
+    posix::check(posix::set_nonblocking(task.write_end.get(), true), "fcntl");
+    posix::check(posix::set_nonblocking(result.read_end.get(), true), "fcntl");
+
+    w = Worker{};
+    w.alive = true;
+    w.pid = pid;
+    w.gen = ++gen_counter_;
+    w.pidfd = std::move(pidfd);
+    w.task_w = std::move(task.write_end);
+    w.result_r = std::move(result.read_end);
+    w.in.reserve(64 * 1024);
+    posix::check(epoll_.add(w.result_r.get(), posix::Epoll::in, tag(kResult, slot, w.gen)),
+                 "epoll_ctl");
+    posix::check(epoll_.add(w.pidfd.get(), posix::Epoll::in, tag(kPidfd, slot, w.gen)),
+                 "epoll_ctl");
+    posix::check(epoll_.add(w.task_w.get(), 0, tag(kTask, slot, w.gen)), "epoll_ctl");
+    std::lock_guard lock(m_);
+    live_pids_.push_back(pid);
+  }
+
+  // How many jobs a worker may hold: one when jobs are slow (so none waits behind a long one
+  // while another worker idles), more when they are short (so the pipes stay busy).
+  std::size_t window(const Worker& w) const {
+    double budget = 100'000.0;  // ns of queued work per worker
+    auto n = static_cast<std::size_t>(budget / std::max(w.avg_ns, 1.0));
+    n = std::clamp<std::size_t>(n, 1, 64);
+    if (opts_.maxtasksperchild != 0) {
+      std::size_t left = opts_.maxtasksperchild - std::min(opts_.maxtasksperchild, w.sent_jobs);
+      n = std::min(n, left);
+    }
+    return n;
+  }
+
+  void dispatch() {
+    std::unique_lock lock(m_);
+    if (pending_.empty()) return;
+    bool sent_any = true;
+    while (!pending_.empty() && sent_any) {
+      sent_any = false;
+      // Least-loaded worker first.
+      Worker* best = nullptr;
+      for (auto& w : workers_) {
+        if (!w.alive || !w.hello || w.stopping || w.inflight.size() >= window(w)) continue;
+        if (!best || w.inflight.size() < best->inflight.size()) best = &w;
+      }
+      if (!best) break;
+      Job job = std::move(pending_.front());
+      pending_.pop_front();
+      if (job.completion->done()) {  // cancelled while queued
+        continue;
+      }
+      if (best->inflight.empty()) best->head_start = now_ns();
+      best->inflight.push_back(std::move(job));
+      ++best->sent_jobs;
+      sent_any = true;
+    }
+    lock.unlock();
+    for (auto& w : workers_)
+      if (w.alive && w.unsent < w.inflight.size()) write_tasks(w);
+  }
+
+  void write_tasks(Worker& w) {
+    while (w.task_w && w.unsent < w.inflight.size()) {
+      iovec iov[64];
+      int n = 0;
+      for (std::size_t i = w.unsent; i < w.inflight.size() && n < 64; ++i, ++n) {
+        const Buffer& f = w.inflight[i].frame;
+        std::size_t off = i == w.unsent ? w.unsent_off : 0;
+        iov[n].iov_base = const_cast<std::byte*>(f.data() + off);
+        iov[n].iov_len = f.size() - off;
+      }
+      std::error_code ec;
+      auto r = posix::write_some(w.task_w.get(), iov, n, ec);
+      if (r < 0) {
+        if (ec == std::errc::resource_unavailable_try_again) break;
+        // EPIPE: the worker is gone; its pidfd reports the death.
+        epoll_.remove(w.task_w.get());
+        w.task_w.reset();
+        return;
+      }
+      auto left = static_cast<std::size_t>(r);
+      while (left > 0) {
+        std::size_t rest = w.inflight[w.unsent].frame.size() - w.unsent_off;
+        if (left >= rest) {
+          left -= rest;
+          ++w.unsent;
+          w.unsent_off = 0;
+        } else {
+          w.unsent_off += left;
+          left = 0;
+        }
+      }
+    }
+    bool want = w.task_w && w.unsent < w.inflight.size();
+    if (want != w.want_out && w.task_w) {
+      auto slot = static_cast<std::size_t>(&w - workers_.data());
+      (void)epoll_.modify(w.task_w.get(), want ? posix::Epoll::out : 0, tag(kTask, slot, w.gen));
+      w.want_out = want;
+    }
+  }
+
+  // Reads every complete result frame a worker has sent. Returns false if the worker sent
+  // something malformed (it is then killed).
+  bool read_results(std::size_t slot) {
+    Worker& w = workers_[slot];
+    for (;;) {
+      if (!parse_results(slot)) {
+        kill_worker(w, KillReason::corrupt);
+        return false;
+      }
+      if (w.in.capacity() - w.in.size() < 16 * 1024) w.in.reserve(w.in.size() + 64 * 1024);
+      std::error_code ec;
+      auto n = posix::read_some(w.result_r.get(), w.in.data() + w.in.size(),
+                                w.in.capacity() - w.in.size(), ec);
+      if (n > 0) {
+        w.in.resize(w.in.size() + static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n == 0) epoll_.remove(w.result_r.get());  // EOF: the death follows on the pidfd
+      return true;
+    }
+  }
+
+  bool parse_results(std::size_t slot) {
+    Worker& w = workers_[slot];
+    std::size_t pos = 0;
+    while (w.in.size() - pos >= sizeof(FrameHeader)) {
+      FrameHeader h;
+      std::memcpy(&h, w.in.data() + pos, sizeof h);
+      if (h.magic != frame_magic || h.size > max_frame) return false;
+      if (w.in.size() - pos - sizeof h < h.size) {
+        w.in.reserve(pos + sizeof h + h.size);  // bounded by max_frame
+        break;
+      }
+      std::size_t frame_len = sizeof h + static_cast<std::size_t>(h.size);
+      if (!on_frame(slot, h, pos, frame_len)) return false;
+      pos += frame_len;
+    }
+    w.in.consume(pos);
+    return true;
+  }
+
+  bool on_frame(std::size_t slot, const FrameHeader& h, std::size_t pos, std::size_t len) {
+    Worker& w = workers_[slot];
+    std::span<const std::byte> payload(w.in.data() + pos + sizeof h, len - sizeof h);
+    switch (static_cast<FrameKind>(h.kind)) {
+      case FrameKind::hello:
+        w.hello = true;
+        start_failures_ = 0;
+        return true;
+      case FrameKind::init_error: {
+        ErrorInfo e;
+        bool ok = for_each_item(payload, h.count, [&](const ItemView& it) {
+          e = ErrorInfo::from_item(it);
+        });
+        if (!ok || h.count != 1) return false;
+        if (e.kind == ErrorInfo::Kind::remote)
+          e.message = "the initializer failed: " + e.message;
+        init_failed(e);
+        return true;
+      }
+      case FrameKind::result:
+        break;
+      default:
+        return false;
+    }
+    if (w.inflight.empty() || w.inflight.front().id != h.id || w.unsent == 0) return false;
+    if (!for_each_item(payload, h.count, [](const ItemView&) {}) ||
+        h.count != w.inflight.front().count)
+      return false;
+    Job job = std::move(w.inflight.front());
+    w.inflight.pop_front();
+    --w.unsent;
+    w.head_start = now_ns();
+    w.avg_ns = w.avg_ns * 0.75 + static_cast<double>(h.reserved2) * 0.25;
+
+    JobOutcome o;
+    o.count = h.count;
+    if (pos == 0 && len == w.in.size() && len >= 64 * 1024) {
+      // A large frame alone in the buffer: hand the buffer over instead of copying it.
+      o.frame = std::move(w.in);
+      w.in = Buffer();
+      w.in.reserve(64 * 1024);
+    } else {
+      o.frame.append(w.in.data() + pos, len);
+    }
+    o.offset = sizeof(FrameHeader);
+    std::uint64_t ok_items = 0, failed_items = 0;
+    for_each_item(o.payload(), o.count, [&](const ItemView& it) {
+      (it.status == ItemStatus::ok ? ok_items : failed_items)++;
+    });
+    if (!job.completion->done()) {
+      std::lock_guard lock(m_);
+      stats_.completed += ok_items;
+      stats_.failed += failed_items;
+    }
+    job.completion->settle(job.index, std::move(o));
+    return true;
+  }
+
+  void init_failed(const ErrorInfo& e) {
+    if (!started_reported()) {
+      startup_error_ = e;
+      return;
+    }
+    // A replacement's initializer failed: respawning would loop, so the pool stops here.
+    fail_everything(e);
+  }
+
+  bool started_reported() const { return !startup_error_ && all_hello_once_; }
+
+  void fail_everything(const ErrorInfo& e) {
+    std::deque<Job> jobs;
+    {
+      std::lock_guard lock(m_);
+      closed_ = true;
+      broken_ = true;
+      jobs.swap(pending_);
+    }
+    for (auto& w : workers_) {
+      for (auto& j : w.inflight) jobs.push_back(std::move(j));
+      w.inflight.clear();
+      w.unsent = w.unsent_off = 0;
+      if (w.alive) kill_worker(w, KillReason::terminate);
+    }
+    fail_jobs(jobs, e);
+  }
+
+  void fail_jobs(std::deque<Job>& jobs, const ErrorInfo& e) {
+    std::uint64_t items = 0;
+    for (auto& j : jobs) {
+      if (!j.completion->done()) items += j.count;
+      JobOutcome o;
+      o.error = e;
+      j.completion->settle(j.index, std::move(o));
+    }
+    std::lock_guard lock(m_);
+    stats_.failed += items;
+  }
+
+  void on_death(std::size_t slot) {
+    Worker& w = workers_[slot];
+    if (w.result_r) read_results(slot);  // results written before the death still count
+    posix::ExitStatus st = posix::reap(w.pid, true);
+    epoll_.remove(w.pidfd.get());
+    if (w.result_r) epoll_.remove(w.result_r.get());
+    if (w.task_w) epoll_.remove(w.task_w.get());
+    w.alive = false;
+    {
+      std::lock_guard lock(m_);
+      live_pids_.erase(std::remove(live_pids_.begin(), live_pids_.end(), w.pid),
+                       live_pids_.end());
+    }
+    bool was_ready = w.hello;
+    if (!w.inflight.empty()) {
+      Job head = std::move(w.inflight.front());
+      w.inflight.pop_front();
+      std::deque<Job> failed;
+      failed.push_back(std::move(head));
+      fail_jobs(failed, death_error(w, st));
+      // Jobs sent but not started go back to the front of the queue, in order.
+      std::lock_guard lock(m_);
+      for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it)
+        pending_.push_front(std::move(*it));
+      w.inflight.clear();
+    }
+    w.unsent = w.unsent_off = 0;
+    w.pidfd.reset();
+    w.result_r.reset();
+    w.task_w.reset();
+
+    bool terminating, closed;
+    {
+      std::lock_guard lock(m_);
+      terminating = terminating_;
+      closed = closed_;
+    }
+    if (terminating || broken_) return;
+    if (!started_reported() && startup_error_) return;
+    if (!was_ready && !startup_error_) {
+      ++start_failures_;
+      if (start_failures_ >= 3 || !started_reported()) {
+        ErrorInfo e = death_error(w, st);
+        e.message = "workers keep dying before they are ready (" + e.message + ")";
+        if (!started_reported()) {
+          startup_error_ = e;
+        } else {
+          fail_everything(e);
+        }
+        return;
+      }
+    }
+    bool need;
+    {
+      std::lock_guard lock(m_);
+      need = !closed || !pending_.empty();
+    }
+    for (auto& o : workers_) need = need || !o.inflight.empty();
+    if (!need) return;
+    try {
+      spawn(slot);
+      std::lock_guard lock(m_);
+      ++stats_.restarts;
+    } catch (const SystemError& e) {
+      ErrorInfo info;
+      info.kind = ErrorInfo::Kind::system;
+      info.ec = e.code();
+      info.message = "starting a replacement worker";
+      if (std::none_of(workers_.begin(), workers_.end(), [](auto& x) { return x.alive; }))
+        fail_everything(info);
+    }
+  }
+
+  ErrorInfo death_error(const Worker& w, const posix::ExitStatus& st) {
+    ErrorInfo e;
+    switch (w.kill) {
+      case KillReason::timeout:
+        e.kind = ErrorInfo::Kind::timeout;
+        e.message = "the task exceeded its time limit; worker " + std::to_string(w.pid) +
+                    " was killed and replaced";
+        return e;
+      case KillReason::cancel:
+      case KillReason::terminate:
+        e.kind = ErrorInfo::Kind::cancelled;
+        e.message = w.kill == KillReason::cancel ? "the task was cancelled"
+                                                 : "the pool was terminated";
+        return e;
+      case KillReason::corrupt:
+      case KillReason::none:
+        break;
+    }
+    e.kind = ErrorInfo::Kind::crashed;
+    e.pid = w.pid;
+    e.signal = st.signal;
+    e.code = st.code;
+    std::string how = st.signal != 0
+                          ? std::string("killed by SIG") + posix::signal_name(st.signal)
+                          : "exit code " + std::to_string(st.code);
+    e.message = "worker " + std::to_string(w.pid) + " died while running the task (" + how + ")";
+    if (w.kill == KillReason::corrupt) e.message += " after sending a malformed message";
+    return e;
+  }
+
+  void kill_worker(Worker& w, KillReason why) {
+    if (!w.alive) return;
+    if (w.kill == KillReason::none || why == KillReason::terminate) w.kill = why;
+    w.stopping = true;
+    posix::kill_group(w.pid, why == KillReason::timeout ? SIGTERM : SIGKILL);
+    if (why == KillReason::timeout) w.kill_deadline = now_ns() + kill_grace_ns;
+  }
+
+  void kill_all(KillReason why) {
+    for (auto& w : workers_) kill_worker(w, why);
+  }
+
+  void reap_all_blocking() {
+    for (auto& w : workers_) {
+      if (!w.alive) continue;
+      posix::reap(w.pid, true);
+      w.alive = false;
+    }
+    std::lock_guard lock(m_);
+    live_pids_.clear();
+  }
+
+  void do_terminate() {
+    terminated_ = true;
+    ErrorInfo e;
+    e.kind = ErrorInfo::Kind::cancelled;
+    e.message = "the pool was terminated before the task finished";
+    fail_everything(e);
+    kill_all(KillReason::terminate);
+  }
+
+  void kill_running(const std::shared_ptr<Completion>& c) {
+    for (auto& w : workers_) {
+      if (w.alive && !w.inflight.empty() && w.unsent > 0 && w.inflight.front().completion == c)
+        kill_worker(w, KillReason::cancel);
+    }
+  }
+
+  // Hard time limits: the front job of each worker runs since head_start.
+  void check_deadlines() {
+    auto now = now_ns();
+    for (auto& w : workers_) {
+      if (!w.alive) continue;
+      if (w.kill_deadline != 0 && now >= w.kill_deadline) {
+        posix::kill_group(w.pid, SIGKILL);
+        w.kill_deadline = 0;
+      }
+      if (w.kill != KillReason::none || w.inflight.empty() || w.unsent == 0) continue;
+      auto limit = w.inflight.front().timeout_ns;
+      if (limit > 0 && now - w.head_start >= limit) kill_worker(w, KillReason::timeout);
+    }
+  }
+
+  int next_timeout_ms() {
+    std::int64_t next = -1;
+    auto now = now_ns();
+    for (auto& w : workers_) {
+      if (!w.alive) continue;
+      std::int64_t d = -1;
+      if (w.kill_deadline != 0) d = w.kill_deadline;
+      if (w.kill == KillReason::none && !w.inflight.empty() && w.unsent > 0 &&
+          w.inflight.front().timeout_ns > 0)
+        d = d < 0 ? w.head_start + w.inflight.front().timeout_ns
+                  : std::min(d, w.head_start + w.inflight.front().timeout_ns);
+      if (d >= 0 && (next < 0 || d < next)) next = d;
+    }
+    if (next < 0) return -1;
+    auto ms = (next - now + 999'999) / 1'000'000;
+    return static_cast<int>(std::clamp<std::int64_t>(ms, 0, 60'000));
+  }
+
+  static constexpr std::int64_t kill_grace_ns = 500'000'000;
+
+  Options opts_;
+  Buffer init_task_;
+
+  // Shared with callers, under m_.
+  mutable std::mutex m_;
+  std::deque<Job> pending_;
+  std::vector<std::shared_ptr<Completion>> cancels_;
+  bool closed_ = false;
+  bool terminating_ = false;
+  bool seen_closed_ = false;
+  Stats stats_;
+  std::vector<pid_t> live_pids_;
+  std::atomic<bool> sleeping_{false};
+  std::atomic<std::uint64_t> next_id_{1};
+
+  // Owned by the supervisor thread.
+  std::vector<Worker> workers_;
+  posix::Epoll epoll_;
+  posix::UniqueFd wake_;
+  std::uint32_t gen_counter_ = 0;
+  int start_failures_ = 0;
+  bool broken_ = false;
+  bool terminated_ = false;
+  bool all_hello_once_ = false;
+  std::optional<ErrorInfo> startup_error_;
+
+  std::promise<void> started_;
+  std::thread thread_;
+  std::thread::id thread_id_;
+  std::mutex join_m_;
+};
+
+}  // namespace procpool::detail

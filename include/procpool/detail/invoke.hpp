@@ -1,0 +1,258 @@
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <iterator>
+#include <span>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include <procpool/codec.hpp>
+#include <procpool/detail/buffer.hpp>
+#include <procpool/detail/demangle.hpp>
+#include <procpool/detail/posix/module.hpp>
+#include <procpool/detail/wire.hpp>
+#include <procpool/errors.hpp>
+
+namespace procpool::detail {
+
+// ---- What may be a task -------------------------------------------------------------------
+
+template <class F>
+inline constexpr bool is_function_pointer_v =
+    std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
+
+template <class F>
+inline constexpr bool is_stateless_object_v =
+    std::is_class_v<F> && std::is_empty_v<F> && std::is_default_constructible_v<F>;
+
+template <class F>
+constexpr void check_task() {
+  static_assert(is_function_pointer_v<F> || is_stateless_object_v<F>,
+                "procpool: a task must be a plain function or a captureless lambda / empty, "
+                "default-constructible function object (capturing lambdas and std::function "
+                "cannot travel to another process): pass the state as task arguments instead");
+}
+
+// ---- The argument types that travel -------------------------------------------------------
+
+template <class M>
+struct member_call_traits {
+  static constexpr bool known = false;
+};
+#define PROCPOOL_MEMBER_TRAITS(QUAL)                       \
+  template <class R, class C, class... P>                  \
+  struct member_call_traits<R (C::*)(P...) QUAL> {         \
+    static constexpr bool known = true;                    \
+    using args = std::tuple<std::decay_t<P>...>;           \
+  };
+PROCPOOL_MEMBER_TRAITS()
+PROCPOOL_MEMBER_TRAITS(const)
+PROCPOOL_MEMBER_TRAITS(noexcept)
+PROCPOOL_MEMBER_TRAITS(const noexcept)
+#undef PROCPOOL_MEMBER_TRAITS
+
+template <class F, class = void>
+struct call_traits {
+  static constexpr bool known = false;  // e.g. a generic lambda: the caller's types travel
+};
+template <class R, class... P>
+struct call_traits<R (*)(P...)> {
+  static constexpr bool known = true;
+  using args = std::tuple<std::decay_t<P>...>;
+};
+template <class R, class... P>
+struct call_traits<R (*)(P...) noexcept> : call_traits<R (*)(P...)> {};
+template <class F>
+struct call_traits<F, std::void_t<decltype(&F::operator())>>
+    : member_call_traits<decltype(&F::operator())> {};
+
+/// The tuple of types that are encoded for a call of `F` with arguments `A...`: the task's own
+/// parameter types (decayed) when they can be read off it, else the caller's argument types.
+template <class F, class... A>
+struct wire_args {
+  using type = std::tuple<std::decay_t<A>...>;
+};
+template <class F, class... A>
+  requires call_traits<F>::known
+struct wire_args<F, A...> {
+  using type = typename call_traits<F>::args;
+  static_assert(std::tuple_size_v<type> == sizeof...(A),
+                "procpool: the task is called with the wrong number of arguments");
+};
+template <class F, class... A>
+using wire_args_t = typename wire_args<F, A...>::type;
+
+template <class F, class Tuple>
+struct apply_result;
+template <class F, class... W>
+struct apply_result<F, std::tuple<W...>> {
+  using type = std::invoke_result_t<F&, W&&...>;
+};
+template <class F, class Tuple>
+using apply_result_t = typename apply_result<F, Tuple>::type;
+
+// ---- Encoding arguments (caller side) ------------------------------------------------------
+
+template <class Codec, class W, class A>
+void encode_arg(Writer& w, A&& a) {
+  if constexpr (std::is_same_v<std::remove_cvref_t<A>, W>) {
+    encode_value<Codec, W>(w, a);
+  } else {
+    static_assert(std::is_constructible_v<W, A&&>,
+                  "procpool: an argument cannot be converted to the task's parameter type");
+    encode_value<Codec, W>(w, W(std::forward<A>(a)));
+  }
+}
+
+template <class Codec, class Tuple>
+struct ArgEncoder;
+template <class Codec, class... W>
+struct ArgEncoder<Codec, std::tuple<W...>> {
+  template <class... A>
+  static void encode(Writer& w, A&&... a) {
+    (encode_arg<Codec, W>(w, std::forward<A>(a)), ...);
+  }
+};
+
+// ---- Running a task (worker side) -----------------------------------------------------------
+
+/// Decodes one item's arguments, runs the task and appends a result item to `out`. Never throws:
+/// every failure becomes an error item.
+using Trampoline = void (*)(std::uintptr_t fn, std::span<const std::byte> args, Buffer& out);
+
+inline void append_error_item(Buffer& out, ItemStatus st, const std::string& type,
+                              const std::string& msg) {
+  std::size_t at = begin_item(out, st);
+  if (st == ItemStatus::remote_error) put_str(out, type);
+  put_str(out, msg);
+  finish_item(out, at);
+}
+
+template <class Codec, class F, class Tuple>
+struct Invoker;
+template <class Codec, class F, class... W>
+struct Invoker<Codec, F, std::tuple<W...>> {
+  using R = std::invoke_result_t<F&, W&&...>;
+
+  static void run(std::uintptr_t fn, std::span<const std::byte> args, Buffer& out) noexcept {
+    const std::size_t mark = out.size();
+    try {
+      try {
+        std::size_t at = begin_item(out, ItemStatus::ok);
+        Reader r(args);
+        // Braced initialization decodes the arguments left to right.
+        std::tuple<W...> t{decode_value<Codec, W>(r)...};
+        if (!r.at_end()) throw CodecError("task arguments have trailing bytes");
+        F f = make(fn);
+        if constexpr (std::is_void_v<R>) {
+          std::apply([&](W&... a) { f(std::move(a)...); }, t);
+        } else {
+          R result = std::apply([&](W&... a) -> R { return f(std::move(a)...); }, t);
+          Writer w(out);
+          encode_value<Codec, std::remove_cvref_t<R>>(w, result);
+        }
+        finish_item(out, at);
+      } catch (const CodecError& e) {
+        out.resize(mark);
+        append_error_item(out, ItemStatus::codec_error, {}, strip(e.what()));
+      } catch (const std::exception& e) {
+        out.resize(mark);
+        append_error_item(out, ItemStatus::remote_error, demangle(typeid(e).name()), e.what());
+      } catch (...) {
+        out.resize(mark);
+        append_error_item(out, ItemStatus::remote_error, current_exception_type(),
+                          "(not derived from std::exception)");
+      }
+    } catch (...) {
+      // Out of memory while reporting: leave a bare item so the frame stays well-formed.
+      out.resize(mark);
+      std::size_t at = begin_item(out, ItemStatus::codec_error);
+      finish_item(out, at);
+    }
+  }
+
+  static F make(std::uintptr_t fn) {
+    if constexpr (std::is_pointer_v<F>) {
+      return std::bit_cast<F>(fn);
+    } else {
+      return F{};
+    }
+  }
+
+  // The parent adds "procpool: " again when it rethrows.
+  static std::string strip(const char* what) {
+    std::string s(what);
+    constexpr std::string_view prefix = "procpool: ";
+    if (s.rfind(prefix, 0) == 0) s.erase(0, prefix.size());
+    return s;
+  }
+};
+
+/// Where a task's trampoline and function live, image-relative (see posix::ImageAddress).
+struct TaskRef {
+  posix::ImageAddress trampoline;
+  posix::ImageAddress fn;  // {0, 0} for a function object
+};
+
+inline void put_task_ref(Buffer& out, const TaskRef& r) {
+  const std::uint64_t v[4] = {r.trampoline.module, r.trampoline.offset, r.fn.module, r.fn.offset};
+  out.append(v, sizeof v);
+}
+
+inline posix::ImageAddress locate_or_throw(std::uintptr_t p, const char* what) {
+  posix::ImageAddress a;
+  if (!posix::locate_code(reinterpret_cast<const void*>(p), a))
+    throw Error(std::string("cannot find the loaded object that holds the ") + what);
+  return a;
+}
+
+template <class Codec, class F, class Tuple>
+TaskRef task_ref(F f) {
+  static const posix::ImageAddress tramp = locate_or_throw(
+      std::bit_cast<std::uintptr_t>(&Invoker<Codec, F, Tuple>::run), "task trampoline");
+  TaskRef r{tramp, {}};
+  if constexpr (std::is_pointer_v<F>) {
+    // Tasks are usually submitted many times in a row: remember the last lookup.
+    thread_local std::uintptr_t last_fn = 0;
+    thread_local posix::ImageAddress last_addr;
+    auto p = std::bit_cast<std::uintptr_t>(f);
+    if (p != last_fn) {
+      last_addr = locate_or_throw(p, "task function");
+      last_fn = p;
+    }
+    r.fn = last_addr;
+  } else {
+    (void)f;
+  }
+  return r;
+}
+
+/// Resolves image addresses in a worker, remembering recent ones.
+class AddressCache {
+ public:
+  std::uintptr_t resolve(const posix::ImageAddress& a) {
+    if (a.module == 0 && a.offset == 0) return 0;
+    for (auto& e : entries_)
+      if (e.used && e.addr.module == a.module && e.addr.offset == a.offset) return e.resolved;
+    auto p = reinterpret_cast<std::uintptr_t>(posix::resolve_code(a));
+    if (p == 0) return 0;
+    auto& slot = entries_[next_++ % std::size(entries_)];
+    slot = {true, a, p};
+    return p;
+  }
+
+ private:
+  struct Entry {
+    bool used = false;
+    posix::ImageAddress addr;
+    std::uintptr_t resolved = 0;
+  };
+  Entry entries_[16];
+  std::size_t next_ = 0;
+};
+
+}  // namespace procpool::detail

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <sched.h>
+
+namespace procpool::detail::posix {
+
+/// CPUs in this process's affinity mask.
+inline unsigned affinity_cpus() noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  int n = CPU_COUNT(&set);
+  return n > 0 ? static_cast<unsigned>(n) : 1u;
+}
+
+/// The cgroup v2 CPU quota of this process, rounded up to whole CPUs; 0 when there is none.
+inline unsigned cgroup_cpu_quota() {
+  std::ifstream self("/proc/self/cgroup");
+  std::string line, path;
+  while (std::getline(self, line))
+    if (line.rfind("0::", 0) == 0) path = line.substr(3);
+  unsigned best = 0;
+  // A parent group's quota limits its children too: take the smallest on the way up.
+  for (;;) {
+    std::ifstream f("/sys/fs/cgroup" + path + "/cpu.max");
+    std::string quota;
+    long long period = 0;
+    if (f >> quota >> period && quota != "max" && period > 0) {
+      long long q = std::stoll(quota);
+      auto cpus = static_cast<unsigned>((q + period - 1) / period);
+      if (cpus == 0) cpus = 1;
+      if (best == 0 || cpus < best) best = cpus;
+    }
+    if (path.empty() || path == "/") break;
+    auto cut = path.find_last_of('/');
+    path = cut == 0 || cut == std::string::npos ? std::string("/") : path.substr(0, cut);
+  }
+  return best;
+}
+
+}  // namespace procpool::detail::posix

@@ -1,0 +1,240 @@
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <procpool/detail/posix/error.hpp>
+
+namespace procpool::detail::posix {
+
+/// Descriptors the library holds in the parent. A fork-started worker closes all of them, so a
+/// worker never keeps a sibling's pipe open (which would hide the EOF that signals a death).
+struct FdRegistry {
+  std::mutex mutex;
+  std::vector<int> fds;
+
+  static FdRegistry& get() {
+    static FdRegistry r;
+    return r;
+  }
+  void add(int fd) {
+    std::lock_guard lock(mutex);
+    fds.push_back(fd);
+  }
+  void remove(int fd) {
+    std::lock_guard lock(mutex);
+    auto it = std::find(fds.begin(), fds.end(), fd);
+    if (it != fds.end()) {
+      *it = fds.back();
+      fds.pop_back();
+    }
+  }
+};
+
+/// A move-only owner of a descriptor; -1 means none. Registered descriptors are the parent's own
+/// (see FdRegistry).
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd, bool registered = false) noexcept : fd_(fd), registered_(registered) {
+    if (registered_ && fd_ >= 0) FdRegistry::get().add(fd_);
+  }
+  UniqueFd(UniqueFd&& o) noexcept
+      : fd_(std::exchange(o.fd_, -1)), registered_(std::exchange(o.registered_, false)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+      registered_ = std::exchange(o.registered_, false);
+    }
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  void reset() noexcept {
+    if (fd_ >= 0) {
+      if (registered_) FdRegistry::get().remove(fd_);
+      ::close(fd_);
+    }
+    fd_ = -1;
+    registered_ = false;
+  }
+  /// Gives up ownership (for a child that keeps the descriptor past exec or fork).
+  int release() noexcept {
+    if (registered_ && fd_ >= 0) FdRegistry::get().remove(fd_);
+    registered_ = false;
+    return std::exchange(fd_, -1);
+  }
+  void register_in_parent() {
+    if (!registered_ && fd_ >= 0) {
+      FdRegistry::get().add(fd_);
+      registered_ = true;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  bool registered_ = false;
+};
+
+struct PipeFds {
+  UniqueFd read_end;
+  UniqueFd write_end;
+};
+
+/// A close-on-exec pipe; `nonblock` applies to both ends.
+inline std::error_code make_pipe(PipeFds& out, bool nonblock) noexcept {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | (nonblock ? O_NONBLOCK : 0)) != 0) return last_error();
+  out.read_end = UniqueFd(fds[0]);
+  out.write_end = UniqueFd(fds[1]);
+  return {};
+}
+
+inline std::error_code set_nonblocking(int fd, bool on) noexcept {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return last_error();
+  flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (::fcntl(fd, F_SETFL, flags) != 0) return last_error();
+  return {};
+}
+
+/// Grows a pipe's kernel buffer; large frames then move in fewer wake-ups. Best effort: the
+/// system limit (/proc/sys/fs/pipe-max-size) may refuse, which only costs speed.
+inline void grow_pipe(int fd, int bytes) noexcept { (void)::fcntl(fd, F_SETPIPE_SZ, bytes); }
+
+/// Reads what is available, up to `n` bytes. Returns the count, 0 at EOF, -1 with `ec` set
+/// (EAGAIN when a non-blocking descriptor has nothing).
+inline std::ptrdiff_t read_some(int fd, void* p, std::size_t n, std::error_code& ec) noexcept {
+  for (;;) {
+    ssize_t r = ::read(fd, p, n);
+    if (r >= 0) return r;
+    if (errno == EINTR) continue;
+    ec = last_error();
+    return -1;
+  }
+}
+
+/// Writes up to `count` buffers; returns bytes written or -1 with `ec` set.
+inline std::ptrdiff_t write_some(int fd, const iovec* iov, int count, std::error_code& ec) noexcept {
+  for (;;) {
+    ssize_t r = ::writev(fd, iov, count);
+    if (r >= 0) return r;
+    if (errno == EINTR) continue;
+    ec = last_error();
+    return -1;
+  }
+}
+
+/// Writes all of `n` bytes to a blocking descriptor, retrying on EINTR and short writes.
+inline std::error_code write_all(int fd, const void* p, std::size_t n) noexcept {
+  const auto* c = static_cast<const char*>(p);
+  while (n > 0) {
+    ssize_t r = ::write(fd, c, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        pollfd pfd{fd, POLLOUT, 0};
+        (void)::poll(&pfd, 1, -1);
+        continue;
+      }
+      return last_error();
+    }
+    c += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return {};
+}
+
+/// Waits until `fd` is readable (or hung up). `timeout_ms` < 0 waits forever. Returns false on
+/// timeout.
+inline bool wait_readable(int fd, int timeout_ms) noexcept {
+  pollfd pfd{fd, POLLIN, 0};
+  for (;;) {
+    int r = ::poll(&pfd, 1, timeout_ms);
+    if (r > 0) return true;
+    if (r == 0) return false;
+    if (errno != EINTR) return true;  // let the read report the error
+  }
+}
+
+inline std::error_code make_eventfd(UniqueFd& out) noexcept {
+  int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) return last_error();
+  out = UniqueFd(fd, true);
+  return {};
+}
+
+inline void eventfd_signal(int fd) noexcept {
+  std::uint64_t one = 1;
+  while (::write(fd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+inline void eventfd_drain(int fd) noexcept {
+  std::uint64_t v;
+  while (::read(fd, &v, sizeof v) < 0 && errno == EINTR) {
+  }
+}
+
+/// An epoll set whose events carry a 64-bit tag.
+class Epoll {
+ public:
+  std::error_code open() noexcept {
+    int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) return last_error();
+    fd_ = UniqueFd(fd, true);
+    return {};
+  }
+  std::error_code add(int fd, std::uint32_t events, std::uint64_t tag) noexcept {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = tag;
+    if (::epoll_ctl(fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return last_error();
+    return {};
+  }
+  std::error_code modify(int fd, std::uint32_t events, std::uint64_t tag) noexcept {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = tag;
+    if (::epoll_ctl(fd_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) return last_error();
+    return {};
+  }
+  void remove(int fd) noexcept { (void)::epoll_ctl(fd_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+  struct Event {
+    std::uint64_t tag;
+    std::uint32_t events;
+  };
+  /// Waits up to `timeout_ms` (-1: forever); returns the number of events written to `out`.
+  int wait(Event* events, int max, int timeout_ms) noexcept {
+    epoll_event evs[64];
+    if (max > 64) max = 64;
+    int n = ::epoll_wait(fd_.get(), evs, max, timeout_ms);
+    if (n < 0) return 0;  // EINTR: the caller loops anyway
+    for (int i = 0; i < n; ++i) events[i] = {evs[i].data.u64, evs[i].events};
+    return n;
+  }
+  static constexpr std::uint32_t in = EPOLLIN;
+  static constexpr std::uint32_t out = EPOLLOUT;
+  static constexpr std::uint32_t hup = EPOLLHUP | EPOLLERR | EPOLLRDHUP;
+
+ private:
+  UniqueFd fd_;
+};
+
+}  // namespace procpool::detail::posix

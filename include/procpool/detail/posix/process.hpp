@@ -1,0 +1,155 @@
+#pragma once
+
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <system_error>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <procpool/detail/posix/error.hpp>
+#include <procpool/detail/posix/fd.hpp>
+
+namespace procpool::detail::posix {
+
+using pid_type = pid_t;
+
+/// What the child of `fork_child` needs: the function it runs and the limits it applies.
+struct ChildSpec {
+  int (*body)(void* ctx) = nullptr;  // the worker loop; its return value is the exit code
+  void* ctx = nullptr;
+  std::size_t memory_limit = 0;  // RLIMIT_AS in bytes; 0: none
+  const char* name = "procpool-worker";
+};
+
+/// Blocks every signal in the calling thread and restores the old mask on destruction. The
+/// pool's own thread runs with all signals blocked, so user handlers run on the user's threads and
+/// a child forked from it starts with nothing pending until it has reset its handlers.
+class BlockAllSignals {
+ public:
+  BlockAllSignals() noexcept {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old_);
+  }
+  ~BlockAllSignals() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  BlockAllSignals(const BlockAllSignals&) = delete;
+  BlockAllSignals& operator=(const BlockAllSignals&) = delete;
+
+ private:
+  sigset_t old_;
+};
+
+namespace child {
+
+// Everything below runs in a freshly forked child of a possibly multi-threaded parent: it uses
+// only async-signal-safe calls until `body` starts, and it never returns into the parent's code.
+
+[[noreturn]] inline void die(int code) noexcept { ::_exit(code); }
+
+inline void setup(const ChildSpec& spec, pid_t parent, const int* close_fds,
+                  std::size_t nclose) noexcept {
+  // Die with the parent. PDEATHSIG is tied to the forking thread, which is the pool's own thread
+  // and outlives every worker it starts. The getppid() check closes the race where the parent
+  // died before prctl ran.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) die(120);
+  if (::getppid() != parent) die(121);
+  // Own process group: a hard timeout kills the task's children too.
+  (void)::setpgid(0, 0);
+  (void)::prctl(PR_SET_NAME, spec.name);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction sa {};
+    sa.sa_handler = sig == SIGINT ? SIG_IGN : SIG_DFL;  // Ctrl-C is the parent's to handle
+    (void)::sigaction(sig, &sa, nullptr);
+  }
+  for (std::size_t i = 0; i < nclose; ++i) ::close(close_fds[i]);
+  if (spec.memory_limit > 0) {
+    rlimit lim{spec.memory_limit, spec.memory_limit};
+    (void)::setrlimit(RLIMIT_AS, &lim);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  pthread_sigmask(SIG_SETMASK, &none, nullptr);
+}
+
+}  // namespace child
+
+/// Forks a worker that runs `spec.body` and exits with its result. The child closes every
+/// descriptor the library registered in the parent. Returns the child's pid and a pidfd for it.
+inline std::error_code fork_child(const ChildSpec& spec, pid_t& pid_out, UniqueFd& pidfd_out) {
+  BlockAllSignals blocked;
+  const pid_t parent = ::getpid();
+  auto& reg = FdRegistry::get();
+  pid_t pid;
+  {
+    // Held across fork so no other thread adds a descriptor the child would then keep.
+    std::lock_guard lock(reg.mutex);
+    pid = ::fork();
+    if (pid == 0) {
+      child::setup(spec, parent, reg.fds.data(), reg.fds.size());
+      // The registry is the parent's; a task that starts its own pool needs a fresh one.
+      new (&reg.mutex) std::mutex;
+      reg.fds.clear();
+      child::die(spec.body(spec.ctx));
+    }
+  }
+  if (pid < 0) return last_error();
+  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pfd < 0) {
+    auto ec = last_error();
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return ec;
+  }
+  (void)::fcntl(pfd, F_SETFD, FD_CLOEXEC);
+  pid_out = pid;
+  pidfd_out = UniqueFd(pfd, true);
+  return {};
+}
+
+/// How a process ended.
+struct ExitStatus {
+  bool exited = false;  // false: still running (or unknown)
+  int signal = 0;       // terminating signal, or 0
+  int code = -1;        // exit code when it exited normally, else -1
+};
+
+/// Reaps `pid` if it has ended (or waits for it when `block`).
+inline ExitStatus reap(pid_t pid, bool block) noexcept {
+  int st = 0;
+  for (;;) {
+    pid_t r = ::waitpid(pid, &st, block ? 0 : WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno == EINTR) continue;
+    return {};
+  }
+  ExitStatus s;
+  s.exited = true;
+  if (WIFSIGNALED(st)) s.signal = WTERMSIG(st);
+  if (WIFEXITED(st)) s.code = WEXITSTATUS(st);
+  return s;
+}
+
+/// Sends `sig` to the worker's process group, and to the worker itself in case it left it.
+inline void kill_group(pid_t pid, int sig) noexcept {
+  (void)::kill(-pid, sig);
+  (void)::kill(pid, sig);
+}
+
+inline pid_t current_pid() noexcept { return ::getpid(); }
+
+inline const char* signal_name(int sig) noexcept {
+  const char* d = sigabbrev_np(sig);
+  return d ? d : "unknown signal";
+}
+
+}  // namespace procpool::detail::posix

@@ -1,0 +1,155 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <procpool/detail/buffer.hpp>
+
+#ifndef PROCPOOL_MAX_FRAME
+/// The largest frame (task arguments or results of one task or chunk) in bytes. A larger one is a
+/// CodecError for that task alone; a peer that announces one is treated as broken.
+#define PROCPOOL_MAX_FRAME (std::uint64_t{1} << 32)
+#endif
+
+namespace procpool::detail {
+
+inline constexpr std::uint64_t max_frame = PROCPOOL_MAX_FRAME;
+
+// Frames between the pool and a worker: a fixed header, then `size` bytes of payload.
+//
+//   task    (pool → worker)  TaskRef, then `count` items: u64 length + encoded arguments
+//   stop    (pool → worker)  no payload; the worker exits after flushing
+//   hello   (worker → pool)  the worker ran its initializer and is ready
+//   init_error (worker → pool)  one error item: the initializer failed; the worker exits
+//   result  (worker → pool)  `count` items: u8 status, u64 length, bytes
+enum class FrameKind : std::uint8_t { task = 1, stop = 2, hello = 3, init_error = 4, result = 5 };
+
+struct FrameHeader {
+  std::uint32_t magic;
+  std::uint8_t kind;
+  std::uint8_t reserved[3];
+  std::uint32_t count;
+  std::uint32_t reserved2;
+  std::uint64_t id;
+  std::uint64_t size;
+};
+static_assert(sizeof(FrameHeader) == 32);
+
+inline constexpr std::uint32_t frame_magic = 0x70706f6c;  // "ppol"
+
+// Item status in a result frame.
+enum class ItemStatus : std::uint8_t {
+  ok = 0,           // bytes: the encoded result
+  remote_error = 1, // bytes: str type name, str message
+  codec_error = 2,  // bytes: str message
+};
+
+/// Starts a frame in `out`; returns its offset so `finish_frame` can fill in the size.
+inline std::size_t begin_frame(Buffer& out, FrameKind kind, std::uint64_t id) {
+  std::size_t at = out.size();
+  FrameHeader h{};
+  h.magic = frame_magic;
+  h.kind = static_cast<std::uint8_t>(kind);
+  h.id = id;
+  out.append(&h, sizeof h);
+  return at;
+}
+
+inline void finish_frame(Buffer& out, std::size_t at, std::uint32_t count) {
+  FrameHeader h;
+  std::memcpy(&h, out.data() + at, sizeof h);
+  h.count = count;
+  h.size = out.size() - at - sizeof h;
+  std::memcpy(out.data() + at, &h, sizeof h);
+}
+
+inline void put_u64(Buffer& out, std::uint64_t v) { out.append(&v, sizeof v); }
+
+inline void put_str(Buffer& out, std::string_view s) {
+  put_u64(out, s.size());
+  out.append(s.data(), s.size());
+}
+
+/// Begins an item (status + length placeholder); returns the offset of the length.
+inline std::size_t begin_item(Buffer& out, ItemStatus st) {
+  auto s = static_cast<std::uint8_t>(st);
+  out.append(&s, 1);
+  std::size_t at = out.size();
+  put_u64(out, 0);
+  return at;
+}
+
+inline void finish_item(Buffer& out, std::size_t at) {
+  std::uint64_t n = out.size() - at - sizeof(std::uint64_t);
+  std::memcpy(out.data() + at, &n, sizeof n);
+}
+
+/// A bounds-checked cursor over frame payloads; any overrun sets `bad` instead of reading.
+struct WireCursor {
+  const std::byte* p;
+  std::size_t left;
+  bool bad = false;
+
+  explicit WireCursor(std::span<const std::byte> s) : p(s.data()), left(s.size()) {}
+
+  std::uint64_t u64() {
+    std::uint64_t v = 0;
+    if (left < sizeof v) {
+      bad = true;
+      return 0;
+    }
+    std::memcpy(&v, p, sizeof v);
+    p += sizeof v;
+    left -= sizeof v;
+    return v;
+  }
+  std::uint8_t u8() {
+    if (left < 1) {
+      bad = true;
+      return 0;
+    }
+    auto v = static_cast<std::uint8_t>(*p);
+    ++p;
+    --left;
+    return v;
+  }
+  std::span<const std::byte> bytes(std::uint64_t n) {
+    if (n > left) {
+      bad = true;
+      return {};
+    }
+    std::span<const std::byte> s(p, static_cast<std::size_t>(n));
+    p += n;
+    left -= static_cast<std::size_t>(n);
+    return s;
+  }
+  std::string str() {
+    auto s = bytes(u64());
+    return std::string(reinterpret_cast<const char*>(s.data()), s.size());
+  }
+};
+
+/// One item of a result frame, as a view into the frame's payload.
+struct ItemView {
+  ItemStatus status;
+  std::span<const std::byte> bytes;
+};
+
+/// Splits a result payload into items; false if it is malformed.
+template <class F>
+bool for_each_item(std::span<const std::byte> payload, std::uint32_t count, F&& f) {
+  WireCursor c(payload);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    auto st = c.u8();
+    auto bytes = c.bytes(c.u64());
+    if (c.bad || st > 2) return false;
+    f(ItemView{static_cast<ItemStatus>(st), bytes});
+  }
+  return c.left == 0;
+}
+
+}  // namespace procpool::detail

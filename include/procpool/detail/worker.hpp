@@ -1,0 +1,205 @@
+#pragma once
+
+#include <bit>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+
+#include <procpool/detail/buffer.hpp>
+#include <procpool/detail/invoke.hpp>
+#include <procpool/detail/posix/fd.hpp>
+#include <procpool/detail/wire.hpp>
+
+#ifndef PROCPOOL_WORKER_SPIN_US
+/// How long an idle worker polls its task pipe before it blocks: a task that arrives within this
+/// window skips a scheduler wake-up.
+#define PROCPOOL_WORKER_SPIN_US 50
+#endif
+
+namespace procpool::detail {
+
+/// Exit codes a worker uses for its own failures (a task's `exit(n)` uses the others).
+enum WorkerExit : int {
+  worker_ok = 0,
+  worker_init_failed = 117,
+  worker_bad_frame = 118,
+  worker_io_error = 119,
+};
+
+/// What a worker needs from its parent: its two pipe ends and its settings.
+struct WorkerContext {
+  int task_fd = -1;    // frames from the pool
+  int result_fd = -1;  // frames to the pool
+  std::size_t maxtasks = 0;
+  std::span<const std::byte> init_task;  // a task payload with one item, or empty
+};
+
+class WorkerLoop {
+ public:
+  explicit WorkerLoop(const WorkerContext& ctx) : ctx_(ctx) {
+    in_.reserve(256 * 1024);
+    out_.reserve(64 * 1024);
+  }
+
+  int run() {
+    if (!ctx_.init_task.empty()) {
+      std::size_t at = begin_frame(out_, FrameKind::init_error, 0);
+      if (!run_items(ctx_.init_task, 1, true)) {
+        finish_frame(out_, at, 1);
+        flush();
+        return worker_init_failed;
+      }
+      out_.clear();
+    }
+    finish_frame(out_, begin_frame(out_, FrameKind::hello, 0), 0);
+    if (!flush()) return worker_io_error;
+    (void)posix::set_nonblocking(ctx_.task_fd, true);
+
+    std::size_t pos = 0;
+    for (;;) {
+      while (in_.size() - pos >= sizeof(FrameHeader)) {
+        FrameHeader h;
+        std::memcpy(&h, in_.data() + pos, sizeof h);
+        if (h.magic != frame_magic || h.size > max_frame) return worker_bad_frame;
+        if (in_.size() - pos - sizeof h < h.size) {
+          in_.reserve(pos + sizeof h + h.size);
+          break;
+        }
+        std::span<const std::byte> payload(in_.data() + pos + sizeof h, h.size);
+        pos += sizeof h + h.size;
+        if (h.kind == static_cast<std::uint8_t>(FrameKind::stop)) {
+          flush();
+          return worker_ok;
+        }
+        if (h.kind != static_cast<std::uint8_t>(FrameKind::task)) return worker_bad_frame;
+
+        auto t0 = std::chrono::steady_clock::now();
+        std::size_t at = begin_frame(out_, FrameKind::result, h.id);
+        if (!run_items(payload, h.count, false)) return worker_bad_frame;
+        finish_frame(out_, at, h.count);
+        if (out_.size() - at > max_frame) replace_oversized(at, h);
+        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now() - t0)
+                      .count();
+        set_run_time(at, ns);
+        ++done_;
+
+        // Batch results only while more work is already here and tasks are very short; a
+        // result never waits behind a task that is known to be slow.
+        bool more = complete_frame_at(pos);
+        if (!more || ns > 20'000 || out_.size() > 256 * 1024) {
+          if (!flush()) return worker_io_error;
+        }
+        if (ctx_.maxtasks != 0 && done_ >= ctx_.maxtasks) {
+          flush();
+          return worker_ok;
+        }
+      }
+      in_.consume(pos);
+      pos = 0;
+      if (!out_.empty() && !flush()) return worker_io_error;
+      if (in_.capacity() > 64 * 1024 * 1024 && in_.empty()) in_ = Buffer();  // after a huge frame
+      int r = fill();
+      if (r == 0) return worker_ok;  // the pool closed our pipe: shut down
+      if (r < 0) return worker_io_error;
+    }
+  }
+
+ private:
+  bool complete_frame_at(std::size_t pos) const {
+    if (in_.size() - pos < sizeof(FrameHeader)) return false;
+    FrameHeader h;
+    std::memcpy(&h, in_.data() + pos, sizeof h);
+    return in_.size() - pos - sizeof h >= h.size;
+  }
+
+  // Reads more input: 1 got some, 0 EOF, -1 error. Polls briefly before blocking.
+  int fill() {
+    if (in_.capacity() - in_.size() < 64 * 1024) in_.reserve(in_.size() + 64 * 1024);
+    auto spin_until = std::chrono::steady_clock::now() +
+                      std::chrono::microseconds(PROCPOOL_WORKER_SPIN_US);
+    for (;;) {
+      std::error_code ec;
+      auto n = posix::read_some(ctx_.task_fd, in_.data() + in_.size(),
+                                in_.capacity() - in_.size(), ec);
+      if (n > 0) {
+        in_.resize(in_.size() + static_cast<std::size_t>(n));
+        return 1;
+      }
+      if (n == 0) return 0;
+      if (ec != std::errc::resource_unavailable_try_again) return -1;
+      if (std::chrono::steady_clock::now() >= spin_until) posix::wait_readable(ctx_.task_fd, -1);
+    }
+  }
+
+  bool flush() {
+    if (out_.empty()) return true;
+    auto ec = posix::write_all(ctx_.result_fd, out_.data(), out_.size());
+    if (out_.capacity() > 64 * 1024 * 1024) {
+      out_ = Buffer();
+    } else {
+      out_.clear();
+    }
+    return !ec;
+  }
+
+  void set_run_time(std::size_t at, long long ns) {
+    FrameHeader h;
+    std::memcpy(&h, out_.data() + at, sizeof h);
+    h.reserved2 = ns > 0xffffffffLL ? 0xffffffffu : static_cast<std::uint32_t>(ns);
+    std::memcpy(out_.data() + at, &h, sizeof h);
+  }
+
+  // A result frame over the limit is replaced by one error per item.
+  void replace_oversized(std::size_t at, const FrameHeader& task) {
+    std::size_t bytes = out_.size() - at;
+    out_.resize(at);
+    std::size_t f = begin_frame(out_, FrameKind::result, task.id);
+    for (std::uint32_t i = 0; i < task.count; ++i)
+      append_error_item(out_, ItemStatus::codec_error, {},
+                        "result of " + std::to_string(bytes) +
+                            " bytes exceeds the maximum frame size of " +
+                            std::to_string(max_frame) + " bytes");
+    finish_frame(out_, f, task.count);
+  }
+
+  // Runs every item of a task payload, appending one result item each.
+  bool run_items(std::span<const std::byte> payload, std::uint32_t count, bool init) {
+    WireCursor c(payload);
+    posix::ImageAddress tramp{c.u64(), c.u64()};
+    posix::ImageAddress fn{c.u64(), c.u64()};
+    if (c.bad) return false;
+    auto t = cache_.resolve(tramp);
+    auto f = cache_.resolve(fn);
+    bool fn_ok = f != 0 || (fn.module == 0 && fn.offset == 0);
+    bool ok = true;
+    for (std::uint32_t i = 0; i < count; ++i) {
+      auto args = c.bytes(c.u64());
+      if (c.bad) return false;
+      if (t == 0 || !fn_ok) {
+        append_error_item(out_, ItemStatus::codec_error, {},
+                          "the task's function was not found in this worker's program image");
+        ok = false;
+        continue;
+      }
+      std::size_t before = out_.size();
+      std::bit_cast<Trampoline>(t)(f, args, out_);
+      if (init && static_cast<std::uint8_t>(out_.data()[before]) != 0) ok = false;
+    }
+    return init ? ok : true;
+  }
+
+  WorkerContext ctx_;
+  Buffer in_;
+  Buffer out_;
+  AddressCache cache_;
+  std::size_t done_ = 0;
+};
+
+/// The body of a worker process; returns its exit code.
+inline int worker_main(void* ctx) { return WorkerLoop(*static_cast<WorkerContext*>(ctx)).run(); }
+
+}  // namespace procpool::detail

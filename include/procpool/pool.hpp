@@ -1,0 +1,434 @@
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <procpool/async_result.hpp>
+#include <procpool/codec.hpp>
+#include <procpool/detail/core.hpp>
+#include <procpool/detail/invoke.hpp>
+#include <procpool/detail/posix/cpu.hpp>
+#include <procpool/detail/wire.hpp>
+#include <procpool/errors.hpp>
+#include <procpool/imap.hpp>
+#include <procpool/options.hpp>
+
+namespace procpool {
+
+/// The CPUs this process may use: its affinity mask, further limited by a cgroup CPU quota.
+inline unsigned cpu_count() {
+  unsigned n = detail::posix::affinity_cpus();
+  unsigned quota = detail::posix::cgroup_cpu_quota();
+  return quota != 0 && quota < n ? quota : n;
+}
+
+namespace detail {
+
+inline bool cancel_in(Core& core, const std::shared_ptr<Completion>& c, bool kill_running) {
+  return core.cancel(c, kill_running);
+}
+
+/// The types that travel for one element of a starmap input: the element's tuple elements.
+template <class F, class Tuple, class = std::make_index_sequence<std::tuple_size_v<Tuple>>>
+struct star_wire;
+template <class F, class Tuple, std::size_t... I>
+struct star_wire<F, Tuple, std::index_sequence<I...>> {
+  using type = wire_args_t<F, std::tuple_element_t<I, Tuple>...>;
+};
+
+template <class Codec, class R>
+stored_t<R> decode_result(std::span<const std::byte> bytes) {
+  if constexpr (std::is_void_v<R>) {
+    if (!bytes.empty()) throw CodecError("a void task returned bytes");
+    return {};
+  } else {
+    Reader r(bytes);
+    R v = decode_value<Codec, R>(r);
+    if (!r.at_end()) throw CodecError("result of type " + type_name<R>() + " has trailing bytes");
+    return v;
+  }
+}
+
+template <class Codec, class R>
+void materialize_single(TypedCompletion<R>& t) {
+  const JobOutcome& o = t.outcomes().at(0);
+  if (o.error) {
+    t.error = o.error;
+    return;
+  }
+  for_each_item(o.payload(), o.count, [&](const ItemView& it) {
+    if (it.status == ItemStatus::ok) {
+      t.value = decode_result<Codec, R>(it.bytes);
+    } else {
+      t.error = ErrorInfo::from_item(it);
+    }
+  });
+}
+
+// A map's result: every item in input order; the first failed item (in input order) wins.
+template <class Codec, class R>
+void materialize_map(TypedCompletion<std::vector<stored_t<R>>>& t) {
+  std::vector<stored_t<R>> out;
+  for (const JobOutcome& o : t.outcomes()) {
+    if (o.error) {
+      t.error = o.error;
+      return;
+    }
+    bool failed = false;
+    for_each_item(o.payload(), o.count, [&](const ItemView& it) {
+      if (failed) return;
+      if (it.status == ItemStatus::ok) {
+        out.push_back(decode_result<Codec, R>(it.bytes));
+      } else {
+        t.error = ErrorInfo::from_item(it);
+        failed = true;
+      }
+    });
+    if (failed) return;
+  }
+  t.value = std::move(out);
+}
+
+template <class Codec, class R>
+void decode_chunk(const Completion& c, std::deque<ImapItem<R>>& out) {
+  const JobOutcome& o = c.outcomes().at(0);
+  const std::optional<ErrorInfo>& whole = c.forced_error() ? c.forced_error() : o.error;
+  if (whole) {
+    for (std::uint32_t i = 0; i < c.items; ++i) {
+      ImapItem<R> it;
+      it.error = *whole;
+      out.push_back(std::move(it));
+    }
+    return;
+  }
+  for_each_item(o.payload(), o.count, [&](const ItemView& v) {
+    ImapItem<R> it;
+    if (v.status == ItemStatus::ok) {
+      try {
+        it.value = decode_result<Codec, R>(v.bytes);
+      } catch (const CodecError& e) {
+        ErrorInfo info;
+        info.kind = ErrorInfo::Kind::codec;
+        info.message = std::string(e.what()).substr(10);  // drop "procpool: "
+        it.error = std::move(info);
+      }
+    } else {
+      it.error = ErrorInfo::from_item(v);
+    }
+    out.push_back(std::move(it));
+  });
+}
+
+}  // namespace detail
+
+/// A pool of worker processes. Tasks are plain functions or captureless lambdas; arguments and
+/// results travel through `Codec`. All member functions are safe to call from several threads.
+template <class Codec = BinaryCodec>
+class Pool {
+  static_assert(procpool::Codec<Codec>, "procpool: Pool's codec does not model procpool::Codec");
+
+ public:
+  using codec_type = Codec;
+
+  Pool() : Pool(Options{}) {}
+  explicit Pool(Options opts) { start(opts, detail::Buffer{}); }
+
+  /// Runs `initializer(initargs...)` in every worker when it starts. If it throws, this
+  /// constructor throws a `RemoteError` quoting it.
+  template <class F, class... A>
+  Pool(Options opts, F initializer, A&&... initargs) {
+    detail::check_task<F>();
+    using W = detail::wire_args_t<F, A...>;
+    detail::Buffer payload;
+    detail::put_task_ref(payload, detail::task_ref<Codec, F, W>(initializer));
+    add_item<W>(payload, std::forward<A>(initargs)...);
+    start(opts, std::move(payload));
+  }
+
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  /// Waits for every submitted task, then for the workers to exit (`close()` + `join()`).
+  ~Pool() {
+    if (!core_) return;
+    core_->close();
+    try {
+      core_->join();
+    } catch (...) {
+      // join() from a result callback: the pool's thread finishes on its own.
+    }
+  }
+
+  /// Runs `f(args...)` in a worker and returns its result.
+  template <class F, class... A>
+    requires(!std::is_same_v<std::decay_t<F>, TaskOptions>)
+  auto apply(F f, A&&... args) {
+    return apply_async(f, std::forward<A>(args)...).take_once();
+  }
+
+  /// Queues `f(args...)` and returns at once.
+  template <class F, class... A>
+    requires(!std::is_same_v<std::decay_t<F>, TaskOptions>)
+  auto apply_async(F f, A&&... args) {
+    return submit_one(opts_.task_timeout, f, std::forward<A>(args)...);
+  }
+
+  /// Queues `f(args...)` with its own hard time limit.
+  template <class F, class... A>
+  auto apply_async(TaskOptions topts, F f, A&&... args) {
+    auto limit = topts.timeout.count() > 0 ? topts.timeout : opts_.task_timeout;
+    return submit_one(limit, f, std::forward<A>(args)...);
+  }
+
+  /// `f` applied to every element, results in input order. `chunksize` 0 picks one.
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& input, std::size_t chunksize = 0) {
+    return map_async(f, std::forward<Range>(input), chunksize).take_once();
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto map_async(F f, Range&& input, std::size_t chunksize = 0) {
+    return submit_map<false>(f, std::forward<Range>(input), chunksize);
+  }
+
+  /// Like `map`, with each element (a tuple or pair) unpacked into the arguments.
+  template <class F, std::ranges::input_range Range>
+  auto starmap(F f, Range&& input, std::size_t chunksize = 0) {
+    return starmap_async(f, std::forward<Range>(input), chunksize).take_once();
+  }
+
+  template <class F, std::ranges::input_range Range>
+  auto starmap_async(F f, Range&& input, std::size_t chunksize = 0) {
+    return submit_map<true>(f, std::forward<Range>(input), chunksize);
+  }
+
+  /// A lazy range of `f(x)` in input order. The input is read as results are consumed, with a
+  /// bounded number of chunks in flight (`imap_window()`).
+  template <class F, std::ranges::input_range Range>
+  auto imap(F f, Range&& input, std::size_t chunksize = 1) {
+    return make_imap(true, f, std::forward<Range>(input), chunksize);
+  }
+
+  /// Like `imap`, in completion order.
+  template <class F, std::ranges::input_range Range>
+  auto imap_unordered(F f, Range&& input, std::size_t chunksize = 1) {
+    return make_imap(false, f, std::forward<Range>(input), chunksize);
+  }
+
+  /// No more submissions; queued and running tasks still finish.
+  void close() { core_->close(); }
+  /// Stops the workers now; unfinished tasks fail with `Cancelled`.
+  void terminate() { core_->terminate(); }
+  /// Waits until every worker has exited. Only after `close()` or `terminate()`.
+  void join() { core_->join(); }
+
+  std::size_t size() const { return core_->size(); }
+  std::vector<pid_t> pids() const { return core_->pids(); }
+  Stats stats() const { return core_->stats(); }
+  /// How many chunks an imap keeps in flight.
+  std::size_t imap_window() const { return 32 * size() + 8; }
+
+ private:
+  void start(Options opts, detail::Buffer init_task) {
+    if (opts.start != StartMethod::fork)
+      throw std::invalid_argument(
+          "procpool: only StartMethod::fork is available in this version of procpool");
+    if (opts.processes == 0) opts.processes = cpu_count();
+    if (opts.processes > 4096)
+      throw std::invalid_argument("procpool: Options::processes " +
+                                  std::to_string(opts.processes) + " is above the limit of 4096");
+    if (opts.task_timeout.count() < 0)
+      throw std::invalid_argument("procpool: Options::task_timeout is negative");
+    opts_ = opts;
+    core_ = std::make_shared<detail::Core>(opts, std::move(init_task));
+    core_->start();
+  }
+
+  template <class W, class... A>
+  static void add_item(detail::Buffer& b, A&&... a) {
+    std::size_t at = b.size();
+    detail::put_u64(b, 0);
+    Writer w(b);
+    detail::ArgEncoder<Codec, W>::encode(w, std::forward<A>(a)...);
+    detail::finish_item(b, at);
+  }
+
+  template <class F, class W>
+  static std::size_t begin_task(detail::Buffer& b, std::uint64_t id, F f) {
+    std::size_t at = detail::begin_frame(b, detail::FrameKind::task, id);
+    detail::put_task_ref(b, detail::task_ref<Codec, F, W>(f));
+    return at;
+  }
+
+  static void end_task(detail::Buffer& b, std::size_t at, std::uint32_t count) {
+    detail::finish_frame(b, at, count);
+    std::size_t bytes = b.size() - at - sizeof(detail::FrameHeader);
+    if (bytes > detail::max_frame)
+      throw CodecError("task arguments of " + std::to_string(bytes) +
+                       " bytes exceed the maximum frame size of " +
+                       std::to_string(detail::max_frame) + " bytes");
+  }
+
+  static std::int64_t to_ns(std::chrono::milliseconds d) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  }
+
+  template <class F, class... A>
+  auto submit_one(std::chrono::milliseconds limit, F f, A&&... args) {
+    detail::check_task<F>();
+    using W = detail::wire_args_t<F, A...>;
+    using R = std::remove_cvref_t<detail::apply_result_t<F, W>>;
+    auto c = std::make_shared<detail::TypedCompletion<R>>(1, &detail::materialize_single<Codec, R>);
+    detail::Job j;
+    j.id = core_->next_id();
+    std::size_t at = begin_task<F, W>(j.frame, j.id, f);
+    add_item<W>(j.frame, std::forward<A>(args)...);
+    end_task(j.frame, at, 1);
+    j.completion = c;
+    j.timeout_ns = to_ns(limit);
+    c->core = core_;
+    c->job_ids.push_back(j.id);
+    c->items = 1;
+    core_->submit(std::move(j));
+    return AsyncResult<R>(std::move(c));
+  }
+
+  template <bool Star, class F, class E>
+  static auto wire_of() {
+    if constexpr (Star) {
+      return std::type_identity<typename detail::star_wire<F, std::remove_cvref_t<E>>::type>{};
+    } else {
+      return std::type_identity<detail::wire_args_t<F, E>>{};
+    }
+  }
+
+  template <bool Star, class W, class E>
+  static void add_element(detail::Buffer& b, E&& e) {
+    if constexpr (Star) {
+      std::apply([&](auto&&... a) { add_item<W>(b, std::forward<decltype(a)>(a)...); },
+                 std::forward<E>(e));
+    } else {
+      add_item<W>(b, std::forward<E>(e));
+    }
+  }
+
+  template <bool Star, class F, class Range>
+  auto submit_map(F f, Range&& input, std::size_t chunksize) {
+    detail::check_task<F>();
+    using E = std::ranges::range_reference_t<Range>;
+    using W = typename decltype(wire_of<Star, F, E>())::type;
+    using R = std::remove_cvref_t<detail::apply_result_t<F, W>>;
+    using Vec = std::vector<detail::stored_t<R>>;
+
+    // Encode every element first: the input's own exceptions reach the caller before anything
+    // is queued, and the element count sizes the chunks.
+    detail::Buffer staged;
+    std::vector<std::size_t> ends;
+    if constexpr (std::ranges::sized_range<Range>) ends.reserve(std::ranges::size(input));
+    for (auto&& e : input) {
+      add_element<Star, W>(staged, std::forward<decltype(e)>(e));
+      ends.push_back(staged.size());
+    }
+    const std::size_t n = ends.size();
+    if (chunksize == 0) {
+      // Python's rule, ceil(n / (4 * workers)): few enough chunks to amortize, enough to balance.
+      std::size_t parts = 4 * size();
+      chunksize = std::max<std::size_t>(1, (n + parts - 1) / parts);
+    }
+    // Chunk boundaries: by count, and by size so no frame grows huge.
+    constexpr std::size_t chunk_bytes = 4 << 20;
+    std::vector<std::pair<std::size_t, std::size_t>> chunks;  // [first, last) element indexes
+    for (std::size_t i = 0; i < n;) {
+      std::size_t first = i, start = i == 0 ? 0 : ends[i - 1];
+      while (i < n && i - first < chunksize && (i == first || ends[i] - start <= chunk_bytes)) ++i;
+      chunks.emplace_back(first, i);
+    }
+
+    auto c = std::make_shared<detail::TypedCompletion<Vec>>(
+        chunks.size(), &detail::materialize_map<Codec, R>);
+    c->core = core_;
+    c->items = static_cast<std::uint32_t>(std::min<std::size_t>(n, UINT32_MAX));
+    std::vector<detail::Job> jobs;
+    jobs.reserve(chunks.size());
+    for (std::size_t k = 0; k < chunks.size(); ++k) {
+      auto [first, last] = chunks[k];
+      detail::Job j;
+      j.id = core_->next_id();
+      std::size_t at = begin_task<F, W>(j.frame, j.id, f);
+      std::size_t from = first == 0 ? 0 : ends[first - 1];
+      j.frame.append(staged.data() + from, ends[last - 1] - from);
+      j.count = static_cast<std::uint32_t>(last - first);
+      end_task(j.frame, at, j.count);
+      j.completion = c;
+      j.index = static_cast<std::uint32_t>(k);
+      j.timeout_ns = to_ns(opts_.task_timeout) * j.count;
+      c->job_ids.push_back(j.id);
+      jobs.push_back(std::move(j));
+    }
+    if (!jobs.empty()) core_->submit(jobs, n);
+    return AsyncResult<Vec>(std::move(c));
+  }
+
+  template <class F, class Range>
+  auto make_imap(bool ordered, F f, Range&& input, std::size_t chunksize) {
+    detail::check_task<F>();
+    if (chunksize == 0) throw std::invalid_argument("procpool: imap chunksize must be at least 1");
+    using View = std::views::all_t<Range>;
+    using E = std::ranges::range_reference_t<View>;
+    using W = detail::wire_args_t<F, E>;
+    using R = std::remove_cvref_t<detail::apply_result_t<F, W>>;
+
+    struct Source {
+      explicit Source(View v) : view(std::move(v)) {}
+      View view;
+      std::optional<std::ranges::iterator_t<View>> it;
+    };
+    auto src = std::make_shared<Source>(std::views::all(std::forward<Range>(input)));
+    detail::Core* core = core_.get();
+    const std::int64_t limit = to_ns(opts_.task_timeout);
+    auto produce = [src, core, f, chunksize, limit](detail::Job& j) -> bool {
+      if (!src->it) src->it = std::ranges::begin(src->view);
+      auto& it = *src->it;
+      if (it == std::ranges::end(src->view)) return false;
+      j.id = core->next_id();
+      std::size_t at = begin_task<F, W>(j.frame, j.id, f);
+      std::uint32_t count = 0;
+      while (count < chunksize && it != std::ranges::end(src->view)) {
+        add_item<W>(j.frame, *it);
+        ++it;
+        ++count;
+      }
+      end_task(j.frame, at, count);
+      j.count = count;
+      j.timeout_ns = limit * count;
+      auto c = std::make_shared<detail::Completion>(1);
+      c->items = count;
+      j.completion = std::move(c);
+      return true;
+    };
+    auto state = std::make_shared<detail::ImapState<R>>(
+        core_, std::move(produce), &detail::decode_chunk<Codec, R>, ordered, imap_window());
+    return ImapRange<R>(std::move(state));
+  }
+
+  Options opts_;
+  std::shared_ptr<detail::Core> core_;
+};
+
+Pool() -> Pool<BinaryCodec>;
+Pool(Options) -> Pool<BinaryCodec>;
+template <class F, class... A>
+Pool(Options, F, A&&...) -> Pool<BinaryCodec>;
+
+}  // namespace procpool

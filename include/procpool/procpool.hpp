@@ -1,0 +1,11 @@
+#pragma once
+
+/// procpool: a pool of worker processes for C++20. This header includes the whole public API.
+
+#include <procpool/async_result.hpp>
+#include <procpool/codec.hpp>
+#include <procpool/errors.hpp>
+#include <procpool/imap.hpp>
+#include <procpool/options.hpp>
+#include <procpool/pool.hpp>
+#include <procpool/version.hpp>
