@@ -94,6 +94,7 @@ class Core : public std::enable_shared_from_this<Core> {
       if (closed_) throw PoolClosed("the pool is closed; no new tasks are accepted");
       for (auto& j : jobs) pending_.push_back(std::move(j));
       stats_.submitted += items;
+      ++requests_;
     }
     wake();
   }
@@ -104,6 +105,7 @@ class Core : public std::enable_shared_from_this<Core> {
       if (closed_) throw PoolClosed("the pool is closed; no new tasks are accepted");
       pending_.push_back(std::move(job));
       ++stats_.submitted;
+      ++requests_;
     }
     wake();
   }
@@ -124,6 +126,7 @@ class Core : public std::enable_shared_from_this<Core> {
       pending_.erase(it, pending_.end());
       stats_.failed += dropped;
       if (kill_running) cancels_.push_back(c);
+      ++requests_;
     }
     if (kill_running) wake();
     return true;
@@ -133,6 +136,7 @@ class Core : public std::enable_shared_from_this<Core> {
     {
       std::lock_guard lock(m_);
       closed_ = true;
+      ++requests_;
     }
     wake();
   }
@@ -142,6 +146,7 @@ class Core : public std::enable_shared_from_this<Core> {
       std::lock_guard lock(m_);
       closed_ = true;
       terminating_ = true;
+      ++requests_;
     }
     wake();
   }
@@ -237,7 +242,7 @@ class Core : public std::enable_shared_from_this<Core> {
         bool work;
         {
           std::lock_guard lock(m_);
-          work = !pending_.empty() || !cancels_.empty() || terminating_ || closed_ != seen_closed_;
+          work = requests_ != seen_requests_;
         }
         if (!work) n = epoll_.wait(evs, 64, next_timeout_ms());
         sleeping_.store(false, std::memory_order_relaxed);
@@ -265,7 +270,7 @@ class Core : public std::enable_shared_from_this<Core> {
       cancels.swap(cancels_);
       terminating = terminating_;
       closed = closed_;
-      seen_closed_ = closed_;
+      seen_requests_ = requests_;
     }
     if (terminating && !terminated_) do_terminate();
     for (auto& c : cancels) kill_running(c);
@@ -360,7 +365,7 @@ class Core : public std::enable_shared_from_this<Core> {
   // How many jobs a worker may hold: one when jobs are slow (so none waits behind a long one
   // while another worker idles), more when they are short (so the pipes stay busy).
   std::size_t window(const Worker& w) const {
-    double budget = 100'000.0;  // ns of queued work per worker
+    double budget = 1'000'000.0;  // ns of queued work per worker
     auto n = static_cast<std::size_t>(budget / std::max(w.avg_ns, 1.0));
     n = std::clamp<std::size_t>(n, 1, 64);
     if (opts_.maxtasksperchild != 0) {
@@ -762,7 +767,10 @@ class Core : public std::enable_shared_from_this<Core> {
   std::vector<std::shared_ptr<Completion>> cancels_;
   bool closed_ = false;
   bool terminating_ = false;
-  bool seen_closed_ = false;
+  // Counts submissions and requests, so the supervisor can tell whether anything changed since
+  // it last looked (pending work that no worker has room for is no reason to stay awake).
+  std::uint64_t requests_ = 0;
+  std::uint64_t seen_requests_ = 0;
   Stats stats_;
   std::vector<pid_t> live_pids_;
   std::atomic<bool> sleeping_{false};
