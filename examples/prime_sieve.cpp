@@ -3,8 +3,6 @@
 //
 //   prime_sieve [--limit N] [--processes P] [--segment BYTES] [--serial] [--help]
 
-#include <procpool/procpool.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -14,6 +12,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include <procpool/procpool.hpp>
 
 namespace {
 
@@ -58,10 +58,16 @@ u64 count_segment(u64 lo, u64 hi) {
 }
 
 u64 known_pi(u64 n) {
-  static const u64 table[][2] = {
-      {10, 4},           {100, 25},          {1000, 168},          {10000, 1229},
-      {100000, 9592},    {1000000, 78498},   {10000000, 664579},   {100000000, 5761455},
-      {1000000000, 50847534}, {10000000000, 455052511}};
+  static const u64 table[][2] = {{10, 4},
+                                 {100, 25},
+                                 {1000, 168},
+                                 {10000, 1229},
+                                 {100000, 9592},
+                                 {1000000, 78498},
+                                 {10000000, 664579},
+                                 {100000000, 5761455},
+                                 {1000000000, 50847534},
+                                 {10000000000, 455052511}};
   for (auto& row : table)
     if (row[0] == n) return row[1];
   return 0;

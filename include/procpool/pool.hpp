@@ -172,15 +172,13 @@ class Pool {
 
   /// Runs `f(args...)` in a worker and returns its result.
   template <class F, class... A>
-    requires(!std::is_same_v<std::decay_t<F>, TaskOptions>)
-  auto apply(F f, A&&... args) {
+  requires(!std::is_same_v<std::decay_t<F>, TaskOptions>) auto apply(F f, A&&... args) {
     return apply_async(f, std::forward<A>(args)...).take_once();
   }
 
   /// Queues `f(args...)` and returns at once.
   template <class F, class... A>
-    requires(!std::is_same_v<std::decay_t<F>, TaskOptions>)
-  auto apply_async(F f, A&&... args) {
+  requires(!std::is_same_v<std::decay_t<F>, TaskOptions>) auto apply_async(F f, A&&... args) {
     return submit_one(opts_.task_timeout, f, std::forward<A>(args)...);
   }
 
@@ -246,8 +244,8 @@ class Pool {
           "procpool: only StartMethod::fork is available in this version of procpool");
     if (opts.processes == 0) opts.processes = cpu_count();
     if (opts.processes > 4096)
-      throw std::invalid_argument("procpool: Options::processes " +
-                                  std::to_string(opts.processes) + " is above the limit of 4096");
+      throw std::invalid_argument("procpool: Options::processes " + std::to_string(opts.processes) +
+                                  " is above the limit of 4096");
     if (opts.task_timeout.count() < 0)
       throw std::invalid_argument("procpool: Options::task_timeout is negative");
     opts_ = opts;
@@ -355,8 +353,8 @@ class Pool {
       chunks.emplace_back(first, i);
     }
 
-    auto c = std::make_shared<detail::TypedCompletion<Vec>>(
-        chunks.size(), &detail::materialize_map<Codec, R>);
+    auto c = std::make_shared<detail::TypedCompletion<Vec>>(chunks.size(),
+                                                            &detail::materialize_map<Codec, R>);
     c->core = core_;
     c->items = static_cast<std::uint32_t>(std::min<std::size_t>(n, UINT32_MAX));
     std::vector<detail::Job> jobs;
@@ -372,7 +370,7 @@ class Pool {
       end_task(j.frame, at, j.count);
       j.completion = c;
       j.index = static_cast<std::uint32_t>(k);
-      j.timeout_ns = to_ns(opts_.task_timeout) * j.count;
+      j.timeout_ns = to_ns(opts_.task_timeout);  // per task, also inside the chunk
       c->job_ids.push_back(j.id);
       jobs.push_back(std::move(j));
     }
@@ -411,7 +409,7 @@ class Pool {
       }
       end_task(j.frame, at, count);
       j.count = count;
-      j.timeout_ns = limit * count;
+      j.timeout_ns = limit;
       auto c = std::make_shared<detail::Completion>(1);
       c->items = count;
       j.completion = std::move(c);
@@ -426,8 +424,8 @@ class Pool {
   std::shared_ptr<detail::Core> core_;
 };
 
-Pool() -> Pool<BinaryCodec>;
-Pool(Options) -> Pool<BinaryCodec>;
+Pool()->Pool<BinaryCodec>;
+Pool(Options)->Pool<BinaryCodec>;
 template <class F, class... A>
 Pool(Options, F, A&&...) -> Pool<BinaryCodec>;
 

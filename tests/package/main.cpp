@@ -1,11 +1,13 @@
 // A consumer of the installed (or embedded) procpool package.
-#include <procpool/procpool.hpp>
-
 #include <cstdio>
 #include <numeric>
 #include <ranges>
 
-int square(int x) { return x * x; }
+#include <procpool/procpool.hpp>
+
+int square(int x) {
+  return x * x;
+}
 
 int main() {
   procpool::Pool pool(procpool::Options{.processes = 2});

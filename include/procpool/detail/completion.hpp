@@ -85,9 +85,9 @@ class Core;
 
 /// What one job (a task, or a chunk of a map) came back with.
 struct JobOutcome {
-  Buffer frame;              // the whole result frame
-  std::size_t offset = 0;    // where its payload starts in `frame`
-  std::uint32_t count = 0;   // items in the payload
+  Buffer frame;                    // the whole result frame
+  std::size_t offset = 0;          // where its payload starts in `frame`
+  std::uint32_t count = 0;         // items in the payload
   std::optional<ErrorInfo> error;  // the whole job failed (crash, timeout, cancel, …)
 
   std::span<const std::byte> payload() const {
@@ -173,7 +173,9 @@ class Completion {
   std::uint32_t items = 0;  // tasks in all its jobs
 
  private:
-  bool settled(std::size_t i) const { return i < bits_.size() * 64 && (bits_[i / 64] >> (i % 64)) & 1; }
+  bool settled(std::size_t i) const {
+    return i < bits_.size() * 64 && (bits_[i / 64] >> (i % 64)) & 1;
+  }
   void mark(std::size_t i) {
     if (bits_.size() * 64 <= i) bits_.resize(i / 64 + 1);
     bits_[i / 64] |= std::uint64_t{1} << (i % 64);

@@ -18,8 +18,10 @@
 
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/completion.hpp>
+#include <procpool/detail/posix/cpu.hpp>
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/process.hpp>
+#include <procpool/detail/posix/shm.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/detail/worker.hpp>
 #include <procpool/errors.hpp>
@@ -51,7 +53,8 @@ struct Job {
 
 /// The engine of a pool, independent of its codec. One thread (the supervisor) owns the workers:
 /// it writes task frames, reads result frames, notices deaths (pidfd) and enforces time limits
-/// (epoll timeouts), so every failure is handled in one place. Callers only touch the pending queue.
+/// (epoll timeouts), so every failure is handled in one place. Callers only touch the pending
+/// queue.
 class Core : public std::enable_shared_from_this<Core> {
  public:
   Core(const Options& opts, Buffer init_task) : opts_(opts), init_task_(std::move(init_task)) {}
@@ -71,6 +74,8 @@ class Core : public std::enable_shared_from_this<Core> {
     posix::check(posix::make_eventfd(wake_), "eventfd");
     posix::check(epoll_.add(wake_.get(), posix::Epoll::in, tag(kWake, 0, 0)), "epoll_ctl");
     workers_.resize(opts_.processes);
+    posix::check(slots_.map(sizeof(WorkerSlot) * opts_.processes), "mmap");
+    oom_kills_ = posix::cgroup_oom_kills();
     std::future<void> started = started_.get_future();
     {
       // The pool's thread blocks every signal (see posix::BlockAllSignals).
@@ -193,12 +198,11 @@ class Core : public std::enable_shared_from_this<Core> {
     bool want_out = false;       // EPOLLOUT armed on task_w
     Buffer in;
     bool hello = false;
-    bool stopping = false;       // no more work: stop sent, or being killed
-    std::size_t sent_jobs = 0;   // for maxtasksperchild
-    std::int64_t head_start = 0; // when the front job started, as seen from here
+    bool stopping = false;      // no more work: stop sent, or being killed
+    std::size_t sent_jobs = 0;  // for maxtasksperchild
     KillReason kill = KillReason::none;
     std::int64_t kill_deadline = 0;  // SIGKILL after this (ns) if still alive
-    double avg_ns = 1e6;         // running mean of job run time, reported by the worker
+    double avg_ns = 1e6;             // running mean of job run time, reported by the worker
   };
 
   void wake() {
@@ -333,6 +337,8 @@ class Core : public std::enable_shared_from_this<Core> {
     ctx.result_fd = result.write_end.get();
     ctx.maxtasks = opts_.maxtasksperchild;
     ctx.init_task = init_task_.span();
+    ctx.slot = slot_of(slot);
+    ctx.slot->job.store(0);
     posix::ChildSpec spec;
     spec.body = &worker_main;
     spec.ctx = &ctx;
@@ -393,7 +399,6 @@ class Core : public std::enable_shared_from_this<Core> {
       if (job.completion->done()) {  // cancelled while queued
         continue;
       }
-      if (best->inflight.empty()) best->head_start = now_ns();
       best->inflight.push_back(std::move(job));
       ++best->sent_jobs;
       sent_any = true;
@@ -494,12 +499,10 @@ class Core : public std::enable_shared_from_this<Core> {
         return true;
       case FrameKind::init_error: {
         ErrorInfo e;
-        bool ok = for_each_item(payload, h.count, [&](const ItemView& it) {
-          e = ErrorInfo::from_item(it);
-        });
+        bool ok = for_each_item(payload, h.count,
+                                [&](const ItemView& it) { e = ErrorInfo::from_item(it); });
         if (!ok || h.count != 1) return false;
-        if (e.kind == ErrorInfo::Kind::remote)
-          e.message = "the initializer failed: " + e.message;
+        if (e.kind == ErrorInfo::Kind::remote) e.message = "the initializer failed: " + e.message;
         init_failed(e);
         return true;
       }
@@ -515,7 +518,6 @@ class Core : public std::enable_shared_from_this<Core> {
     Job job = std::move(w.inflight.front());
     w.inflight.pop_front();
     --w.unsent;
-    w.head_start = now_ns();
     w.avg_ns = w.avg_ns * 0.75 + static_cast<double>(h.reserved2) * 0.25;
 
     JobOutcome o;
@@ -592,16 +594,15 @@ class Core : public std::enable_shared_from_this<Core> {
     w.alive = false;
     {
       std::lock_guard lock(m_);
-      live_pids_.erase(std::remove(live_pids_.begin(), live_pids_.end(), w.pid),
-                       live_pids_.end());
+      live_pids_.erase(std::remove(live_pids_.begin(), live_pids_.end(), w.pid), live_pids_.end());
     }
     bool was_ready = w.hello;
     if (!w.inflight.empty()) {
-      Job head = std::move(w.inflight.front());
-      w.inflight.pop_front();
+      ErrorInfo why = death_error(w, st);
       std::deque<Job> failed;
-      failed.push_back(std::move(head));
-      fail_jobs(failed, death_error(w, st));
+      failed.push_back(std::move(w.inflight.front()));
+      w.inflight.pop_front();
+      fail_jobs(failed, why);
       // Jobs sent but not started go back to the front of the queue, in order.
       std::lock_guard lock(m_);
       for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it)
@@ -660,14 +661,16 @@ class Core : public std::enable_shared_from_this<Core> {
     switch (w.kill) {
       case KillReason::timeout:
         e.kind = ErrorInfo::Kind::timeout;
-        e.message = "the task exceeded its time limit; worker " + std::to_string(w.pid) +
-                    " was killed and replaced";
+        e.message =
+            "the task exceeded its time limit of " +
+            std::to_string(w.inflight.empty() ? 0 : w.inflight.front().timeout_ns / 1'000'000) +
+            " ms; worker " + std::to_string(w.pid) + " was killed and replaced";
         return e;
       case KillReason::cancel:
       case KillReason::terminate:
         e.kind = ErrorInfo::Kind::cancelled;
-        e.message = w.kill == KillReason::cancel ? "the task was cancelled"
-                                                 : "the pool was terminated";
+        e.message =
+            w.kill == KillReason::cancel ? "the task was cancelled" : "the pool was terminated";
         return e;
       case KillReason::corrupt:
       case KillReason::none:
@@ -677,11 +680,15 @@ class Core : public std::enable_shared_from_this<Core> {
     e.pid = w.pid;
     e.signal = st.signal;
     e.code = st.code;
-    std::string how = st.signal != 0
-                          ? std::string("killed by SIG") + posix::signal_name(st.signal)
-                          : "exit code " + std::to_string(st.code);
+    std::string how = st.signal != 0 ? std::string("killed by SIG") + posix::signal_name(st.signal)
+                                     : "exit code " + std::to_string(st.code);
     e.message = "worker " + std::to_string(w.pid) + " died while running the task (" + how + ")";
     if (w.kill == KillReason::corrupt) e.message += " after sending a malformed message";
+    if (st.signal == SIGKILL && w.kill == KillReason::none) {
+      long long kills = posix::cgroup_oom_kills();
+      if (kills > oom_kills_ && oom_kills_ >= 0) e.message += "; the kernel's OOM killer killed it";
+      oom_kills_ = kills;
+    }
     return e;
   }
 
@@ -723,7 +730,7 @@ class Core : public std::enable_shared_from_this<Core> {
     }
   }
 
-  // Hard time limits: the front job of each worker runs since head_start.
+  // Hard time limits, per task from its real start (the worker's slot says when).
   void check_deadlines() {
     auto now = now_ns();
     for (auto& w : workers_) {
@@ -732,9 +739,13 @@ class Core : public std::enable_shared_from_this<Core> {
         posix::kill_group(w.pid, SIGKILL);
         w.kill_deadline = 0;
       }
-      if (w.kill != KillReason::none || w.inflight.empty() || w.unsent == 0) continue;
-      auto limit = w.inflight.front().timeout_ns;
-      if (limit > 0 && now - w.head_start >= limit) kill_worker(w, KillReason::timeout);
+      if (w.kill != KillReason::none) continue;
+      auto d = deadline_of(w, now);
+      if (d != 0 && now >= d) {
+        const WorkerSlot* s = slot_of(static_cast<std::size_t>(&w - workers_.data()));
+        if (s->job.load(std::memory_order_acquire) == w.inflight.front().id)
+          kill_worker(w, KillReason::timeout);
+      }
     }
   }
 
@@ -743,12 +754,11 @@ class Core : public std::enable_shared_from_this<Core> {
     auto now = now_ns();
     for (auto& w : workers_) {
       if (!w.alive) continue;
-      std::int64_t d = -1;
-      if (w.kill_deadline != 0) d = w.kill_deadline;
-      if (w.kill == KillReason::none && !w.inflight.empty() && w.unsent > 0 &&
-          w.inflight.front().timeout_ns > 0)
-        d = d < 0 ? w.head_start + w.inflight.front().timeout_ns
-                  : std::min(d, w.head_start + w.inflight.front().timeout_ns);
+      std::int64_t d = w.kill_deadline != 0 ? w.kill_deadline : -1;
+      if (w.kill == KillReason::none) {
+        auto t = deadline_of(w, now);
+        if (t != 0) d = d < 0 ? t : std::min(d, t);
+      }
       if (d >= 0 && (next < 0 || d < next)) next = d;
     }
     if (next < 0) return -1;
@@ -758,8 +768,25 @@ class Core : public std::enable_shared_from_this<Core> {
 
   static constexpr std::int64_t kill_grace_ns = 500'000'000;
 
+  WorkerSlot* slot_of(std::size_t i) const { return static_cast<WorkerSlot*>(slots_.get()) + i; }
+
+  // When the front job's current item must end (ns), or 0 if it has no limit. A job the worker
+  // has not started yet is given its whole limit from now; the check then runs again.
+  std::int64_t deadline_of(const Worker& w, std::int64_t now) const {
+    if (w.inflight.empty() || w.unsent == 0) return 0;
+    const Job& front = w.inflight.front();
+    if (front.timeout_ns <= 0) return 0;
+    const WorkerSlot* s = slot_of(static_cast<std::size_t>(&w - workers_.data()));
+    std::int64_t start = s->item_start.load(std::memory_order_acquire);
+    if (s->job.load(std::memory_order_acquire) != front.id) return now + front.timeout_ns;
+    start = std::max(start, s->item_start.load(std::memory_order_acquire));
+    return start + front.timeout_ns;
+  }
+
   Options opts_;
   Buffer init_task_;
+  posix::SharedMapping slots_;
+  long long oom_kills_ = -1;
 
   // Shared with callers, under m_.
   mutable std::mutex m_;

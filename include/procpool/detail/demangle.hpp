@@ -12,8 +12,8 @@ namespace procpool::detail {
 /// Returns the readable name of a type as the compiler's ABI library spells it.
 inline std::string demangle(const char* mangled) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> p(
-      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  std::unique_ptr<char, void (*)(void*)> p(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
+                                           std::free);
   return status == 0 && p ? std::string(p.get()) : std::string(mangled);
 }
 

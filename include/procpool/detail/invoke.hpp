@@ -23,11 +23,11 @@ namespace procpool::detail {
 
 template <class F>
 inline constexpr bool is_function_pointer_v =
-    std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
+    std::is_pointer_v<F>&& std::is_function_v<std::remove_pointer_t<F>>;
 
 template <class F>
 inline constexpr bool is_stateless_object_v =
-    std::is_class_v<F> && std::is_empty_v<F> && std::is_default_constructible_v<F>;
+    std::is_class_v<F>&& std::is_empty_v<F>&& std::is_default_constructible_v<F>;
 
 template <class F>
 constexpr void check_task() {
@@ -43,11 +43,11 @@ template <class M>
 struct member_call_traits {
   static constexpr bool known = false;
 };
-#define PROCPOOL_MEMBER_TRAITS(QUAL)                       \
-  template <class R, class C, class... P>                  \
-  struct member_call_traits<R (C::*)(P...) QUAL> {         \
-    static constexpr bool known = true;                    \
-    using args = std::tuple<std::decay_t<P>...>;           \
+#define PROCPOOL_MEMBER_TRAITS(QUAL)               \
+  template <class R, class C, class... P>          \
+  struct member_call_traits<R (C::*)(P...) QUAL> { \
+    static constexpr bool known = true;            \
+    using args = std::tuple<std::decay_t<P>...>;   \
   };
 PROCPOOL_MEMBER_TRAITS()
 PROCPOOL_MEMBER_TRAITS(const)
@@ -77,8 +77,7 @@ struct wire_args {
   using type = std::tuple<std::decay_t<A>...>;
 };
 template <class F, class... A>
-  requires call_traits<F>::known
-struct wire_args<F, A...> {
+requires call_traits<F>::known struct wire_args<F, A...> {
   using type = typename call_traits<F>::args;
   static_assert(std::tuple_size_v<type> == sizeof...(A),
                 "procpool: the task is called with the wrong number of arguments");

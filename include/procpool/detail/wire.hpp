@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -43,9 +44,16 @@ inline constexpr std::uint32_t frame_magic = 0x70706f6c;  // "ppol"
 
 // Item status in a result frame.
 enum class ItemStatus : std::uint8_t {
-  ok = 0,           // bytes: the encoded result
-  remote_error = 1, // bytes: str type name, str message
-  codec_error = 2,  // bytes: str message
+  ok = 0,            // bytes: the encoded result
+  remote_error = 1,  // bytes: str type name, str message
+  codec_error = 2,   // bytes: str message
+};
+
+/// What a worker is doing, in memory it shares with its pool: the pool enforces time limits per
+/// task from the moment the task really started, also inside a chunk of a map.
+struct alignas(64) WorkerSlot {
+  std::atomic<std::uint64_t> job{0};        // id of the job running; 0 between jobs
+  std::atomic<std::int64_t> item_start{0};  // steady-clock ns when its current item started
 };
 
 /// Starts a frame in `out`; returns its offset so `finish_frame` can fill in the size.
@@ -67,7 +75,9 @@ inline void finish_frame(Buffer& out, std::size_t at, std::uint32_t count) {
   std::memcpy(out.data() + at, &h, sizeof h);
 }
 
-inline void put_u64(Buffer& out, std::uint64_t v) { out.append(&v, sizeof v); }
+inline void put_u64(Buffer& out, std::uint64_t v) {
+  out.append(&v, sizeof v);
+}
 
 inline void put_str(Buffer& out, std::string_view s) {
   put_u64(out, s.size());

@@ -35,6 +35,7 @@ struct WorkerContext {
   int result_fd = -1;  // frames to the pool
   std::size_t maxtasks = 0;
   std::span<const std::byte> init_task;  // a task payload with one item, or empty
+  WorkerSlot* slot = nullptr;            // shared with the pool
 };
 
 class WorkerLoop {
@@ -47,7 +48,7 @@ class WorkerLoop {
   int run() {
     if (!ctx_.init_task.empty()) {
       std::size_t at = begin_frame(out_, FrameKind::init_error, 0);
-      if (!run_items(ctx_.init_task, 1, true)) {
+      if (!run_items(ctx_.init_task, 1, true, 0)) {
         finish_frame(out_, at, 1);
         flush();
         return worker_init_failed;
@@ -78,7 +79,7 @@ class WorkerLoop {
 
         auto t0 = std::chrono::steady_clock::now();
         std::size_t at = begin_frame(out_, FrameKind::result, h.id);
-        if (!run_items(payload, h.count, false)) return worker_bad_frame;
+        if (!run_items(payload, h.count, false, h.id)) return worker_bad_frame;
         finish_frame(out_, at, h.count);
         if (out_.size() - at > max_frame) replace_oversized(at, h);
         auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -119,12 +120,12 @@ class WorkerLoop {
   // Reads more input: 1 got some, 0 EOF, -1 error. Polls briefly before blocking.
   int fill() {
     if (in_.capacity() - in_.size() < 64 * 1024) in_.reserve(in_.size() + 64 * 1024);
-    auto spin_until = std::chrono::steady_clock::now() +
-                      std::chrono::microseconds(PROCPOOL_WORKER_SPIN_US);
+    auto spin_until =
+        std::chrono::steady_clock::now() + std::chrono::microseconds(PROCPOOL_WORKER_SPIN_US);
     for (;;) {
       std::error_code ec;
-      auto n = posix::read_some(ctx_.task_fd, in_.data() + in_.size(),
-                                in_.capacity() - in_.size(), ec);
+      auto n =
+          posix::read_some(ctx_.task_fd, in_.data() + in_.size(), in_.capacity() - in_.size(), ec);
       if (n > 0) {
         in_.resize(in_.size() + static_cast<std::size_t>(n));
         return 1;
@@ -167,7 +168,8 @@ class WorkerLoop {
   }
 
   // Runs every item of a task payload, appending one result item each.
-  bool run_items(std::span<const std::byte> payload, std::uint32_t count, bool init) {
+  bool run_items(std::span<const std::byte> payload, std::uint32_t count, bool init,
+                 std::uint64_t job) {
     WireCursor c(payload);
     posix::ImageAddress tramp{c.u64(), c.u64()};
     posix::ImageAddress fn{c.u64(), c.u64()};
@@ -186,9 +188,17 @@ class WorkerLoop {
         continue;
       }
       std::size_t before = out_.size();
+      if (ctx_.slot && job != 0) {
+        auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
+        ctx_.slot->item_start.store(now, std::memory_order_release);
+        ctx_.slot->job.store(job, std::memory_order_release);
+      }
       std::bit_cast<Trampoline>(t)(f, args, out_);
       if (init && static_cast<std::uint8_t>(out_.data()[before]) != 0) ok = false;
     }
+    if (ctx_.slot && job != 0) ctx_.slot->job.store(0, std::memory_order_release);
     return init ? ok : true;
   }
 
@@ -200,6 +210,8 @@ class WorkerLoop {
 };
 
 /// The body of a worker process; returns its exit code.
-inline int worker_main(void* ctx) { return WorkerLoop(*static_cast<WorkerContext*>(ctx)).run(); }
+inline int worker_main(void* ctx) {
+  return WorkerLoop(*static_cast<WorkerContext*>(ctx)).run();
+}
 
 }  // namespace procpool::detail

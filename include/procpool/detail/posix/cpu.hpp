@@ -1,10 +1,9 @@
 #pragma once
 
 #include <fstream>
+#include <sched.h>
 #include <sstream>
 #include <string>
-
-#include <sched.h>
 
 namespace procpool::detail::posix {
 
@@ -15,6 +14,27 @@ inline unsigned affinity_cpus() noexcept {
   if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
   int n = CPU_COUNT(&set);
   return n > 0 ? static_cast<unsigned>(n) : 1u;
+}
+
+/// This process's cgroup v2 directory under /sys/fs/cgroup ("" when unknown).
+inline std::string cgroup_dir() {
+  std::ifstream self("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(self, line))
+    if (line.rfind("0::", 0) == 0) return "/sys/fs/cgroup" + line.substr(3);
+  return {};
+}
+
+/// How many processes the kernel's OOM killer has killed in this process's cgroup; -1 unknown.
+inline long long cgroup_oom_kills() {
+  std::string dir = cgroup_dir();
+  if (dir.empty()) return -1;
+  std::ifstream f(dir + "/memory.events");
+  std::string key;
+  long long v = 0;
+  while (f >> key >> v)
+    if (key == "oom_kill") return v;
+  return -1;
 }
 
 /// The cgroup v2 CPU quota of this process, rounded up to whole CPUs; 0 when there is none.

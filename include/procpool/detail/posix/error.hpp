@@ -8,7 +8,9 @@
 
 namespace procpool::detail::posix {
 
-inline std::error_code last_error() noexcept { return {errno, std::generic_category()}; }
+inline std::error_code last_error() noexcept {
+  return {errno, std::generic_category()};
+}
 
 /// The one place where an operating-system failure becomes an exception.
 [[noreturn]] inline void throw_system_error(std::error_code ec, const std::string& call) {

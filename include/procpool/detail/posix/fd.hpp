@@ -115,7 +115,9 @@ inline std::error_code set_nonblocking(int fd, bool on) noexcept {
 
 /// Grows a pipe's kernel buffer; large frames then move in fewer wake-ups. Best effort: the
 /// system limit (/proc/sys/fs/pipe-max-size) may refuse, which only costs speed.
-inline void grow_pipe(int fd, int bytes) noexcept { (void)::fcntl(fd, F_SETPIPE_SZ, bytes); }
+inline void grow_pipe(int fd, int bytes) noexcept {
+  (void)::fcntl(fd, F_SETPIPE_SZ, bytes);
+}
 
 /// Reads what is available, up to `n` bytes. Returns the count, 0 at EOF, -1 with `ec` set
 /// (EAGAIN when a non-blocking descriptor has nothing).
@@ -130,7 +132,8 @@ inline std::ptrdiff_t read_some(int fd, void* p, std::size_t n, std::error_code&
 }
 
 /// Writes up to `count` buffers; returns bytes written or -1 with `ec` set.
-inline std::ptrdiff_t write_some(int fd, const iovec* iov, int count, std::error_code& ec) noexcept {
+inline std::ptrdiff_t write_some(int fd, const iovec* iov, int count,
+                                 std::error_code& ec) noexcept {
   for (;;) {
     ssize_t r = ::writev(fd, iov, count);
     if (r >= 0) return r;

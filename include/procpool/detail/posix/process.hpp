@@ -53,7 +53,9 @@ namespace child {
 // Everything below runs in a freshly forked child of a possibly multi-threaded parent: it uses
 // only async-signal-safe calls until `body` starts, and it never returns into the parent's code.
 
-[[noreturn]] inline void die(int code) noexcept { ::_exit(code); }
+[[noreturn]] inline void die(int code) noexcept {
+  ::_exit(code);
+}
 
 inline void setup(const ChildSpec& spec, pid_t parent, const int* close_fds,
                   std::size_t nclose) noexcept {
@@ -145,7 +147,9 @@ inline void kill_group(pid_t pid, int sig) noexcept {
   (void)::kill(pid, sig);
 }
 
-inline pid_t current_pid() noexcept { return ::getpid(); }
+inline pid_t current_pid() noexcept {
+  return ::getpid();
+}
 
 inline const char* signal_name(int sig) noexcept {
   const char* d = sigabbrev_np(sig);
