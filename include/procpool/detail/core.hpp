@@ -130,10 +130,10 @@ class Core : public std::enable_shared_from_this<Core> {
       for (auto i = it; i != pending_.end(); ++i) dropped += i->count;
       pending_.erase(it, pending_.end());
       stats_.failed += dropped;
-      if (kill_running) cancels_.push_back(c);
+      cancels_.push_back({c, kill_running});
       ++requests_;
     }
-    if (kill_running) wake();
+    wake();
     return true;
   }
 
@@ -267,7 +267,7 @@ class Core : public std::enable_shared_from_this<Core> {
   // Applies queued requests, hands out work and shuts down when finished. Returns false once the
   // pool is finished and every worker is reaped.
   bool step_and_check_done() {
-    std::vector<std::shared_ptr<Completion>> cancels;
+    std::vector<CancelRequest> cancels;
     bool terminating, closed;
     {
       std::lock_guard lock(m_);
@@ -277,7 +277,7 @@ class Core : public std::enable_shared_from_this<Core> {
       seen_requests_ = requests_;
     }
     if (terminating && !terminated_) do_terminate();
-    for (auto& c : cancels) kill_running(c);
+    for (auto& c : cancels) cancel_sent(c.completion, c.kill_running);
     if (!terminating) dispatch();
     bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](auto& w) { return w.alive; });
     if (closed && !terminating) {
@@ -723,10 +723,19 @@ class Core : public std::enable_shared_from_this<Core> {
     kill_all(KillReason::terminate);
   }
 
-  void kill_running(const std::shared_ptr<Completion>& c) {
-    for (auto& w : workers_) {
-      if (w.alive && !w.inflight.empty() && w.unsent > 0 && w.inflight.front().completion == c)
-        kill_worker(w, KillReason::cancel);
+  // Jobs of a cancelled completion that already sit in a worker's window: the worker is told to
+  // skip them; one it has already started is killed with its worker, if so asked.
+  void cancel_sent(const std::shared_ptr<Completion>& c, bool kill_started) {
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      Worker& w = workers_[i];
+      if (!w.alive) continue;
+      WorkerSlot* s = slot_of(i);
+      for (std::size_t k = 0; k < w.inflight.size() && k < w.unsent + 1; ++k) {
+        const Job& j = w.inflight[k];
+        if (j.completion != c) continue;
+        s->cancelled[s->cancel_next.fetch_add(1) % WorkerSlot::cancel_slots].store(j.id);
+        if (kill_started && s->job.load() == j.id) kill_worker(w, KillReason::cancel);
+      }
     }
   }
 
@@ -791,7 +800,11 @@ class Core : public std::enable_shared_from_this<Core> {
   // Shared with callers, under m_.
   mutable std::mutex m_;
   std::deque<Job> pending_;
-  std::vector<std::shared_ptr<Completion>> cancels_;
+  struct CancelRequest {
+    std::shared_ptr<Completion> completion;
+    bool kill_running;
+  };
+  std::vector<CancelRequest> cancels_;
   bool closed_ = false;
   bool terminating_ = false;
   // Counts submissions and requests, so the supervisor can tell whether anything changed since

@@ -54,6 +54,18 @@ enum class ItemStatus : std::uint8_t {
 struct alignas(64) WorkerSlot {
   std::atomic<std::uint64_t> job{0};        // id of the job running; 0 between jobs
   std::atomic<std::int64_t> item_start{0};  // steady-clock ns when its current item started
+  // Jobs cancelled after they were sent to this worker: it skips them instead of running them.
+  // The pool writes an id here, then reads `job`; the worker writes `job`, then reads here; so
+  // (all seq_cst) either the worker skips the job or the pool sees it started and kills it.
+  static constexpr std::size_t cancel_slots = 64;
+  std::atomic<std::uint64_t> cancelled[cancel_slots] = {};
+  std::atomic<std::uint32_t> cancel_next{0};
+
+  bool is_cancelled(std::uint64_t id) const {
+    for (const auto& c : cancelled)
+      if (c.load() == id) return true;
+    return false;
+  }
 };
 
 /// Starts a frame in `out`; returns its offset so `finish_frame` can fill in the size.

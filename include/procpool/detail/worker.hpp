@@ -79,7 +79,14 @@ class WorkerLoop {
 
         auto t0 = std::chrono::steady_clock::now();
         std::size_t at = begin_frame(out_, FrameKind::result, h.id);
-        if (!run_items(payload, h.count, false, h.id)) return worker_bad_frame;
+        if (ctx_.slot) ctx_.slot->job.store(h.id);
+        if (ctx_.slot && ctx_.slot->is_cancelled(h.id)) {
+          for (std::uint32_t i = 0; i < h.count; ++i)
+            append_error_item(out_, ItemStatus::codec_error, {}, "cancelled before it started");
+          ctx_.slot->job.store(0);
+        } else if (!run_items(payload, h.count, false, h.id)) {
+          return worker_bad_frame;
+        }
         finish_frame(out_, at, h.count);
         if (out_.size() - at > max_frame) replace_oversized(at, h);
         auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
