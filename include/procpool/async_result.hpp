@@ -112,7 +112,8 @@ class AsyncResult {
   /// True if the task returned a value. Throws `std::logic_error` before it is ready.
   bool successful() const {
     check();
-    if (!s_->done()) throw std::logic_error("procpool: successful() called before the result is ready");
+    if (!s_->done())
+      throw std::logic_error("procpool: successful() called before the result is ready");
     s_->resolve();
     return !s_->error;
   }
@@ -127,14 +128,15 @@ class AsyncResult {
   }
 
   /// Registers callbacks, like Python's callback / error_callback. `on_value` receives the value
-  /// (nothing for `void`); `on_error` receives a `std::exception_ptr` or a `const procpool::Error&`.
-  /// They run on the pool's result thread when the task completes, or at once in the caller if
-  /// it already has. A callback that throws is reported on stderr and otherwise ignored.
+  /// (nothing for `void`); `on_error` receives a `std::exception_ptr` or a `const
+  /// procpool::Error&`. They run on the pool's result thread when the task completes, or at once in
+  /// the caller if it already has. A callback that throws is reported on stderr and otherwise
+  /// ignored.
   template <class OnValue, class OnError = std::nullptr_t>
   AsyncResult& then(OnValue on_value, OnError on_error = nullptr) {
     check();
-    s_->on_complete([on_value = std::move(on_value), on_error = std::move(on_error)](
-                        detail::Completion& c) mutable {
+    s_->on_complete([on_value = std::move(on_value),
+                     on_error = std::move(on_error)](detail::Completion& c) mutable {
       auto& t = static_cast<detail::TypedCompletion<T>&>(c);
       t.resolve();
       if (t.error) {

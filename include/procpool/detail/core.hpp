@@ -213,12 +213,31 @@ class Core : public std::enable_shared_from_this<Core> {
 
   void supervise() {
     thread_id_ = std::this_thread::get_id();
+    try {
+      run_loop();
+    } catch (const std::exception& e) {
+      // Out of memory or an OS failure in the pool's own thread: no task may be left waiting.
+      ErrorInfo info;
+      info.kind = ErrorInfo::Kind::crashed;
+      info.message = std::string("the pool's supervisor failed: ") + e.what();
+      try {
+        fail_everything(info);
+      } catch (...) {
+      }
+      kill_all(KillReason::terminate);
+      reap_all_blocking();
+      if (!all_hello_once_ && !startup_reported_) started_.set_exception(info.make());
+    }
+  }
+
+  void run_loop() {
     bool reported = false;
     try {
       for (std::size_t i = 0; i < workers_.size(); ++i) spawn(i);
     } catch (...) {
       kill_all(KillReason::terminate);
       reap_all_blocking();
+      startup_reported_ = true;
       started_.set_exception(std::current_exception());
       return;
     }
@@ -229,6 +248,7 @@ class Core : public std::enable_shared_from_this<Core> {
         if (startup_error_) {
           kill_all(KillReason::terminate);
           reap_all_blocking();
+          startup_reported_ = true;
           started_.set_exception(startup_error_->make());
           return;
         }
@@ -256,6 +276,7 @@ class Core : public std::enable_shared_from_this<Core> {
       check_deadlines();
     }
     if (!reported) {
+      startup_reported_ = true;
       if (startup_error_) {
         started_.set_exception(startup_error_->make());
       } else {
@@ -825,6 +846,7 @@ class Core : public std::enable_shared_from_this<Core> {
   bool broken_ = false;
   bool terminated_ = false;
   bool all_hello_once_ = false;
+  bool startup_reported_ = false;
   std::optional<ErrorInfo> startup_error_;
 
   std::promise<void> started_;
