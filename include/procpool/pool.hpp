@@ -23,6 +23,8 @@
 #include <procpool/errors.hpp>
 #include <procpool/imap.hpp>
 #include <procpool/options.hpp>
+#include <procpool/shared.hpp>
+#include <procpool/sync.hpp>
 
 namespace procpool {
 
@@ -142,7 +144,7 @@ class Pool {
   using codec_type = Codec;
 
   Pool() : Pool(Options{}) {}
-  explicit Pool(Options opts) { start(opts, detail::Buffer{}); }
+  explicit Pool(Options opts) { start(opts, detail::Buffer{}, {}); }
 
   /// Runs `initializer(initargs...)` in every worker when it starts. If it throws, this
   /// constructor throws a `RemoteError` quoting it.
@@ -151,9 +153,13 @@ class Pool {
     detail::check_task<F>();
     using W = detail::wire_args_t<F, A...>;
     detail::Buffer payload;
+    std::vector<std::shared_ptr<detail::Segment>> segments;
     detail::put_task_ref(payload, detail::task_ref<Codec, F, W>(initializer));
-    add_item<W>(payload, std::forward<A>(initargs)...);
-    start(opts, std::move(payload));
+    {
+      detail::AttachScope scope(segments);
+      add_item<W>(payload, std::forward<A>(initargs)...);
+    }
+    start(opts, std::move(payload), std::move(segments));
   }
 
   Pool(const Pool&) = delete;
@@ -238,7 +244,8 @@ class Pool {
   std::size_t imap_window() const { return 32 * size() + 8; }
 
  private:
-  void start(Options opts, detail::Buffer init_task) {
+  void start(Options opts, detail::Buffer init_task,
+             std::vector<std::shared_ptr<detail::Segment>> init_segments) {
     if (opts.start != StartMethod::fork)
       throw std::invalid_argument(
           "procpool: only StartMethod::fork is available in this version of procpool");
@@ -249,7 +256,7 @@ class Pool {
     if (opts.task_timeout.count() < 0)
       throw std::invalid_argument("procpool: Options::task_timeout is negative");
     opts_ = opts;
-    core_ = std::make_shared<detail::Core>(opts, std::move(init_task));
+    core_ = std::make_shared<detail::Core>(opts, std::move(init_task), std::move(init_segments));
     core_->start();
   }
 
@@ -260,6 +267,13 @@ class Pool {
     Writer w(b);
     detail::ArgEncoder<Codec, W>::encode(w, std::forward<A>(a)...);
     detail::finish_item(b, at);
+  }
+
+  // Like add_item, collecting the shared memory segments the arguments refer to.
+  template <class W, class... A>
+  static void add_item_to(detail::Job& j, A&&... a) {
+    detail::AttachScope scope(j.attachments);
+    add_item<W>(j.frame, std::forward<A>(a)...);
   }
 
   template <class F, class W>
@@ -291,7 +305,7 @@ class Pool {
     detail::Job j;
     j.id = core_->next_id();
     std::size_t at = begin_task<F, W>(j.frame, j.id, f);
-    add_item<W>(j.frame, std::forward<A>(args)...);
+    add_item_to<W>(j, std::forward<A>(args)...);
     end_task(j.frame, at, 1);
     j.completion = c;
     j.timeout_ns = to_ns(limit);
@@ -333,10 +347,16 @@ class Pool {
     // is queued, and the element count sizes the chunks.
     detail::Buffer staged;
     std::vector<std::size_t> ends;
+    std::vector<std::shared_ptr<detail::Segment>> segments;  // shared memory the elements name
+    std::vector<std::size_t> segment_ends;                   // per element, into `segments`
     if constexpr (std::ranges::sized_range<Range>) ends.reserve(std::ranges::size(input));
-    for (auto&& e : input) {
-      add_element<Star, W>(staged, std::forward<decltype(e)>(e));
-      ends.push_back(staged.size());
+    {
+      detail::AttachScope scope(segments);
+      for (auto&& e : input) {
+        add_element<Star, W>(staged, std::forward<decltype(e)>(e));
+        ends.push_back(staged.size());
+        segment_ends.push_back(segments.size());
+      }
     }
     const std::size_t n = ends.size();
     if (chunksize == 0) {
@@ -366,6 +386,12 @@ class Pool {
       std::size_t at = begin_task<F, W>(j.frame, j.id, f);
       std::size_t from = first == 0 ? 0 : ends[first - 1];
       j.frame.append(staged.data() + from, ends[last - 1] - from);
+      if (!segments.empty()) {
+        std::size_t s0 = first == 0 ? 0 : segment_ends[first - 1];
+        j.attachments.assign(
+            segments.begin() + static_cast<std::ptrdiff_t>(s0),
+            segments.begin() + static_cast<std::ptrdiff_t>(segment_ends[last - 1]));
+      }
       j.count = static_cast<std::uint32_t>(last - first);
       end_task(j.frame, at, j.count);
       j.completion = c;
@@ -403,7 +429,7 @@ class Pool {
       std::size_t at = begin_task<F, W>(j.frame, j.id, f);
       std::uint32_t count = 0;
       while (count < chunksize && it != std::ranges::end(src->view)) {
-        add_item<W>(j.frame, *it);
+        add_item_to<W>(j, *it);
         ++it;
         ++count;
       }

@@ -8,4 +8,6 @@
 #include <procpool/imap.hpp>
 #include <procpool/options.hpp>
 #include <procpool/pool.hpp>
+#include <procpool/shared.hpp>
+#include <procpool/sync.hpp>
 #include <procpool/version.hpp>

@@ -13,6 +13,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -22,6 +24,7 @@
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/process.hpp>
 #include <procpool/detail/posix/shm.hpp>
+#include <procpool/detail/segment.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/detail/worker.hpp>
 #include <procpool/errors.hpp>
@@ -49,6 +52,7 @@ struct Job {
   std::uint32_t index = 0;  // which of the completion's jobs this is
   std::uint32_t count = 1;  // items
   std::int64_t timeout_ns = 0;
+  std::vector<std::shared_ptr<Segment>> attachments;  // shared memory its arguments refer to
 };
 
 /// The engine of a pool, independent of its codec. One thread (the supervisor) owns the workers:
@@ -57,7 +61,8 @@ struct Job {
 /// queue.
 class Core : public std::enable_shared_from_this<Core> {
  public:
-  Core(const Options& opts, Buffer init_task) : opts_(opts), init_task_(std::move(init_task)) {}
+  Core(const Options& opts, Buffer init_task, std::vector<std::shared_ptr<Segment>> init_segments)
+      : opts_(opts), init_task_(std::move(init_task)), init_segments_(std::move(init_segments)) {}
 
   ~Core() {
     // A Core whose thread still runs means the Pool was not joined; finish it here so no worker
@@ -180,7 +185,7 @@ class Core : public std::enable_shared_from_this<Core> {
   std::size_t size() const { return opts_.processes; }
 
  private:
-  enum TagKind : std::uint64_t { kWake = 1, kResult = 3, kTask = 4, kPidfd = 5 };
+  enum TagKind : std::uint64_t { kWake = 1, kResult = 3, kTask = 4, kPidfd = 5, kControl = 6 };
   static std::uint64_t tag(std::uint64_t kind, std::uint64_t slot, std::uint64_t gen) {
     return kind << 56 | (slot & 0xffffff) << 32 | (gen & 0xffffffff);
   }
@@ -192,6 +197,9 @@ class Core : public std::enable_shared_from_this<Core> {
     pid_t pid = 0;
     std::uint32_t gen = 0;
     posix::UniqueFd pidfd, task_w, result_r;
+    posix::UniqueFd control;                     // sends shared memory segments
+    std::unordered_set<std::uint64_t> segments;  // ids sent, not yet forgotten
+    bool want_ctl_out = false;
     std::deque<Job> inflight;    // sent or being sent, in order; the front one runs
     std::size_t unsent = 0;      // index in inflight of the first job not fully written
     std::size_t unsent_off = 0;  // bytes of that job already written
@@ -299,7 +307,10 @@ class Core : public std::enable_shared_from_this<Core> {
     }
     if (terminating && !terminated_) do_terminate();
     for (auto& c : cancels) cancel_sent(c.completion, c.kill_running);
-    if (!terminating) dispatch();
+    if (!terminating) {
+      forget_dead_segments();
+      dispatch();
+    }
     bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](auto& w) { return w.alive; });
     if (closed && !terminating) {
       bool idle;
@@ -339,6 +350,8 @@ class Core : public std::enable_shared_from_this<Core> {
       write_tasks(w);
     } else if (kind == kPidfd) {
       on_death(slot);
+    } else if (kind == kControl) {
+      write_tasks(w);
     }
   }
 
@@ -352,6 +365,9 @@ class Core : public std::enable_shared_from_this<Core> {
     // The parent's ends are registered so that every later worker closes them.
     task.write_end.register_in_parent();
     result.read_end.register_in_parent();
+    posix::UniqueFd control, control_child;
+    posix::check(posix::make_seqpacket_pair(control, control_child), "socketpair");
+    control.register_in_parent();
 
     WorkerContext ctx;
     ctx.task_fd = task.read_end.get();
@@ -359,16 +375,20 @@ class Core : public std::enable_shared_from_this<Core> {
     ctx.maxtasks = opts_.maxtasksperchild;
     ctx.init_task = init_task_.span();
     ctx.slot = slot_of(slot);
+    ctx.control_fd = control_child.get();
     ctx.slot->job.store(0);
     posix::ChildSpec spec;
     spec.body = &worker_main;
     spec.ctx = &ctx;
     spec.memory_limit = opts_.memory_limit;
+    spec.in_child = &SegmentTable::reset_in_child;
     pid_t pid = 0;
     posix::UniqueFd pidfd;
     posix::check(posix::fork_child(spec, pid, pidfd), "fork");
     task.read_end.reset();
     result.write_end.reset();
+    control_child.reset();
+    posix::check(posix::set_nonblocking(control.get(), true), "fcntl");
     posix::check(posix::set_nonblocking(task.write_end.get(), true), "fcntl");
     posix::check(posix::set_nonblocking(result.read_end.get(), true), "fcntl");
 
@@ -379,12 +399,19 @@ class Core : public std::enable_shared_from_this<Core> {
     w.pidfd = std::move(pidfd);
     w.task_w = std::move(task.write_end);
     w.result_r = std::move(result.read_end);
+    w.control = std::move(control);
     w.in.reserve(64 * 1024);
     posix::check(epoll_.add(w.result_r.get(), posix::Epoll::in, tag(kResult, slot, w.gen)),
                  "epoll_ctl");
     posix::check(epoll_.add(w.pidfd.get(), posix::Epoll::in, tag(kPidfd, slot, w.gen)),
                  "epoll_ctl");
     posix::check(epoll_.add(w.task_w.get(), 0, tag(kTask, slot, w.gen)), "epoll_ctl");
+    posix::check(epoll_.add(w.control.get(), 0, tag(kControl, slot, w.gen)), "epoll_ctl");
+    if (!init_segments_.empty()) {
+      Job init;
+      init.attachments = init_segments_;
+      (void)send_segments(w, init);
+    }
     std::lock_guard lock(m_);
     live_pids_.push_back(pid);
   }
@@ -429,16 +456,57 @@ class Core : public std::enable_shared_from_this<Core> {
       if (w.alive && w.unsent < w.inflight.size()) write_tasks(w);
   }
 
+  // Sends the shared memory segments job `i` refers to and the worker lacks, ahead of its frame.
+  // Returns false if the control socket is full (retried when it drains).
+  bool send_segments(Worker& w, const Job& job) {
+    for (const auto& seg : job.attachments) {
+      if (w.segments.count(seg->id())) continue;
+      ControlMessage msg{ControlMessage::segment, seg->id(), seg->size()};
+      auto ec = posix::send_message(w.control.get(), &msg, sizeof msg, seg->fd());
+      if (ec == std::errc::resource_unavailable_try_again) return false;
+      if (ec) return true;  // the worker is gone: its pidfd reports it
+      w.segments.insert(seg->id());
+      sent_segments_.emplace(seg->id(), seg);
+    }
+    return true;
+  }
+
+  // Tells workers to unmap segments the program has destroyed since the last look.
+  void forget_dead_segments() {
+    auto deaths = segment_deaths().load(std::memory_order_acquire);
+    if (deaths == seen_deaths_) return;
+    seen_deaths_ = deaths;
+    for (auto it = sent_segments_.begin(); it != sent_segments_.end();) {
+      if (!it->second.expired()) {
+        ++it;
+        continue;
+      }
+      for (auto& w : workers_) {
+        if (!w.alive || !w.segments.erase(it->first)) continue;
+        ControlMessage msg{ControlMessage::forget, it->first, 0};
+        (void)posix::send_message(w.control.get(), &msg, sizeof msg, -1);
+      }
+      it = sent_segments_.erase(it);
+    }
+  }
+
   void write_tasks(Worker& w) {
+    bool ctl_full = false;
     while (w.task_w && w.unsent < w.inflight.size()) {
       iovec iov[64];
       int n = 0;
       for (std::size_t i = w.unsent; i < w.inflight.size() && n < 64; ++i, ++n) {
+        if (!(i == w.unsent && w.unsent_off > 0) && !w.inflight[i].attachments.empty() &&
+            !send_segments(w, w.inflight[i])) {
+          ctl_full = true;
+          break;
+        }
         const Buffer& f = w.inflight[i].frame;
         std::size_t off = i == w.unsent ? w.unsent_off : 0;
         iov[n].iov_base = const_cast<std::byte*>(f.data() + off);
         iov[n].iov_len = f.size() - off;
       }
+      if (n == 0) break;
       std::error_code ec;
       auto r = posix::write_some(w.task_w.get(), iov, n, ec);
       if (r < 0) {
@@ -461,11 +529,16 @@ class Core : public std::enable_shared_from_this<Core> {
         }
       }
     }
-    bool want = w.task_w && w.unsent < w.inflight.size();
+    auto slot = static_cast<std::size_t>(&w - workers_.data());
+    bool want = w.task_w && w.unsent < w.inflight.size() && !ctl_full;
     if (want != w.want_out && w.task_w) {
-      auto slot = static_cast<std::size_t>(&w - workers_.data());
       (void)epoll_.modify(w.task_w.get(), want ? posix::Epoll::out : 0, tag(kTask, slot, w.gen));
       w.want_out = want;
+    }
+    if (ctl_full != w.want_ctl_out && w.control) {
+      (void)epoll_.modify(w.control.get(), ctl_full ? posix::Epoll::out : 0,
+                          tag(kControl, slot, w.gen));
+      w.want_ctl_out = ctl_full;
     }
   }
 
@@ -503,7 +576,12 @@ class Core : public std::enable_shared_from_this<Core> {
         break;
       }
       std::size_t frame_len = sizeof h + static_cast<std::size_t>(h.size);
+      const std::byte* before = w.in.data();
       if (!on_frame(slot, h, pos, frame_len)) return false;
+      if (w.in.data() != before) {  // the frame's buffer was handed over whole
+        pos = 0;
+        continue;
+      }
       pos += frame_len;
     }
     w.in.consume(pos);
@@ -612,18 +690,26 @@ class Core : public std::enable_shared_from_this<Core> {
     epoll_.remove(w.pidfd.get());
     if (w.result_r) epoll_.remove(w.result_r.get());
     if (w.task_w) epoll_.remove(w.task_w.get());
+    if (w.control) epoll_.remove(w.control.get());
     w.alive = false;
     {
       std::lock_guard lock(m_);
       live_pids_.erase(std::remove(live_pids_.begin(), live_pids_.end(), w.pid), live_pids_.end());
     }
     bool was_ready = w.hello;
-    if (!w.inflight.empty()) {
+    // The front job failed only if the worker had started it; a worker that died between jobs
+    // (killed while idle, say) fails nothing, and its jobs go to other workers.
+    bool front_started =
+        !w.inflight.empty() && w.unsent > 0 &&
+        slot_of(slot)->job.load(std::memory_order_acquire) == w.inflight.front().id;
+    if (front_started) {
       ErrorInfo why = death_error(w, st);
       std::deque<Job> failed;
       failed.push_back(std::move(w.inflight.front()));
       w.inflight.pop_front();
       fail_jobs(failed, why);
+    }
+    {
       // Jobs sent but not started go back to the front of the queue, in order.
       std::lock_guard lock(m_);
       for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it)
@@ -634,6 +720,8 @@ class Core : public std::enable_shared_from_this<Core> {
     w.pidfd.reset();
     w.result_r.reset();
     w.task_w.reset();
+    w.control.reset();
+    w.segments.clear();
 
     bool terminating, closed;
     {
@@ -815,7 +903,10 @@ class Core : public std::enable_shared_from_this<Core> {
 
   Options opts_;
   Buffer init_task_;
+  std::vector<std::shared_ptr<Segment>> init_segments_;  // what the initializer's arguments name
   posix::SharedMapping slots_;
+  std::unordered_map<std::uint64_t, std::weak_ptr<Segment>> sent_segments_;
+  std::uint64_t seen_deaths_ = 0;
   long long oom_kills_ = -1;
 
   // Shared with callers, under m_.

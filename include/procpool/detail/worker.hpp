@@ -11,6 +11,7 @@
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/invoke.hpp>
 #include <procpool/detail/posix/fd.hpp>
+#include <procpool/detail/segment.hpp>
 #include <procpool/detail/wire.hpp>
 
 #ifndef PROCPOOL_WORKER_SPIN_US
@@ -36,6 +37,7 @@ struct WorkerContext {
   std::size_t maxtasks = 0;
   std::span<const std::byte> init_task;  // a task payload with one item, or empty
   WorkerSlot* slot = nullptr;            // shared with the pool
+  int control_fd = -1;                   // shared memory segments from the pool
 };
 
 class WorkerLoop {
@@ -46,6 +48,10 @@ class WorkerLoop {
   }
 
   int run() {
+    if (ctx_.control_fd >= 0) {
+      (void)posix::set_nonblocking(ctx_.control_fd, true);
+      SegmentTable::get().control_fd = ctx_.control_fd;
+    }
     if (!ctx_.init_task.empty()) {
       std::size_t at = begin_frame(out_, FrameKind::init_error, 0);
       if (!run_items(ctx_.init_task, 1, true, 0)) {
@@ -95,12 +101,9 @@ class WorkerLoop {
         set_run_time(at, ns);
         ++done_;
 
-        // Batch results only while more work is already here and tasks are very short; a
-        // result never waits behind a task that is known to be slow.
-        bool more = complete_frame_at(pos);
-        if (!more || ns > 20'000 || out_.size() > 256 * 1024) {
-          if (!flush()) return worker_io_error;
-        }
+        // Every job's result leaves before the next job starts: if that one crashes, nothing
+        // already finished is lost or run twice. (A chunk of a map is one job, one write.)
+        if (!flush()) return worker_io_error;
         if (ctx_.maxtasks != 0 && done_ >= ctx_.maxtasks) {
           flush();
           return worker_ok;
@@ -117,13 +120,6 @@ class WorkerLoop {
   }
 
  private:
-  bool complete_frame_at(std::size_t pos) const {
-    if (in_.size() - pos < sizeof(FrameHeader)) return false;
-    FrameHeader h;
-    std::memcpy(&h, in_.data() + pos, sizeof h);
-    return in_.size() - pos - sizeof h >= h.size;
-  }
-
   // Reads more input: 1 got some, 0 EOF, -1 error. Polls briefly before blocking.
   int fill() {
     if (in_.capacity() - in_.size() < 64 * 1024) in_.reserve(in_.size() + 64 * 1024);
@@ -139,7 +135,10 @@ class WorkerLoop {
       }
       if (n == 0) return 0;
       if (ec != std::errc::resource_unavailable_try_again) return -1;
-      if (std::chrono::steady_clock::now() >= spin_until) posix::wait_readable(ctx_.task_fd, -1);
+      if (std::chrono::steady_clock::now() >= spin_until) {
+        // Idle: also take in segments the pool sent, and let go of those it says are gone.
+        if (posix::wait_either(ctx_.task_fd, ctx_.control_fd) & 2) receive_segments(0);
+      }
     }
   }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 #include <system_error>
 #include <utility>
@@ -12,6 +13,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -105,6 +107,67 @@ inline std::error_code make_pipe(PipeFds& out, bool nonblock) noexcept {
   return {};
 }
 
+/// A close-on-exec pair of connected datagram-boundary sockets (for passing descriptors).
+inline std::error_code make_seqpacket_pair(UniqueFd& a, UniqueFd& b) noexcept {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return last_error();
+  a = UniqueFd(fds[0]);
+  b = UniqueFd(fds[1]);
+  return {};
+}
+
+/// Sends a small fixed message and, when `fd` >= 0, a duplicate of that descriptor with it.
+inline std::error_code send_message(int sock, const void* data, std::size_t n, int fd) noexcept {
+  iovec iov{const_cast<void*>(data), n};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  for (;;) {
+    if (::sendmsg(sock, &msg, MSG_NOSIGNAL) >= 0) return {};
+    if (errno != EINTR) return last_error();
+  }
+}
+
+/// Receives one message sent by `send_message`; `fd_out` gets the descriptor (close-on-exec)
+/// or -1. Returns the message size, 0 at EOF, -1 with `ec` set.
+inline std::ptrdiff_t recv_message(int sock, void* data, std::size_t n, UniqueFd& fd_out,
+                                   std::error_code& ec) noexcept {
+  iovec iov{data, n};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  for (;;) {
+    ssize_t r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      ec = last_error();
+      return -1;
+    }
+    fd_out.reset();
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        fd_out = UniqueFd(fd);
+      }
+    }
+    return r;
+  }
+}
+
 inline std::error_code set_nonblocking(int fd, bool on) noexcept {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0) return last_error();
@@ -161,6 +224,16 @@ inline std::error_code write_all(int fd, const void* p, std::size_t n) noexcept 
     n -= static_cast<std::size_t>(r);
   }
   return {};
+}
+
+/// Waits until `a` or `b` (if >= 0) is readable; returns which (a's bit 1, b's bit 2).
+inline int wait_either(int a, int b) noexcept {
+  pollfd pfd[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+  for (;;) {
+    int r = ::poll(pfd, b >= 0 ? 2 : 1, -1);
+    if (r > 0) return (pfd[0].revents ? 1 : 0) | (b >= 0 && pfd[1].revents ? 2 : 0);
+    if (r < 0 && errno != EINTR) return 1;
+  }
 }
 
 /// Waits until `fd` is readable (or hung up). `timeout_ms` < 0 waits forever. Returns false on

@@ -28,6 +28,7 @@ struct ChildSpec {
   void* ctx = nullptr;
   std::size_t memory_limit = 0;  // RLIMIT_AS in bytes; 0: none
   const char* name = "procpool-worker";
+  void (*in_child)() = nullptr;  // runs in the child before `body`, e.g. to reset process state
 };
 
 /// Blocks every signal in the calling thread and restores the old mask on destruction. The
@@ -101,6 +102,7 @@ inline std::error_code fork_child(const ChildSpec& spec, pid_t& pid_out, UniqueF
       // The registry is the parent's; a task that starts its own pool needs a fresh one.
       new (&reg.mutex) std::mutex;
       reg.fds.clear();
+      if (spec.in_child) spec.in_child();
       child::die(spec.body(spec.ctx));
     }
   }

@@ -4,9 +4,12 @@
 #include <system_error>
 #include <utility>
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <procpool/detail/posix/error.hpp>
+#include <procpool/detail/posix/fd.hpp>
 
 namespace procpool::detail::posix {
 
@@ -26,6 +29,16 @@ class SharedMapping {
     return *this;
   }
   ~SharedMapping() { reset(); }
+
+  /// Maps `n` bytes of the shared-memory file `fd` (see `make_memfd`).
+  std::error_code map_fd(int fd, std::size_t n) noexcept {
+    void* p = ::mmap(nullptr, n == 0 ? 1 : n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return last_error();
+    reset();
+    p_ = p;
+    n_ = n == 0 ? 1 : n;
+    return {};
+  }
 
   std::error_code map(std::size_t n) noexcept {
     void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -47,5 +60,24 @@ class SharedMapping {
   void* p_ = nullptr;
   std::size_t n_ = 0;
 };
+
+/// A zero-filled shared-memory file of `n` bytes with no name in any file system: nothing can
+/// be left behind in /dev/shm, whatever happens to the processes that use it.
+inline std::error_code make_memfd(std::size_t n, UniqueFd& out) noexcept {
+  int fd = ::memfd_create("procpool", MFD_CLOEXEC);
+  if (fd < 0) return last_error();
+  UniqueFd owned(fd);
+  if (::ftruncate(fd, static_cast<off_t>(n == 0 ? 1 : n)) != 0) return last_error();
+  out = std::move(owned);
+  return {};
+}
+
+/// The size of the file behind `fd`.
+inline std::error_code file_size(int fd, std::size_t& out) noexcept {
+  off_t end = ::lseek(fd, 0, SEEK_END);
+  if (end < 0) return last_error();
+  out = static_cast<std::size_t>(end);
+  return {};
+}
 
 }  // namespace procpool::detail::posix
