@@ -735,7 +735,7 @@ class Core : public std::enable_shared_from_this<Core> {
       ++start_failures_;
       if (start_failures_ >= 3 || !started_reported()) {
         ErrorInfo e = death_error(w, st);
-        e.message = "workers keep dying before they are ready (" + e.message + ")";
+        e.message = "workers keep dying before they are ready: " + e.message;
         if (!started_reported()) {
           startup_error_ = e;
         } else {
@@ -791,7 +791,8 @@ class Core : public std::enable_shared_from_this<Core> {
     e.code = st.code;
     std::string how = st.signal != 0 ? std::string("killed by SIG") + posix::signal_name(st.signal)
                                      : "exit code " + std::to_string(st.code);
-    e.message = "worker " + std::to_string(w.pid) + " died while running the task (" + how + ")";
+    e.message = "worker " + std::to_string(w.pid) +
+                (w.hello ? " died while running the task (" : " died while starting (") + how + ")";
     if (w.kill == KillReason::corrupt) e.message += " after sending a malformed message";
     if (st.signal == SIGKILL && w.kill == KillReason::none) {
       long long kills = posix::cgroup_oom_kills();
