@@ -190,7 +190,11 @@ class AsyncResult {
     s_->wait();
     s_->resolve();
     if (s_->error) s_->error->raise();
-    if constexpr (!std::is_void_v<T>) return std::move(*s_->value);
+    if constexpr (!std::is_void_v<T>) {
+      T v = std::move(*s_->value);
+      s_->value.reset();  // the pool keeps no copy of a result it has handed over
+      return v;
+    }
   }
 };
 

@@ -400,7 +400,7 @@ class Pool {
       c->job_ids.push_back(j.id);
       jobs.push_back(std::move(j));
     }
-    if (!jobs.empty()) core_->submit(jobs, n);
+    core_->submit(jobs, n);  // also for no jobs: a closed pool refuses even an empty map
     return AsyncResult<Vec>(std::move(c));
   }
 
@@ -408,6 +408,7 @@ class Pool {
   auto make_imap(bool ordered, F f, Range&& input, std::size_t chunksize) {
     detail::check_task<F>();
     if (chunksize == 0) throw std::invalid_argument("procpool: imap chunksize must be at least 1");
+    core_->check_open();
     using View = std::views::all_t<Range>;
     using E = std::ranges::range_reference_t<View>;
     using W = detail::wire_args_t<F, E>;

@@ -109,6 +109,12 @@ class Core : public std::enable_shared_from_this<Core> {
     wake();
   }
 
+  /// Throws PoolClosed after close() or terminate().
+  void check_open() const {
+    std::lock_guard lock(m_);
+    if (closed_) throw PoolClosed("the pool is closed; no new tasks are accepted");
+  }
+
   void submit(Job&& job) {
     {
       std::lock_guard lock(m_);
@@ -684,6 +690,16 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   void on_death(std::size_t slot) {
+    // The task that died fails last, after its replacement has started, so whoever it wakes
+    // already sees the pool as it will be (stats, pids).
+    std::deque<Job> failed;
+    ErrorInfo why;
+    bury(slot, failed, why);
+    if (!failed.empty()) fail_jobs(failed, why);
+  }
+
+  // Reaps a dead worker, requeues what it had not started, and starts a replacement.
+  void bury(std::size_t slot, std::deque<Job>& failed, ErrorInfo& why) {
     Worker& w = workers_[slot];
     if (w.result_r) read_results(slot);  // results written before the death still count
     posix::ExitStatus st = posix::reap(w.pid, true);
@@ -703,11 +719,9 @@ class Core : public std::enable_shared_from_this<Core> {
         !w.inflight.empty() && w.unsent > 0 &&
         slot_of(slot)->job.load(std::memory_order_acquire) == w.inflight.front().id;
     if (front_started) {
-      ErrorInfo why = death_error(w, st);
-      std::deque<Job> failed;
+      why = death_error(w, st);
       failed.push_back(std::move(w.inflight.front()));
       w.inflight.pop_front();
-      fail_jobs(failed, why);
     }
     {
       // Jobs sent but not started go back to the front of the queue, in order.

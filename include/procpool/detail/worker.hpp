@@ -85,7 +85,11 @@ class WorkerLoop {
 
         auto t0 = std::chrono::steady_clock::now();
         std::size_t at = begin_frame(out_, FrameKind::result, h.id);
-        if (ctx_.slot) ctx_.slot->job.store(h.id);
+        if (ctx_.slot) {
+          // The start time first: the pool reads `job`, then the time it started.
+          ctx_.slot->item_start.store(now_ns_here(), std::memory_order_release);
+          ctx_.slot->job.store(h.id);
+        }
         if (ctx_.slot && ctx_.slot->is_cancelled(h.id)) {
           for (std::uint32_t i = 0; i < h.count; ++i)
             append_error_item(out_, ItemStatus::codec_error, {}, "cancelled before it started");
@@ -194,18 +198,19 @@ class WorkerLoop {
         continue;
       }
       std::size_t before = out_.size();
-      if (ctx_.slot && job != 0) {
-        auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                       std::chrono::steady_clock::now().time_since_epoch())
-                       .count();
-        ctx_.slot->item_start.store(now, std::memory_order_release);
-        ctx_.slot->job.store(job, std::memory_order_release);
-      }
+      if (ctx_.slot && job != 0)
+        ctx_.slot->item_start.store(now_ns_here(), std::memory_order_release);
       std::bit_cast<Trampoline>(t)(f, args, out_);
       if (init && static_cast<std::uint8_t>(out_.data()[before]) != 0) ok = false;
     }
     if (ctx_.slot && job != 0) ctx_.slot->job.store(0, std::memory_order_release);
     return init ? ok : true;
+  }
+
+  static std::int64_t now_ns_here() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
   }
 
   WorkerContext ctx_;
