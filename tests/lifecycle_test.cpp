@@ -120,8 +120,7 @@ TEST_CASE("submitting after close() or terminate() throws PoolClosed (P1)", "[li
   }
 }
 
-TEST_CASE("a map over empty input after close() throws PoolClosed too (P1)",
-          "[lifecycle]") {
+TEST_CASE("a map over empty input after close() throws PoolClosed too (P1)", "[lifecycle]") {
   procpool::Pool pool(workers(1));
   pool.close();
   CHECK_THROWS_AS(pool.map(square, std::vector<int>{}), procpool::PoolClosed);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -9,11 +10,25 @@ namespace procpool {
 /// How a worker process comes to exist.
 enum class StartMethod { fork, spawn, forkserver };
 
+namespace detail {
+inline std::atomic<StartMethod>& default_start_method() {
+  static std::atomic<StartMethod> m{StartMethod::fork};
+  return m;
+}
+}  // namespace detail
+
+/// Sets the start method of `Options` made from now on without one (like Python's
+/// `multiprocessing.set_start_method`). The default is `StartMethod::fork`.
+inline void set_start_method(StartMethod m) {
+  detail::default_start_method().store(m);
+}
+
 /// Settings of a `Pool`.
 struct Options {
   /// Worker count; 0 means `cpu_count()` (affinity mask and cgroup CPU quota).
   unsigned processes = 0;
-  StartMethod start = StartMethod::fork;
+  /// `StartMethod::fork` unless `set_start_method` chose another.
+  StartMethod start = detail::default_start_method().load();
   /// A worker is replaced after this many tasks (a chunk of `map` counts as one); 0: never.
   std::size_t maxtasksperchild = 0;
   /// Hard limit on one task's run time; 0: none. See `TaskTimeout`.

@@ -22,6 +22,7 @@
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/imap.hpp>
+#include <procpool/init.hpp>
 #include <procpool/options.hpp>
 #include <procpool/shared.hpp>
 #include <procpool/sync.hpp>
@@ -246,9 +247,17 @@ class Pool {
  private:
   void start(Options opts, detail::Buffer init_task,
              std::vector<std::shared_ptr<detail::Segment>> init_segments) {
-    if (opts.start != StartMethod::fork)
-      throw std::invalid_argument(
-          "procpool: only StartMethod::fork is available in this version of procpool");
+    auto& init = detail::posix::InitState::get();
+    if (detail::posix::started_as_worker())
+      throw Error(
+          "this program was started as a procpool worker but did not call "
+          "procpool::init(argc, argv) first thing in main");
+    if (opts.start != StartMethod::fork && !init.called)
+      throw Error(std::string(opts.start == StartMethod::spawn ? "StartMethod::spawn"
+                                                               : "StartMethod::forkserver") +
+                  " needs procpool::init(argc, argv) called first thing in main");
+    if (opts.start == StartMethod::forkserver && !init.forkserver)
+      throw Error("the fork server could not be started by procpool::init");
     if (opts.processes == 0) opts.processes = cpu_count();
     if (opts.processes > 4096)
       throw std::invalid_argument("procpool: Options::processes " + std::to_string(opts.processes) +

@@ -6,6 +6,7 @@
 #include <procpool/codec.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/imap.hpp>
+#include <procpool/init.hpp>
 #include <procpool/options.hpp>
 #include <procpool/pool.hpp>
 #include <procpool/shared.hpp>

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -78,10 +79,14 @@ class Array {
   /// `n` zero-filled elements.
   explicit Array(std::size_t n) : Array(n, true) {}
   explicit Array(const std::vector<T>& v) : Array(v.begin(), v.end()) {}
-  template <std::input_iterator It>
+  template <std::forward_iterator It>
   Array(It first, It last) : Array(static_cast<std::size_t>(std::distance(first, last)), true) {
     std::copy(first, last, ptr_);
   }
+  /// From a single-pass range: its length is known only after reading it.
+  template <std::input_iterator It>
+  requires(!std::forward_iterator<It>) Array(It first, It last)
+      : Array(std::vector<T>(first, last)) {}
 
   T& operator[](std::size_t i) const noexcept { return ptr_[i]; }
   T& at(std::size_t i) const {

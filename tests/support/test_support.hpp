@@ -118,6 +118,10 @@ inline std::vector<pid_t> children_of(pid_t parent, bool include_zombies = false
     auto s = proc_stat(pid);
     if (!s || s->ppid != parent) continue;
     if (!include_zombies && (s->state == 'Z' || s->state == 'X')) continue;
+    // procpool::init's fork server lives as long as the program: it is not a pool's child.
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    if (std::getline(comm, name) && name == "procpool-server") continue;
     out.push_back(pid);
   }
   return out;

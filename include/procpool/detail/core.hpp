@@ -22,6 +22,7 @@
 #include <procpool/detail/completion.hpp>
 #include <procpool/detail/posix/cpu.hpp>
 #include <procpool/detail/posix/fd.hpp>
+#include <procpool/detail/posix/launch.hpp>
 #include <procpool/detail/posix/process.hpp>
 #include <procpool/detail/posix/shm.hpp>
 #include <procpool/detail/segment.hpp>
@@ -79,7 +80,21 @@ class Core : public std::enable_shared_from_this<Core> {
     posix::check(posix::make_eventfd(wake_), "eventfd");
     posix::check(epoll_.add(wake_.get(), posix::Epoll::in, tag(kWake, 0, 0)), "epoll_ctl");
     workers_.resize(opts_.processes);
-    posix::check(slots_.map(sizeof(WorkerSlot) * opts_.processes), "mmap");
+    // The status slots live in a memory file, so a worker started by exec can map them too.
+    posix::check(posix::make_memfd(sizeof(WorkerSlot) * opts_.processes, slots_fd_),
+                 "memfd_create");
+    slots_fd_.register_in_parent();
+    posix::check(slots_.map_fd(slots_fd_.get(), sizeof(WorkerSlot) * opts_.processes), "mmap");
+    if (opts_.start == StartMethod::forkserver) {
+      posix::check(posix::make_seqpacket_pair(status_, status_child_), "socketpair");
+      status_.register_in_parent();
+      status_child_.register_in_parent();
+    }
+    if (!init_task_.empty()) {
+      std::size_t at = begin_frame(init_frame_, FrameKind::init, 0);
+      init_frame_.append(init_task_.data(), init_task_.size());
+      finish_frame(init_frame_, at, 1);
+    }
     oom_kills_ = posix::cgroup_oom_kills();
     std::future<void> started = started_.get_future();
     {
@@ -205,6 +220,7 @@ class Core : public std::enable_shared_from_this<Core> {
     posix::UniqueFd pidfd, task_w, result_r;
     posix::UniqueFd control;                     // sends shared memory segments
     std::unordered_set<std::uint64_t> segments;  // ids sent, not yet forgotten
+    std::vector<std::uint64_t> forget;           // ids to tell it to unmap
     bool want_ctl_out = false;
     std::deque<Job> inflight;    // sent or being sent, in order; the front one runs
     std::size_t unsent = 0;      // index in inflight of the first job not fully written
@@ -375,22 +391,38 @@ class Core : public std::enable_shared_from_this<Core> {
     posix::check(posix::make_seqpacket_pair(control, control_child), "socketpair");
     control.register_in_parent();
 
-    WorkerContext ctx;
-    ctx.task_fd = task.read_end.get();
-    ctx.result_fd = result.write_end.get();
-    ctx.maxtasks = opts_.maxtasksperchild;
-    ctx.init_task = init_task_.span();
-    ctx.slot = slot_of(slot);
-    ctx.control_fd = control_child.get();
-    ctx.slot->job.store(0);
-    posix::ChildSpec spec;
-    spec.body = &worker_main;
-    spec.ctx = &ctx;
-    spec.memory_limit = opts_.memory_limit;
-    spec.in_child = &SegmentTable::reset_in_child;
     pid_t pid = 0;
     posix::UniqueFd pidfd;
-    posix::check(posix::fork_child(spec, pid, pidfd), "fork");
+    slot_of(slot)->job.store(0);
+    if (opts_.start == StartMethod::fork) {
+      WorkerContext ctx;
+      ctx.task_fd = task.read_end.get();
+      ctx.result_fd = result.write_end.get();
+      ctx.maxtasks = opts_.maxtasksperchild;
+      ctx.has_init = !init_task_.empty();
+      ctx.slot = slot_of(slot);
+      ctx.control_fd = control_child.get();
+      posix::ChildSpec spec;
+      spec.body = &worker_main;
+      spec.ctx = &ctx;
+      spec.memory_limit = opts_.memory_limit;
+      spec.in_child = &SegmentTable::reset_in_child;
+      posix::check(posix::fork_child(spec, pid, pidfd), "fork");
+    } else {
+      posix::WorkerFds fds{task.read_end.get(), result.write_end.get(), control_child.get(),
+                           slots_fd_.get()};
+      posix::WorkerParams params;
+      params.slot = static_cast<std::uint32_t>(slot);
+      params.maxtasks = opts_.maxtasksperchild;
+      params.memory_limit = opts_.memory_limit;
+      params.has_init = init_task_.empty() ? 0 : 1;
+      if (opts_.start == StartMethod::spawn) {
+        posix::check(posix::spawn_worker(fds, params, pid, pidfd), "spawning a worker");
+      } else {
+        posix::check(posix::forkserver_worker(fds, status_child_.get(), params, pid, pidfd),
+                     "the fork server");
+      }
+    }
     task.read_end.reset();
     result.write_end.reset();
     control_child.reset();
@@ -413,10 +445,15 @@ class Core : public std::enable_shared_from_this<Core> {
                  "epoll_ctl");
     posix::check(epoll_.add(w.task_w.get(), 0, tag(kTask, slot, w.gen)), "epoll_ctl");
     posix::check(epoll_.add(w.control.get(), 0, tag(kControl, slot, w.gen)), "epoll_ctl");
-    if (!init_segments_.empty()) {
+    if (!init_task_.empty()) {
       Job init;
       init.attachments = init_segments_;
       (void)send_segments(w, init);
+      // The initializer goes first, with a blocking write: the worker reads nothing else
+      // before it, so this cannot wait on anything but the worker itself.
+      (void)posix::set_nonblocking(w.task_w.get(), false);
+      (void)posix::write_all(w.task_w.get(), init_frame_.data(), init_frame_.size());
+      (void)posix::set_nonblocking(w.task_w.get(), true);
     }
     std::lock_guard lock(m_);
     live_pids_.push_back(pid);
@@ -477,23 +514,38 @@ class Core : public std::enable_shared_from_this<Core> {
     return true;
   }
 
-  // Tells workers to unmap segments the program has destroyed since the last look.
+  // Tells workers to unmap segments the program has destroyed since the last look. A message
+  // that does not fit now stays queued for the next round.
   void forget_dead_segments() {
     auto deaths = segment_deaths().load(std::memory_order_acquire);
-    if (deaths == seen_deaths_) return;
-    seen_deaths_ = deaths;
-    for (auto it = sent_segments_.begin(); it != sent_segments_.end();) {
-      if (!it->second.expired()) {
-        ++it;
-        continue;
+    if (deaths != seen_deaths_) {
+      seen_deaths_ = deaths;
+      for (auto it = sent_segments_.begin(); it != sent_segments_.end();) {
+        if (!it->second.expired()) {
+          ++it;
+          continue;
+        }
+        for (auto& w : workers_)
+          if (w.alive && w.segments.erase(it->first)) w.forget.push_back(it->first);
+        it = sent_segments_.erase(it);
       }
-      for (auto& w : workers_) {
-        if (!w.alive || !w.segments.erase(it->first)) continue;
-        ControlMessage msg{ControlMessage::forget, it->first, 0};
-        (void)posix::send_message(w.control.get(), &msg, sizeof msg, -1);
-      }
-      it = sent_segments_.erase(it);
     }
+    for (auto& w : workers_) {
+      std::size_t sent = 0;
+      for (; sent < w.forget.size() && w.alive; ++sent) {
+        ControlMessage msg{ControlMessage::forget, w.forget[sent], 0};
+        auto ec = posix::send_message(w.control.get(), &msg, sizeof msg, -1);
+        if (ec == std::errc::resource_unavailable_try_again) break;
+      }
+      w.forget.erase(w.forget.begin(), w.forget.begin() + static_cast<std::ptrdiff_t>(sent));
+    }
+  }
+
+  bool forgets_pending() const {
+    if (segment_deaths().load(std::memory_order_acquire) != seen_deaths_) return true;
+    for (auto& w : workers_)
+      if (w.alive && !w.forget.empty()) return true;
+    return false;
   }
 
   void write_tasks(Worker& w) {
@@ -702,7 +754,7 @@ class Core : public std::enable_shared_from_this<Core> {
   void bury(std::size_t slot, std::deque<Job>& failed, ErrorInfo& why) {
     Worker& w = workers_[slot];
     if (w.result_r) read_results(slot);  // results written before the death still count
-    posix::ExitStatus st = posix::reap(w.pid, true);
+    posix::ExitStatus st = reap(w.pid);
     epoll_.remove(w.pidfd.get());
     if (w.result_r) epoll_.remove(w.result_r.get());
     if (w.task_w) epoll_.remove(w.task_w.get());
@@ -736,6 +788,7 @@ class Core : public std::enable_shared_from_this<Core> {
     w.task_w.reset();
     w.control.reset();
     w.segments.clear();
+    w.forget.clear();
 
     bool terminating, closed;
     {
@@ -777,6 +830,12 @@ class Core : public std::enable_shared_from_this<Core> {
       if (std::none_of(workers_.begin(), workers_.end(), [](auto& x) { return x.alive; }))
         fail_everything(info);
     }
+  }
+
+  // Waits for a dead worker's exit status: ours to reap, or reported by the fork server.
+  posix::ExitStatus reap(pid_t pid) {
+    if (opts_.start != StartMethod::forkserver) return posix::reap(pid, true);
+    return posix::await_exit_report(status_.get(), pid, exit_reports_, 5000);
   }
 
   ErrorInfo death_error(const Worker& w, const posix::ExitStatus& st) {
@@ -831,7 +890,7 @@ class Core : public std::enable_shared_from_this<Core> {
   void reap_all_blocking() {
     for (auto& w : workers_) {
       if (!w.alive) continue;
-      posix::reap(w.pid, true);
+      reap(w.pid);
       w.alive = false;
     }
     std::lock_guard lock(m_);
@@ -894,6 +953,11 @@ class Core : public std::enable_shared_from_this<Core> {
       }
       if (d >= 0 && (next < 0 || d < next)) next = d;
     }
+    // Destroyed segments are noticed by looking: while workers may still map some, look often.
+    if (!sent_segments_.empty() || forgets_pending()) {
+      std::int64_t soon = now + 100'000'000;
+      next = next < 0 ? soon : std::min(next, soon);
+    }
     if (next < 0) return -1;
     auto ms = (next - now + 999'999) / 1'000'000;
     return static_cast<int>(std::clamp<std::int64_t>(ms, 0, 60'000));
@@ -920,6 +984,10 @@ class Core : public std::enable_shared_from_this<Core> {
   Buffer init_task_;
   std::vector<std::shared_ptr<Segment>> init_segments_;  // what the initializer's arguments name
   posix::SharedMapping slots_;
+  posix::UniqueFd slots_fd_;
+  Buffer init_frame_;
+  posix::UniqueFd status_, status_child_;  // fork server: exit reports of our workers
+  std::unordered_map<pid_t, int> exit_reports_;
   std::unordered_map<std::uint64_t, std::weak_ptr<Segment>> sent_segments_;
   std::uint64_t seen_deaths_ = 0;
   long long oom_kills_ = -1;

@@ -27,7 +27,15 @@ inline constexpr std::uint64_t max_frame = PROCPOOL_MAX_FRAME;
 //   hello   (worker → pool)  the worker ran its initializer and is ready
 //   init_error (worker → pool)  one error item: the initializer failed; the worker exits
 //   result  (worker → pool)  `count` items: u8 status, u64 length, bytes
-enum class FrameKind : std::uint8_t { task = 1, stop = 2, hello = 3, init_error = 4, result = 5 };
+//   init    (pool → worker)  like task, with one item: the initializer; sent first, if any
+enum class FrameKind : std::uint8_t {
+  task = 1,
+  stop = 2,
+  hello = 3,
+  init_error = 4,
+  result = 5,
+  init = 6
+};
 
 struct FrameHeader {
   std::uint32_t magic;

@@ -11,6 +11,8 @@
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/invoke.hpp>
 #include <procpool/detail/posix/fd.hpp>
+#include <procpool/detail/posix/launch.hpp>
+#include <procpool/detail/posix/shm.hpp>
 #include <procpool/detail/segment.hpp>
 #include <procpool/detail/wire.hpp>
 
@@ -35,9 +37,9 @@ struct WorkerContext {
   int task_fd = -1;    // frames from the pool
   int result_fd = -1;  // frames to the pool
   std::size_t maxtasks = 0;
-  std::span<const std::byte> init_task;  // a task payload with one item, or empty
-  WorkerSlot* slot = nullptr;            // shared with the pool
-  int control_fd = -1;                   // shared memory segments from the pool
+  bool has_init = false;       // an init frame comes first
+  WorkerSlot* slot = nullptr;  // shared with the pool
+  int control_fd = -1;         // shared memory segments from the pool
 };
 
 class WorkerLoop {
@@ -52,14 +54,23 @@ class WorkerLoop {
       (void)posix::set_nonblocking(ctx_.control_fd, true);
       SegmentTable::get().control_fd = ctx_.control_fd;
     }
-    if (!ctx_.init_task.empty()) {
+    if (ctx_.has_init) {
+      // The initializer's frame is the first thing the pool sends.
+      while (!complete_frame()) {
+        if (fill() <= 0) return worker_io_error;
+      }
+      FrameHeader h;
+      std::memcpy(&h, in_.data(), sizeof h);
+      if (h.magic != frame_magic || h.kind != static_cast<std::uint8_t>(FrameKind::init))
+        return worker_bad_frame;
       std::size_t at = begin_frame(out_, FrameKind::init_error, 0);
-      if (!run_items(ctx_.init_task, 1, true, 0)) {
+      if (!run_items(std::span<const std::byte>(in_.data() + sizeof h, h.size), 1, true, 0)) {
         finish_frame(out_, at, 1);
         flush();
         return worker_init_failed;
       }
       out_.clear();
+      in_.consume(sizeof h + h.size);
     }
     finish_frame(out_, begin_frame(out_, FrameKind::hello, 0), 0);
     if (!flush()) return worker_io_error;
@@ -124,6 +135,13 @@ class WorkerLoop {
   }
 
  private:
+  bool complete_frame() const {
+    if (in_.size() < sizeof(FrameHeader)) return false;
+    FrameHeader h;
+    std::memcpy(&h, in_.data(), sizeof h);
+    return h.size <= max_frame && in_.size() - sizeof h >= h.size;
+  }
+
   // Reads more input: 1 got some, 0 EOF, -1 error. Polls briefly before blocking.
   int fill() {
     if (in_.capacity() - in_.size() < 64 * 1024) in_.reserve(in_.size() + 64 * 1024);
@@ -223,6 +241,23 @@ class WorkerLoop {
 /// The body of a worker process; returns its exit code.
 inline int worker_main(void* ctx) {
   return WorkerLoop(*static_cast<WorkerContext*>(ctx)).run();
+}
+
+/// The body of a worker started by exec or by the fork server, from its descriptors.
+inline int launched_worker_main(const posix::WorkerFds& fds, const posix::WorkerParams& p) {
+  posix::SharedMapping slots;
+  std::size_t size = posix::fd_size(fds.slots);
+  if (slots.map_fd(fds.slots, size) || (p.slot + 1) * sizeof(WorkerSlot) > size)
+    return worker_io_error;
+  posix::UniqueFd(fds.slots).reset();  // the mapping outlives the descriptor
+  WorkerContext ctx;
+  ctx.task_fd = fds.task;
+  ctx.result_fd = fds.result;
+  ctx.control_fd = fds.control;
+  ctx.maxtasks = static_cast<std::size_t>(p.maxtasks);
+  ctx.has_init = p.has_init != 0;
+  ctx.slot = static_cast<WorkerSlot*>(slots.get()) + p.slot;
+  return WorkerLoop(ctx).run();
 }
 
 }  // namespace procpool::detail

@@ -93,7 +93,10 @@ inline LockResult robust_lock(pthread_mutex_t* m) {
 }
 
 inline LockResult robust_try_lock(pthread_mutex_t* m) {
-  return robust_finish(m, pthread_mutex_trylock(m), "pthread_mutex_trylock");
+  int e = pthread_mutex_trylock(m);
+  // The caller already holds it: as for any other holder, the answer is "not now".
+  if (e == EDEADLK) return LockResult::busy;
+  return robust_finish(m, e, "pthread_mutex_trylock");
 }
 
 inline void robust_unlock(pthread_mutex_t* m) {

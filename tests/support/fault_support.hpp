@@ -1,0 +1,187 @@
+#pragma once
+// Helpers for the fault, timeout and wire tests: sanitizer detection, exception capture, pid
+// files, and (for tasks running in a worker) finding the worker's result pipe so a test can write
+// raw bytes to the pool as a broken or hostile worker would.
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "support/test_support.hpp"
+
+namespace procpool_test {
+
+#if defined(PROCPOOL_SANITIZED) || defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
+/// Runs `f`; returns the exception of type `E` it threw, or nothing if it returned. Any other
+/// exception propagates (and fails the test with its message).
+template <class E, class F>
+std::optional<E> thrown_as(F&& f) {
+  try {
+    std::forward<F>(f)();
+  } catch (const E& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+/// Writes `pid` to `path` atomically (write a temporary, then rename), so a poller never reads a
+/// half-written file.
+inline void write_pid_file(const std::string& path, pid_t pid) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << pid << '\n';
+  }
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+/// The pid in a file written by `write_pid_file`, once it exists (polled up to `timeout`).
+inline std::optional<pid_t> read_pid_file(const std::string& path,
+                                          std::chrono::milliseconds timeout = 5s) {
+  if (!wait_until([&] { return file_exists(path); }, timeout)) return std::nullopt;
+  std::ifstream f(path);
+  long v = 0;
+  if (!(f >> v) || v <= 0) return std::nullopt;
+  return static_cast<pid_t>(v);
+}
+
+/// The inode of a "pipe:[123]" link target, or 0.
+inline ino_t pipe_inode(const std::string& target) {
+  if (target.rfind("pipe:[", 0) != 0) return 0;
+  return static_cast<ino_t>(std::strtoull(target.c_str() + 6, nullptr, 10));
+}
+
+/// The open flags of `fd` in `pid`, from /proc/<pid>/fdinfo; -1 if unknown.
+inline long proc_fd_flags(pid_t pid, long fd) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd));
+  std::string key;
+  while (f >> key) {
+    if (key == "flags:") {
+      std::string octal;
+      f >> octal;
+      return std::strtol(octal.c_str(), nullptr, 8);
+    }
+  }
+  return -1;
+}
+
+/// In a worker: the descriptor it sends result frames on, found as the write end of a pipe whose
+/// read end the pool's process `parent` holds open for reading (with a fork server, the pool is
+/// not the worker's parent, so it is named). -1 if not found.
+inline int find_result_fd(pid_t parent) {
+  std::set<ino_t> parent_reads;
+  const std::string dir = "/proc/" + std::to_string(parent) + "/fd";
+  for (long fd : numeric_entries(dir.c_str())) {
+    ino_t ino = pipe_inode(fd_target(parent, static_cast<int>(fd)));
+    long flags = proc_fd_flags(parent, fd);
+    if (ino != 0 && flags >= 0 && (flags & O_ACCMODE) == O_RDONLY) parent_reads.insert(ino);
+  }
+  for (int fd : open_fds()) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) continue;
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || (flags & O_ACCMODE) != O_WRONLY) continue;
+    if (parent_reads.count(st.st_ino) != 0) return fd;
+  }
+  return -1;
+}
+
+/// Writes all of `data` to `fd` (blocking); false on error.
+inline bool write_fully(int fd, const void* data, std::size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t r = ::write(fd, p, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        sleep_ms(1);
+        continue;
+      }
+      return false;
+    }
+    p += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+/// VmSize of this process in bytes, or 0.
+inline std::size_t vm_size_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmSize:", 0) == 0) {
+      std::istringstream is(line.substr(7));
+      std::size_t kb = 0;
+      is >> kb;
+      return kb * 1024;
+    }
+  }
+  return 0;
+}
+
+/// The command name of `pid` (at most 15 characters), or empty.
+inline std::string proc_comm(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  std::getline(f, name);
+  return name;
+}
+
+/// Running processes below this one (children, their children, ...), except the fork server that
+/// `procpool::init` starts for the whole program: with any start method, these are the pools'
+/// workers and whatever their tasks started.
+inline std::vector<pid_t> live_descendants() {
+  std::vector<std::pair<pid_t, pid_t>> procs;  // pid, ppid
+  for (long v : numeric_entries("/proc")) {
+    auto pid = static_cast<pid_t>(v);
+    if (auto st = proc_stat(pid); st && st->state != 'Z' && st->state != 'X')
+      procs.emplace_back(pid, st->ppid);
+  }
+  std::vector<pid_t> out, frontier{::getpid()};
+  while (!frontier.empty()) {
+    pid_t parent = frontier.back();
+    frontier.pop_back();
+    for (auto [pid, ppid] : procs) {
+      if (ppid != parent) continue;
+      frontier.push_back(pid);
+      if (proc_comm(pid).rfind("procpool-forks", 0) != 0) out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+/// "pid (name)" of every process `live_descendants` finds, for failure messages.
+inline std::string describe_descendants() {
+  std::string out;
+  for (pid_t pid : live_descendants()) out += std::to_string(pid) + " (" + proc_comm(pid) + ") ";
+  return out.empty() ? "none" : out;
+}
+
+/// True once no worker (or other process below this one but the fork server) runs.
+inline bool no_live_workers(std::chrono::milliseconds timeout = 5s) {
+  return wait_until([] { return live_descendants().empty(); }, timeout);
+}
+}  // namespace procpool_test
