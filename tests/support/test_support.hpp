@@ -118,10 +118,14 @@ inline std::vector<pid_t> children_of(pid_t parent, bool include_zombies = false
     auto s = proc_stat(pid);
     if (!s || s->ppid != parent) continue;
     if (!include_zombies && (s->state == 'Z' || s->state == 'X')) continue;
-    // procpool::init's fork server lives as long as the program: it is not a pool's child.
+    // procpool::init's fork server lives as long as the program; the workers it starts for
+    // forkserver pools are its children, and count as ours.
     std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
     std::string name;
-    if (std::getline(comm, name) && name == "procpool-server") continue;
+    if (std::getline(comm, name) && name == "procpool-server") {
+      for (pid_t w : children_of(pid, include_zombies)) out.push_back(w);
+      continue;
+    }
     out.push_back(pid);
   }
   return out;
