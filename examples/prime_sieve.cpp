@@ -1,25 +1,63 @@
-// Counts the primes below N with a segmented sieve spread over a procpool::Pool, then checks the
-// count against the known values of pi(10^k) and reports the speedup over one process.
+// prime_sieve: counts (and optionally sums or lists) the primes below N with a segmented sieve of
+// Eratosthenes spread over a procpool::Pool, checks the result against the known values for
+// powers of ten, and compares with one process doing the same work.
 //
-//   prime_sieve [--limit N] [--processes P] [--segment BYTES] [--serial] [--help]
+//   prime_sieve [--limit N] [--processes P] [--segment BYTES] [--start fork|spawn|forkserver]
+//               [--sum] [--list] [--serial | --no-serial] [--help]
+//
+// What it shows:
+//   - imap_unordered over a lazily generated range of segments (10^9 numbers never sit in a
+//     vector; a bounded number of segments is in flight), and imap when the order matters
+//     (--list prints the primes in order);
+//   - state travels as task arguments: each task gets its segment as a plain struct and returns
+//     a plain struct; nothing is captured;
+//   - a progress bar on a terminal, plain progress lines otherwise.
+//
+// Exit status: 0 when the result is right (or no known value exists), 1 when it is wrong or the
+// pool failed, 2 for a bad command line or a pool that cannot start with the given options.
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <optional>
+#include <ranges>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include <procpool/procpool.hpp>
+#include <unistd.h>
 
+#include <procpool/procpool.hpp>
 namespace {
 
 using u64 = std::uint64_t;
+__extension__ typedef unsigned __int128 u128;  // sums of primes outgrow 64 bits past 10^10
 
-// Odd primes up to `n`, by a plain sieve (n is at most sqrt of the limit).
+// ---- The work: one segment of the sieve ------------------------------------------------------
+
+// What a task receives: count the primes in [lo, hi), and optionally sum or list them.
+struct Segment {
+  u64 lo = 0;
+  u64 hi = 0;
+  bool sum = false;
+  bool list = false;
+};
+
+// What a task returns. The sum is split in two 64-bit halves (the codec has no 128-bit type).
+struct SegmentResult {
+  u64 count = 0;
+  u64 sum_lo = 0;
+  u64 sum_hi = 0;
+  std::vector<u64> primes;  // only with Segment::list
+};
+
+// Odd primes up to `n`, by a plain sieve (n is at most the square root of the limit).
 std::vector<std::uint32_t> small_primes(u64 n) {
   std::vector<bool> composite(n + 1);
   std::vector<std::uint32_t> out;
@@ -31,155 +69,413 @@ std::vector<std::uint32_t> small_primes(u64 n) {
   return out;
 }
 
-// Primes in [lo, hi), counting only odd numbers (2 is added once by the caller). This is the
-// task: it runs in a worker, which keeps its base primes between tasks.
-u64 count_segment(u64 lo, u64 hi) {
+// The task. Only odd numbers are sieved (2 is counted once by the caller). A worker keeps its
+// base primes in a static between tasks: that is per process state, rebuilt by each worker.
+SegmentResult sieve_segment(Segment s) {
   static std::vector<std::uint32_t> base;
   static u64 base_limit = 0;
-  auto root = static_cast<u64>(std::sqrt(static_cast<double>(hi))) + 1;
-  if (root > base_limit) {
-    base = small_primes(std::max<u64>(root, 2 * base_limit));
-    base_limit = std::max<u64>(root, 2 * base_limit);
-  }
-  if (lo < 3) lo = 3;
+  SegmentResult r;
+  u64 lo = std::max<u64>(s.lo, 3);
   if (lo % 2 == 0) ++lo;
-  if (lo >= hi) return 0;
+  if (lo >= s.hi) return r;
+  const u64 root = static_cast<u64>(std::sqrt(static_cast<double>(s.hi))) + 1;
+  if (root > base_limit) {
+    base_limit = std::max<u64>(root, 2 * base_limit);
+    base = small_primes(base_limit);
+  }
   // Index i stands for the odd number lo + 2i.
-  const u64 n = (hi - lo + 1) / 2;
+  const u64 n = (s.hi - lo + 1) / 2;
   std::vector<unsigned char> composite(n, 0);
   for (std::uint32_t p : base) {
-    u64 pp = u64{p} * p;
-    if (pp >= hi) break;
+    const u64 pp = u64{p} * p;
+    if (pp >= s.hi) break;
     u64 start = pp >= lo ? pp : ((lo + p - 1) / p) * p;
     if (start % 2 == 0) start += p;
     for (u64 j = (start - lo) / 2; j < n; j += p) composite[j] = 1;
   }
-  return static_cast<u64>(std::count(composite.begin(), composite.end(), 0));
-}
-
-u64 known_pi(u64 n) {
-  static const u64 table[][2] = {{10, 4},
-                                 {100, 25},
-                                 {1000, 168},
-                                 {10000, 1229},
-                                 {100000, 9592},
-                                 {1000000, 78498},
-                                 {10000000, 664579},
-                                 {100000000, 5761455},
-                                 {1000000000, 50847534},
-                                 {10000000000, 455052511}};
-  for (auto& row : table)
-    if (row[0] == n) return row[1];
-  return 0;
-}
-
-[[noreturn]] void usage(int code) {
-  std::fprintf(code == 0 ? stdout : stderr,
-               "usage: prime_sieve [--limit N] [--processes P] [--segment BYTES] [--serial]\n"
-               "  --limit N        count primes below N (default 1000000000)\n"
-               "  --processes P    worker processes (default: the CPUs this process may use)\n"
-               "  --segment BYTES  sieve segment size in bytes (default 1048576)\n"
-               "  --serial         also time one process alone and print the speedup\n");
-  std::exit(code);
-}
-
-u64 parse_number(const char* flag, const char* text) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = std::strtoull(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || text[0] == '-') {
-    std::fprintf(stderr, "prime_sieve: %s needs a positive whole number, not '%s'\n", flag, text);
-    std::exit(2);
+  if (!s.sum && !s.list) {
+    r.count = static_cast<u64>(std::count(composite.begin(), composite.end(), 0));
+    return r;
   }
-  return v;
+  u128 sum = 0;
+  for (u64 i = 0; i < n; ++i) {
+    if (composite[i]) continue;
+    const u64 p = lo + 2 * i;
+    ++r.count;
+    sum += p;
+    if (s.list) r.primes.push_back(p);
+  }
+  r.sum_lo = static_cast<u64>(sum);
+  r.sum_hi = static_cast<u64>(sum >> 64);
+  return r;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+// ---- Known values ---------------------------------------------------------------------------
+
+struct Known {
+  u64 n;
+  u64 pi;           // primes below n
+  const char* sum;  // their sum, in decimal
+};
+constexpr Known kKnown[] = {
+    {10, 4, "17"},
+    {100, 25, "1060"},
+    {1000, 168, "76127"},
+    {10000, 1229, "5736396"},
+    {100000, 9592, "454396537"},
+    {1000000, 78498, "37550402023"},
+    {10000000, 664579, "3203324994356"},
+    {100000000, 5761455, "279209790387276"},
+    {1000000000, 50847534, "24739512092254535"},
+    {10000000000, 455052511, "2220822432581729238"},
+    {100000000000, 4118054813, nullptr},
+    {1000000000000, 37607912018, nullptr},
+};
+
+const Known* known_for(u64 n) {
+  for (const Known& k : kKnown)
+    if (k.n == n) return &k;
+  return nullptr;
+}
+
+std::string to_decimal(u128 v) {
+  std::string s;
+  do {
+    s.insert(s.begin(), static_cast<char>('0' + static_cast<int>(v % 10)));
+    v /= 10;
+  } while (v != 0);
+  return s;
+}
+
+// "1000000000" reads better as "10^9".
+std::string pretty(u64 n) {
+  int k = 0;
+  u64 m = n;
+  while (m >= 10 && m % 10 == 0) {
+    m /= 10;
+    ++k;
+  }
+  if (m == 1 && k >= 4) return "10^" + std::to_string(k);
+  return std::to_string(n);
+}
+
+// ---- Progress -------------------------------------------------------------------------------
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// A progress bar redrawn in place on a terminal; on anything else (a pipe, a log file, CTest)
+// a plain line at each quarter, so logs stay readable.
+class Progress {
+ public:
+  Progress(std::FILE* out, const char* what, u64 total)
+      : out_(out), what_(what), total_(total), tty_(isatty(fileno(out)) == 1) {}
+
+  void update(u64 done) {
+    const double t = seconds_since(t0_);
+    if (tty_) {
+      if (done != total_ && t - last_draw_ < 0.1) return;
+      last_draw_ = t;
+      constexpr int width = 30;
+      const int filled = total_ == 0 ? width : static_cast<int>(width * done / total_);
+      std::string bar(static_cast<std::size_t>(filled), '#');
+      bar.resize(width, '.');
+      const double rate = t > 0 ? static_cast<double>(done) / t : 0;
+      std::fprintf(out_, "\r[%s] %llu/%llu %s  %.0f/s  ETA %s\033[K", bar.c_str(),
+                   static_cast<unsigned long long>(done), static_cast<unsigned long long>(total_),
+                   what_, rate, eta(done, t).c_str());
+    } else {
+      const u64 quarter = total_ == 0 ? 4 : 4 * done / total_;
+      if (quarter <= printed_) return;
+      printed_ = quarter;
+      std::fprintf(out_, "progress: %llu/%llu %s (%llu%%), %.2f s, ETA %s\n",
+                   static_cast<unsigned long long>(done), static_cast<unsigned long long>(total_),
+                   what_, static_cast<unsigned long long>(25 * quarter), t, eta(done, t).c_str());
+    }
+    std::fflush(out_);
+  }
+
+  // Clears the bar so the next line starts clean.
+  void finish() {
+    if (tty_) {
+      std::fprintf(out_, "\r\033[K");
+      std::fflush(out_);
+    }
+  }
+
+ private:
+  std::string eta(u64 done, double t) const {
+    if (done == 0) return "?";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f s",
+                  t * static_cast<double>(total_ - done) / static_cast<double>(done));
+    return buf;
+  }
+
+  std::FILE* out_;
+  const char* what_;
+  u64 total_;
+  bool tty_;
+  Clock::time_point t0_ = Clock::now();
+  double last_draw_ = -1;
+  u64 printed_ = 0;
+};
+
+// ---- Command line ---------------------------------------------------------------------------
+
+constexpr u64 kMaxLimit = 1'000'000'000'000'000;  // 10^15: far beyond patience, below overflow
+
+void usage(std::FILE* out) {
+  std::fprintf(out,
+               "usage: prime_sieve [options]\n"
+               "Counts the primes below N with a segmented sieve spread over a pool of worker\n"
+               "processes, checks the count against the known value of pi(N) for powers of ten,\n"
+               "and compares with one process.\n"
+               "\n"
+               "  --limit N          count the primes below N, written 1000000, 1e6 or 10^6\n"
+               "                     (default 10^9, at most 10^15)\n"
+               "  --processes P      worker processes (default: the CPUs this process may use)\n"
+               "  --segment BYTES    sieve segment size; each byte stands for one odd number\n"
+               "                     (default 1048576)\n"
+               "  --start METHOD     how workers start: fork (default), spawn or forkserver\n"
+               "  --sum              also add the primes up (checked for powers of ten too)\n"
+               "  --list             print every prime, in order, on standard output (the report\n"
+               "                     then goes to standard error); implies --no-serial\n"
+               "  --serial           also time one process alone and print the speedup (default)\n"
+               "  --no-serial        skip the one-process comparison\n"
+               "  --help             this text\n"
+               "\n"
+               "Exit status: 0 when the result is verified (or no known value exists), 1 when\n"
+               "it is wrong or the pool failed, 2 for a bad command line or a pool that cannot\n"
+               "start with these options.\n");
+}
+
+[[noreturn]] void bad_usage(const std::string& msg) {
+  std::fprintf(stderr, "prime_sieve: %s (try --help)\n", msg.c_str());
+  std::exit(2);
+}
+
+u64 parse_number(const std::string& flag, const char* text) {
+  // Accepts plain digits and the forms 1e9 / 10^9, which are handy for powers of ten.
+  std::string_view s(text);
+  auto digits = [&](std::string_view d) -> u64 {
+    if (d.empty() || d.size() > 19 ||
+        !std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      bad_usage(flag + " needs a whole number such as 1000000 or 1e6, not '" + text + "'");
+    return std::strtoull(std::string(d).c_str(), nullptr, 10);
+  };
+  std::size_t e = s.find_first_of("eE^");
+  if (e == std::string_view::npos) return digits(s);
+  u64 mantissa = digits(s.substr(0, e));
+  std::string_view rest = s.substr(e + 1);
+  if (s[e] == '^') {
+    if (mantissa != 10)
+      bad_usage(flag + ": only powers of ten are understood after '^', not '" + text + "'");
+    mantissa = 1;
+  }
+  u64 exponent = digits(rest);
+  if (exponent > 18) bad_usage(flag + " is too large: '" + text + "'");
+  for (u64 i = 0; i < exponent; ++i) {
+    if (mantissa > UINT64_MAX / 10) bad_usage(flag + " is too large: '" + text + "'");
+    mantissa *= 10;
+  }
+  return mantissa;
+}
+
+procpool::StartMethod parse_start(const char* text) {
+  std::string_view s(text);
+  if (s == "fork") return procpool::StartMethod::fork;
+  if (s == "spawn") return procpool::StartMethod::spawn;
+  if (s == "forkserver") return procpool::StartMethod::forkserver;
+  bad_usage(std::string("--start must be fork, spawn or forkserver, not '") + text + "'");
+}
+
+struct Config {
+  u64 limit = 1'000'000'000;
+  u64 segment = 1 << 20;
+  procpool::Options pool;
+  bool sum = false;
+  bool list = false;
+  bool serial = true;
+};
+
+Config parse_args(int argc, char** argv) {
+  Config c;
+  bool serial_given = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) bad_usage(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      usage(stdout);
+      std::exit(0);
+    } else if (a == "--limit") {
+      c.limit = parse_number(a, value());
+      if (c.limit > kMaxLimit) bad_usage("--limit must be at most 10^15");
+    } else if (a == "--processes") {
+      const u64 p = parse_number(a, value());
+      if (p == 0 || p > 4096) bad_usage("--processes must be between 1 and 4096");
+      c.pool.processes = static_cast<unsigned>(p);
+    } else if (a == "--segment") {
+      c.segment = parse_number(a, value());
+      if (c.segment < 1024 || c.segment > (u64{1} << 30))
+        bad_usage("--segment must be between 1024 and 1073741824 bytes");
+    } else if (a == "--start") {
+      c.pool.start = parse_start(value());
+    } else if (a == "--sum") {
+      c.sum = true;
+    } else if (a == "--list") {
+      c.list = true;
+    } else if (a == "--serial") {
+      c.serial = true;
+      serial_given = true;
+    } else if (a == "--no-serial") {
+      c.serial = false;
+    } else {
+      bad_usage("unknown option '" + a + "'");
+    }
+  }
+  if (c.list) {
+    if (serial_given) bad_usage("--list and --serial do not go together");
+    c.serial = false;
+  }
+  return c;
+}
+
+// The segments of [0, limit), generated on demand: imap reads them lazily, so even a huge limit
+// never materializes a vector of segments.
+auto segments_of(const Config& c) {
+  const u64 span = 2 * c.segment;  // odd numbers only are stored
+  const u64 count = (c.limit + span - 1) / span;
+  const u64 limit = c.limit;
+  const bool sum = c.sum, list = c.list;
+  return std::views::iota(u64{0}, count) | std::views::transform([=](u64 k) {
+           const u64 lo = k * span;
+           return Segment{lo, std::min(limit, lo + span), sum, list};
+         });
+}
+
+struct Total {
+  u64 count = 0;
+  u128 sum = 0;
+};
+
+Total start_total(u64 limit) {
+  Total t;
+  if (limit > 2) t = {1, 2};  // the prime 2; segments only sieve odd numbers
+  return t;
+}
+
+void add(Total& t, const SegmentResult& r) {
+  t.count += r.count;
+  t.sum += (u128{r.sum_hi} << 64) | r.sum_lo;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  u64 limit = 1'000'000'000;
-  u64 segment = 1 << 20;
-  unsigned processes = 0;
-  bool serial = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "prime_sieve: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      usage(0);
-    } else if (a == "--limit") {
-      limit = parse_number("--limit", value());
-    } else if (a == "--processes") {
-      processes = static_cast<unsigned>(parse_number("--processes", value()));
-      if (processes == 0) {
-        std::fprintf(stderr, "prime_sieve: --processes must be at least 1\n");
-        return 2;
-      }
-    } else if (a == "--segment") {
-      segment = parse_number("--segment", value());
-      if (segment < 1024) {
-        std::fprintf(stderr, "prime_sieve: --segment must be at least 1024 bytes\n");
-        return 2;
-      }
-    } else if (a == "--serial") {
-      serial = true;
-    } else {
-      std::fprintf(stderr, "prime_sieve: unknown option '%s' (try --help)\n", a.c_str());
+  procpool::init(argc, argv);  // first thing: a spawn or forkserver worker starts its work here
+  const Config cfg = parse_args(argc, argv);
+  std::FILE* report = cfg.list ? stderr : stdout;  // with --list, stdout carries the primes
+  const auto segments = segments_of(cfg);
+  const u64 nseg = static_cast<u64>(std::ranges::size(segments));
+
+  try {
+    // ---- In the pool ----
+    const auto t0 = Clock::now();
+    std::optional<procpool::Pool<>> pool;
+    try {
+      pool.emplace(cfg.pool);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "prime_sieve: cannot start the pool: %s\n", e.what());
       return 2;
     }
-  }
-
-  // Each segment covers 2 * segment numbers (odd numbers only are stored).
-  const u64 span = 2 * segment;
-  std::vector<std::pair<u64, u64>> segments;
-  for (u64 lo = 0; lo < limit; lo += span) segments.emplace_back(lo, std::min(limit, lo + span));
-
-  auto t0 = std::chrono::steady_clock::now();
-  u64 count = limit > 2 ? 1 : 0;  // the prime 2
-  std::size_t workers = 0;
-  {
-    procpool::Pool pool(procpool::Options{.processes = processes});
-    workers = pool.size();
-    for (u64 c : pool.imap_unordered(
-             [](std::pair<u64, u64> s) { return count_segment(s.first, s.second); }, segments))
-      count += c;
-  }
-  double parallel_s = seconds_since(t0);
-  std::printf("primes below %llu: %llu\n", static_cast<unsigned long long>(limit),
-              static_cast<unsigned long long>(count));
-  std::printf("time: %.3f s with %zu worker processes (%zu segments)\n", parallel_s, workers,
-              segments.size());
-
-  if (serial) {
-    auto t1 = std::chrono::steady_clock::now();
-    u64 serial_count = limit > 2 ? 1 : 0;
-    for (auto [lo, hi] : segments) serial_count += count_segment(lo, hi);
-    double serial_s = seconds_since(t1);
-    std::printf("one process: %.3f s; speedup %.2fx\n", serial_s, serial_s / parallel_s);
-    if (serial_count != count) {
-      std::fprintf(stderr, "prime_sieve: the serial count %llu differs\n",
-                   static_cast<unsigned long long>(serial_count));
-      return 1;
+    const std::size_t workers = pool->size();
+    Total total = start_total(cfg.limit);
+    Progress progress(report, "segments", nseg);
+    u64 done = 0;
+    if (cfg.list) {
+      // Listing needs the primes in order: imap keeps input order (segments still run in
+      // parallel; results wait for their turn).
+      if (cfg.limit > 2) std::fputs("2\n", stdout);
+      for (const SegmentResult& r : pool->imap(sieve_segment, segments)) {
+        add(total, r);
+        for (u64 p : r.primes) std::printf("%llu\n", static_cast<unsigned long long>(p));
+        progress.update(++done);
+      }
+    } else {
+      for (const SegmentResult& r : pool->imap_unordered(sieve_segment, segments)) {
+        add(total, r);
+        progress.update(++done);
+      }
     }
-  }
+    pool.reset();  // close + join: the workers' exit is part of the parallel time
+    const double parallel_s = seconds_since(t0);
+    progress.finish();
+    if (cfg.list) std::fflush(stdout);
 
-  if (u64 expected = known_pi(limit); expected != 0) {
-    if (expected != count) {
-      std::printf("WRONG: pi(%llu) is %llu\n", static_cast<unsigned long long>(limit),
-                  static_cast<unsigned long long>(expected));
-      return 1;
+    std::fprintf(report, "primes below %s: %llu\n", pretty(cfg.limit).c_str(),
+                 static_cast<unsigned long long>(total.count));
+    if (cfg.sum) std::fprintf(report, "their sum: %s\n", to_decimal(total.sum).c_str());
+    const char* plural = workers == 1 ? "" : "es";
+    std::fprintf(report, "time: %.3f s with %zu worker process%s (%llu segments of %llu numbers)\n",
+                 parallel_s, workers, plural, static_cast<unsigned long long>(nseg),
+                 static_cast<unsigned long long>(2 * cfg.segment));
+
+    bool ok = true;
+    // ---- One process, for comparison ----
+    if (cfg.serial) {
+      const auto t1 = Clock::now();
+      Total alone = start_total(cfg.limit);
+      Progress serial_progress(report, "segments (one process)", nseg);
+      u64 serial_done = 0;
+      for (const Segment& s : segments) {
+        add(alone, sieve_segment(s));
+        serial_progress.update(++serial_done);
+      }
+      const double serial_s = seconds_since(t1);
+      serial_progress.finish();
+      std::fprintf(report, "one process: %.3f s; speedup %.2fx with %zu process%s\n", serial_s,
+                   serial_s / parallel_s, workers, plural);
+      if (alone.count != total.count || alone.sum != total.sum) {
+        std::fprintf(report, "WRONG: one process found %llu primes\n",
+                     static_cast<unsigned long long>(alone.count));
+        ok = false;
+      }
     }
-    std::printf("verified: matches the known value of pi(%llu)\n",
-                static_cast<unsigned long long>(limit));
+
+    // ---- Known values ----
+    if (const Known* k = known_for(cfg.limit)) {
+      const std::string name = "pi(" + pretty(cfg.limit) + ")";
+      if (k->pi != total.count) {
+        std::fprintf(report, "WRONG: %s is %llu\n", name.c_str(),
+                     static_cast<unsigned long long>(k->pi));
+        ok = false;
+      } else {
+        std::fprintf(report, "verified: matches the known value of %s\n", name.c_str());
+      }
+      if (cfg.sum && k->sum) {
+        if (to_decimal(total.sum) != k->sum) {
+          std::fprintf(report, "WRONG: the sum of the primes below %s is %s\n",
+                       pretty(cfg.limit).c_str(), k->sum);
+          ok = false;
+        } else {
+          std::fprintf(report, "verified: matches the known sum of the primes below %s\n",
+                       pretty(cfg.limit).c_str());
+        }
+      }
+    } else {
+      std::fprintf(report,
+                   "not verified: known values exist for powers of ten from 10 to 10^12 only\n");
+    }
+    return ok ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "prime_sieve: %s\n", e.what());
+    return 1;
   }
-  return 0;
 }

@@ -11,6 +11,8 @@ command -v g++ >/dev/null || need+=(g++)
 [ -f /usr/include/catch2/catch.hpp ] || need+=(catch2)
 [ -f /usr/include/benchmark/benchmark.h ] || need+=(libbenchmark-dev)
 [ -d /usr/include/cereal ] || need+=(libcereal-dev)
+[ -f /usr/include/png.h ] || need+=(libpng-dev)          # the image example
+[ -f /usr/include/jpeglib.h ] || need+=(libjpeg-dev)     # the image example
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need[*]}"
