@@ -3,6 +3,7 @@
 // files, and (for tasks running in a worker) finding the worker's result pipe so a test can write
 // raw bytes to the pool as a broken or hostile worker would.
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -150,9 +151,7 @@ inline std::string proc_comm(pid_t pid) {
   return name;
 }
 
-/// Running processes below this one (children, their children, ...), except the fork server that
-/// `procpool::init` starts for the whole program: with any start method, these are the pools'
-/// workers and whatever their tasks started.
+/// Running processes below this one: children, their children, and so on.
 inline std::vector<pid_t> live_descendants() {
   std::vector<std::pair<pid_t, pid_t>> procs;  // pid, ppid
   for (long v : numeric_entries("/proc")) {
@@ -167,21 +166,37 @@ inline std::vector<pid_t> live_descendants() {
     for (auto [pid, ppid] : procs) {
       if (ppid != parent) continue;
       frontier.push_back(pid);
-      if (proc_comm(pid).rfind("procpool-forks", 0) != 0) out.push_back(pid);
+      out.push_back(pid);
     }
   }
   return out;
 }
 
-/// "pid (name)" of every process `live_descendants` finds, for failure messages.
-inline std::string describe_descendants() {
+/// Processes below this one that were not in `baseline` (taken at the start of a test, so the
+/// fork server `procpool::init` starts for the whole program is not counted), nor a fork server
+/// started since: the pools' workers and whatever their tasks started.
+inline std::vector<pid_t> new_descendants(const std::vector<pid_t>& baseline) {
+  std::vector<pid_t> out;
+  for (pid_t pid : live_descendants()) {
+    if (std::find(baseline.begin(), baseline.end(), pid) != baseline.end()) continue;
+    std::string name = proc_comm(pid);
+    if (name.rfind("procpool-server", 0) == 0 || name.rfind("procpool-forks", 0) == 0) continue;
+    out.push_back(pid);
+  }
+  return out;
+}
+
+/// "pid (name)" of every process `new_descendants` finds, for failure messages.
+inline std::string describe_new_descendants(const std::vector<pid_t>& baseline) {
   std::string out;
-  for (pid_t pid : live_descendants()) out += std::to_string(pid) + " (" + proc_comm(pid) + ") ";
+  for (pid_t pid : new_descendants(baseline))
+    out += std::to_string(pid) + " (" + proc_comm(pid) + ") ";
   return out.empty() ? "none" : out;
 }
 
-/// True once no worker (or other process below this one but the fork server) runs.
-inline bool no_live_workers(std::chrono::milliseconds timeout = 5s) {
-  return wait_until([] { return live_descendants().empty(); }, timeout);
+/// True once every process below this one that is not in `baseline` has ended (polled).
+inline bool no_new_processes(const std::vector<pid_t>& baseline,
+                             std::chrono::milliseconds timeout = 5s) {
+  return wait_until([&] { return new_descendants(baseline).empty(); }, timeout);
 }
 }  // namespace procpool_test
