@@ -42,8 +42,9 @@ class Buffer {
 
   void reserve(std::size_t n) {
     if (n <= cap_) return;
-    std::size_t cap = cap_ < 256 ? 256 : cap_;
-    while (cap < n) cap = cap * 2 < cap ? n : cap * 2;
+    // Doubling keeps appends amortized; a larger request is taken exactly, not rounded up.
+    std::size_t cap = cap_ < 128 ? 256 : cap_ * 2;
+    if (cap < n) cap = n;
     auto* p = static_cast<std::byte*>(std::realloc(data_, cap));
     if (p == nullptr) throw std::bad_alloc();
     data_ = p;

@@ -605,11 +605,20 @@ class Core : public std::enable_shared_from_this<Core> {
   bool read_results(std::size_t slot) {
     Worker& w = workers_[slot];
     for (;;) {
-      if (!parse_results(slot)) {
+      bool ok;
+      try {
+        ok = parse_results(slot);
+        if (ok && w.in.capacity() - w.in.size() < 16 * 1024) w.in.reserve(w.in.size() + 64 * 1024);
+      } catch (const std::bad_alloc&) {
+        ok = false;  // a result too large for this process's memory: that worker's failure
+      }
+      if (!ok) {
         kill_worker(w, KillReason::corrupt);
+        epoll_.remove(w.result_r.get());
+        w.result_r.reset();  // nothing more from it can be trusted
+        w.in.clear();
         return false;
       }
-      if (w.in.capacity() - w.in.size() < 16 * 1024) w.in.reserve(w.in.size() + 64 * 1024);
       std::error_code ec;
       auto n = posix::read_some(w.result_r.get(), w.in.data() + w.in.size(),
                                 w.in.capacity() - w.in.size(), ec);
@@ -630,7 +639,8 @@ class Core : public std::enable_shared_from_this<Core> {
       std::memcpy(&h, w.in.data() + pos, sizeof h);
       if (h.magic != frame_magic || h.size > max_frame) return false;
       if (w.in.size() - pos - sizeof h < h.size) {
-        w.in.reserve(pos + sizeof h + h.size);  // bounded by max_frame
+        // The buffer grows as bytes arrive, not as the header claims: a lying header costs
+        // nothing, and a worker's memory cannot be used to exhaust ours.
         break;
       }
       std::size_t frame_len = sizeof h + static_cast<std::size_t>(h.size);
@@ -651,10 +661,12 @@ class Core : public std::enable_shared_from_this<Core> {
     std::span<const std::byte> payload(w.in.data() + pos + sizeof h, len - sizeof h);
     switch (static_cast<FrameKind>(h.kind)) {
       case FrameKind::hello:
+        if (w.hello) return false;  // only a starting worker says hello
         w.hello = true;
         start_failures_ = 0;
         return true;
       case FrameKind::init_error: {
+        if (w.hello) return false;  // a running worker has no initializer to report on
         ErrorInfo e;
         bool ok = for_each_item(payload, h.count,
                                 [&](const ItemView& it) { e = ErrorInfo::from_item(it); });
@@ -767,9 +779,11 @@ class Core : public std::enable_shared_from_this<Core> {
     bool was_ready = w.hello;
     // The front job failed only if the worker had started it; a worker that died between jobs
     // (killed while idle, say) fails nothing, and its jobs go to other workers.
+    // A worker killed for a malformed message fails the job that message answered.
     bool front_started =
         !w.inflight.empty() && w.unsent > 0 &&
-        slot_of(slot)->job.load(std::memory_order_acquire) == w.inflight.front().id;
+        (w.kill == KillReason::corrupt ||
+         slot_of(slot)->job.load(std::memory_order_acquire) == w.inflight.front().id);
     if (front_started) {
       why = death_error(w, st);
       failed.push_back(std::move(w.inflight.front()));
@@ -866,7 +880,10 @@ class Core : public std::enable_shared_from_this<Core> {
                                      : "exit code " + std::to_string(st.code);
     e.message = "worker " + std::to_string(w.pid) +
                 (w.hello ? " died while running the task (" : " died while starting (") + how + ")";
-    if (w.kill == KillReason::corrupt) e.message += " after sending a malformed message";
+    if (w.kill == KillReason::corrupt)
+      e.message = "worker " + std::to_string(w.pid) +
+                  " sent a malformed or oversized result for the task (" + how +
+                  "); it was replaced";
     if (st.signal == SIGKILL && w.kill == KillReason::none) {
       long long kills = posix::cgroup_oom_kills();
       if (kills > oom_kills_ && oom_kills_ >= 0) e.message += "; the kernel's OOM killer killed it";
