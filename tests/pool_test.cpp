@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <iterator>
 #include <list>
+#include <map>
 #include <numeric>
 #include <ranges>
 #include <sstream>
@@ -488,4 +489,34 @@ TEST_CASE("results of a task or chunk larger than 64 KiB arrive whole", "[pool]"
   REQUIRE(many.size() == 20000);
   CHECK(many[19999] == 19999 * 19999);
   CHECK(pool.apply(square, 3) == 9);
+}
+
+namespace {
+
+int identity(int x) {
+  return x;
+}
+
+int slow_pid(int) {
+  ::usleep(100'000);
+  return static_cast<int>(::getpid());
+}
+
+}  // namespace
+
+TEST_CASE("tasks queued behind a long one are taken back for an idle worker", "[pool]") {
+  // Many short tasks first: the pool learns that tasks are quick and gives each worker a deep
+  // window. Slow tasks then land in one window; without taking them back, one worker would run
+  // nine of ten while the other idles.
+  procpool::Pool pool(workers(2));
+  pool.map(identity, std::vector<int>(3000, 1), 1);
+  std::vector<procpool::AsyncResult<int>> slow;
+  for (int i = 0; i < 10; ++i) slow.push_back(pool.apply_async(slow_pid, i));
+  std::map<int, int> per_worker;
+  for (auto& r : slow) ++per_worker[r.get()];
+  INFO("tasks per worker: " << per_worker.size() << " workers used");
+  REQUIRE(per_worker.size() == 2);
+  for (auto& [pid, n] : per_worker) CHECK(n >= 3);
+  CHECK(pool.stats().failed == 0);
+  CHECK(pool.stats().completed == 3010);
 }

@@ -54,6 +54,10 @@ struct Job {
   std::uint32_t count = 1;  // items
   std::int64_t timeout_ns = 0;
   std::vector<std::shared_ptr<Segment>> attachments;  // shared memory its arguments refer to
+  // Taken back from a worker that is stuck on a long task (see Core::rebalance): its result
+  // from that worker is dropped if `cloned` (a copy went to the queue), else it decides.
+  bool revoked = false;
+  bool cloned = false;
 };
 
 /// The engine of a pool, independent of its codec. One thread (the supervisor) owns the workers:
@@ -331,6 +335,7 @@ class Core : public std::enable_shared_from_this<Core> {
     for (auto& c : cancels) cancel_sent(c.completion, c.kill_running);
     if (!terminating) {
       forget_dead_segments();
+      rebalance();
       dispatch();
     }
     bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](auto& w) { return w.alive; });
@@ -687,6 +692,16 @@ class Core : public std::enable_shared_from_this<Core> {
     Job job = std::move(w.inflight.front());
     w.inflight.pop_front();
     --w.unsent;
+    if (job.revoked) {
+      bool skipped = false;
+      for_each_item(payload, h.count,
+                    [&](const ItemView& it) { skipped = it.status == ItemStatus::skipped; });
+      if (job.cloned) return true;  // its copy runs elsewhere
+      if (skipped) {                // the worker skipped it: now it goes elsewhere
+        requeue_copy(job);
+        return true;
+      }
+    }
     w.avg_ns = w.avg_ns * 0.75 + static_cast<double>(h.reserved2) * 0.25;
 
     JobOutcome o;
@@ -792,8 +807,11 @@ class Core : public std::enable_shared_from_this<Core> {
     {
       // Jobs sent but not started go back to the front of the queue, in order.
       std::lock_guard lock(m_);
-      for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it)
+      for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it) {
+        if (it->cloned) continue;  // its copy is queued already
+        it->revoked = false;
         pending_.push_front(std::move(*it));
+      }
       w.inflight.clear();
     }
     w.unsent = w.unsent_off = 0;
@@ -923,6 +941,97 @@ class Core : public std::enable_shared_from_this<Core> {
     kill_all(KillReason::terminate);
   }
 
+  // A copy of a job under a fresh id, at the front of the queue (its frame names the id).
+  void requeue_copy(const Job& job) {
+    Job copy;
+    copy.id = next_id();
+    copy.frame.append(job.frame.data(), job.frame.size());
+    FrameHeader h;
+    std::memcpy(&h, copy.frame.data(), sizeof h);
+    h.id = copy.id;
+    std::memcpy(copy.frame.data(), &h, sizeof h);
+    copy.completion = job.completion;
+    copy.index = job.index;
+    copy.count = job.count;
+    copy.timeout_ns = job.timeout_ns;
+    copy.attachments = job.attachments;
+    std::lock_guard lock(m_);
+    pending_.push_front(std::move(copy));
+  }
+
+  // How long the front job must have run before the jobs queued behind it are taken back.
+  std::int64_t stuck_after(const Worker& w) const {
+    return std::max<std::int64_t>(2'000'000, static_cast<std::int64_t>(4 * w.avg_ns));
+  }
+
+  bool someone_idle() const {
+    for (auto& o : workers_)
+      if (o.alive && o.hello && !o.stopping && o.inflight.empty()) return true;
+    return false;
+  }
+
+  // Work stealing, for task lengths that vary wildly: when a worker's front job runs far longer
+  // than its tasks usually take and another worker idles, the jobs waiting behind it are taken
+  // back. The worker is told to skip them (its slot's ring); if it provably has not moved past
+  // the front job, copies go to the queue at once, else its answers decide (skipped: requeue).
+  void rebalance() {
+    if (!someone_idle()) return;
+    auto now = now_ns();
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      Worker& w = workers_[i];
+      if (!w.alive || w.kill != KillReason::none || w.inflight.size() < 2 || w.unsent == 0)
+        continue;
+      WorkerSlot* s = slot_of(i);
+      const std::uint64_t front = w.inflight.front().id;
+      if (s->job.load() != front || now - s->item_start.load() < stuck_after(w)) continue;
+      // Jobs not yet written at all simply go back.
+      std::size_t first_unwritten = w.unsent + (w.unsent_off > 0 ? 1 : 0);
+      {
+        std::lock_guard lock(m_);
+        while (w.inflight.size() > first_unwritten) {
+          pending_.push_front(std::move(w.inflight.back()));
+          w.inflight.pop_back();
+          --w.sent_jobs;
+        }
+      }
+      std::vector<Job*> taken;
+      for (std::size_t k = 1; k < w.inflight.size(); ++k) {
+        Job& j = w.inflight[k];
+        if (j.revoked) continue;
+        s->cancelled[s->cancel_next.fetch_add(1) % WorkerSlot::cancel_slots].store(j.id);
+        j.revoked = true;
+        taken.push_back(&j);
+      }
+      if (taken.empty()) continue;
+      if (s->job.load() == front) {
+        // Still on the front job after the marks were made: it will skip every one of them.
+        for (auto it = taken.rbegin(); it != taken.rend(); ++it) {
+          (*it)->cloned = true;
+          requeue_copy(**it);
+        }
+      }
+    }
+  }
+
+  // When rebalance() should look again (0: no need).
+  std::int64_t next_rebalance(std::int64_t now) const {
+    if (!someone_idle()) return 0;
+    std::int64_t next = 0;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      const Worker& w = workers_[i];
+      if (!w.alive || w.kill != KillReason::none || w.inflight.size() < 2 || w.unsent == 0)
+        continue;
+      const WorkerSlot* s = slot_of(i);
+      if (s->job.load() != w.inflight.front().id) continue;
+      bool open = false;
+      for (std::size_t k = 1; k < w.inflight.size(); ++k) open = open || !w.inflight[k].revoked;
+      if (!open) continue;
+      std::int64_t t = std::max(now, s->item_start.load() + stuck_after(w));
+      next = next == 0 ? t : std::min(next, t);
+    }
+    return next;
+  }
+
   // Jobs of a cancelled completion that already sit in a worker's window: the worker is told to
   // skip them; one it has already started is killed with its worker, if so asked.
   void cancel_sent(const std::shared_ptr<Completion>& c, bool kill_started) {
@@ -970,6 +1079,7 @@ class Core : public std::enable_shared_from_this<Core> {
       }
       if (d >= 0 && (next < 0 || d < next)) next = d;
     }
+    if (auto t = next_rebalance(now); t != 0) next = next < 0 ? t : std::min(next, t);
     // Destroyed segments are noticed by looking: while workers may still map some, look often.
     if (!sent_segments_.empty() || forgets_pending()) {
       std::int64_t soon = now + 100'000'000;

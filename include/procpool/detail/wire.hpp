@@ -55,6 +55,7 @@ enum class ItemStatus : std::uint8_t {
   ok = 0,            // bytes: the encoded result
   remote_error = 1,  // bytes: str type name, str message
   codec_error = 2,   // bytes: str message
+  skipped = 3,       // no bytes: the job was taken back before it started (see WorkerSlot)
 };
 
 /// What a worker is doing, in memory it shares with its pool: the pool enforces time limits per
@@ -176,7 +177,7 @@ bool for_each_item(std::span<const std::byte> payload, std::uint32_t count, F&& 
   for (std::uint32_t i = 0; i < count; ++i) {
     auto st = c.u8();
     auto bytes = c.bytes(c.u64());
-    if (c.bad || st > 2) return false;
+    if (c.bad || st > 3) return false;
     f(ItemView{static_cast<ItemStatus>(st), bytes});
   }
   return c.left == 0;

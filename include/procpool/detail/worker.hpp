@@ -103,7 +103,7 @@ class WorkerLoop {
         }
         if (ctx_.slot && ctx_.slot->is_cancelled(h.id)) {
           for (std::uint32_t i = 0; i < h.count; ++i)
-            append_error_item(out_, ItemStatus::codec_error, {}, "cancelled before it started");
+            finish_item(out_, begin_item(out_, ItemStatus::skipped));
           ctx_.slot->job.store(0);
         } else if (!run_items(payload, h.count, false, h.id)) {
           return worker_bad_frame;
