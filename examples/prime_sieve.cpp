@@ -33,6 +33,7 @@
 
 #include <unistd.h>
 
+#include "progress.hpp"
 #include <procpool/procpool.hpp>
 namespace {
 
@@ -167,62 +168,7 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// A progress bar redrawn in place on a terminal; on anything else (a pipe, a log file, CTest)
-// a plain line at each quarter, so logs stay readable.
-class Progress {
- public:
-  Progress(std::FILE* out, const char* what, u64 total)
-      : out_(out), what_(what), total_(total), tty_(isatty(fileno(out)) == 1) {}
-
-  void update(u64 done) {
-    const double t = seconds_since(t0_);
-    if (tty_) {
-      if (done != total_ && t - last_draw_ < 0.1) return;
-      last_draw_ = t;
-      constexpr int width = 30;
-      const int filled = total_ == 0 ? width : static_cast<int>(width * done / total_);
-      std::string bar(static_cast<std::size_t>(filled), '#');
-      bar.resize(width, '.');
-      const double rate = t > 0 ? static_cast<double>(done) / t : 0;
-      std::fprintf(out_, "\r[%s] %llu/%llu %s  %.0f/s  ETA %s\033[K", bar.c_str(),
-                   static_cast<unsigned long long>(done), static_cast<unsigned long long>(total_),
-                   what_, rate, eta(done, t).c_str());
-    } else {
-      const u64 quarter = total_ == 0 ? 4 : 4 * done / total_;
-      if (quarter <= printed_) return;
-      printed_ = quarter;
-      std::fprintf(out_, "progress: %llu/%llu %s (%llu%%), %.2f s, ETA %s\n",
-                   static_cast<unsigned long long>(done), static_cast<unsigned long long>(total_),
-                   what_, static_cast<unsigned long long>(25 * quarter), t, eta(done, t).c_str());
-    }
-    std::fflush(out_);
-  }
-
-  // Clears the bar so the next line starts clean.
-  void finish() {
-    if (tty_) {
-      std::fprintf(out_, "\r\033[K");
-      std::fflush(out_);
-    }
-  }
-
- private:
-  std::string eta(u64 done, double t) const {
-    if (done == 0) return "?";
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f s",
-                  t * static_cast<double>(total_ - done) / static_cast<double>(done));
-    return buf;
-  }
-
-  std::FILE* out_;
-  const char* what_;
-  u64 total_;
-  bool tty_;
-  Clock::time_point t0_ = Clock::now();
-  double last_draw_ = -1;
-  u64 printed_ = 0;
-};
+using procpool_examples::Progress;
 
 // ---- Command line ---------------------------------------------------------------------------
 

@@ -20,17 +20,11 @@ using procpool_test::Stopwatch;
 using procpool_test::TempDir;
 using procpool_test::wait_until;
 
+using procpool_test::square;
+using procpool_test::workers;
+
 namespace {
 
-procpool::Options workers(unsigned n) {
-  procpool::Options o;
-  o.processes = n;
-  return o;
-}
-
-int square(int x) {
-  return x * x;
-}
 int sleep_then(int ms, int value) {
   procpool_test::sleep_ms(ms);
   return value;

@@ -25,17 +25,10 @@ using procpool_test::Stopwatch;
 using procpool_test::thrown_as;
 using procpool_test::wait_until;
 
+using procpool_test::square;
+using procpool_test::workers;
+
 namespace {
-
-procpool::Options workers(unsigned n) {
-  procpool::Options o;
-  o.processes = n;
-  return o;
-}
-
-int square(int x) {
-  return x * x;
-}
 
 [[noreturn]] void segfault() {
   // The pointer itself is volatile so the compiler cannot see the null and replace the store by

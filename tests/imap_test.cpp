@@ -16,17 +16,11 @@
 using namespace std::chrono_literals;
 using procpool_test::Stopwatch;
 
+using procpool_test::square;
+using procpool_test::workers;
+
 namespace {
 
-procpool::Options workers(unsigned n) {
-  procpool::Options o;
-  o.processes = n;
-  return o;
-}
-
-int square(int x) {
-  return x * x;
-}
 std::int64_t twice(std::int64_t x) {
   return 2 * x;
 }

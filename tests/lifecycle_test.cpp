@@ -26,6 +26,8 @@ using procpool_test::Stopwatch;
 using procpool_test::TempDir;
 using procpool_test::wait_until;
 
+using procpool_test::square;
+
 namespace {
 
 procpool::Options workers(unsigned n, std::size_t maxtasks = 0) {
@@ -35,9 +37,6 @@ procpool::Options workers(unsigned n, std::size_t maxtasks = 0) {
   return o;
 }
 
-int square(int x) {
-  return x * x;
-}
 int sleep_then(int ms, int value) {
   procpool_test::sleep_ms(ms);
   return value;

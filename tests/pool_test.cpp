@@ -23,17 +23,11 @@
 using namespace std::chrono_literals;
 using procpool_test::Stopwatch;
 
+using procpool_test::square;
+using procpool_test::workers;
+
 namespace {
 
-procpool::Options workers(unsigned n) {
-  procpool::Options o;
-  o.processes = n;
-  return o;
-}
-
-int square(int x) {
-  return x * x;
-}
 int mul(int a, int b) {
   return a * b;
 }

@@ -28,6 +28,8 @@
 
 using namespace std::chrono_literals;
 
+using procpool_test::workers;
+
 namespace {
 
 #if defined(PROCPOOL_SANITIZED) || defined(__SANITIZE_ADDRESS__)
@@ -35,12 +37,6 @@ constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;
 #endif
-
-procpool::Options workers(unsigned n) {
-  procpool::Options o;
-  o.processes = n;
-  return o;
-}
 
 // The path of the /proc/self/maps entry that contains `p` ("" if none).
 std::string mapping_of(const void* p) {

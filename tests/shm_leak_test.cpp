@@ -27,13 +27,9 @@
 using namespace std::chrono_literals;
 using procpool_test::wait_until;
 
-namespace {
+using procpool_test::workers;
 
-procpool::Options workers(unsigned n) {
-  procpool::Options o;
-  o.processes = n;
-  return o;
-}
+namespace {
 
 std::set<std::string> dev_shm_entries() {
   std::set<std::string> out;
@@ -217,8 +213,7 @@ TEST_CASE("a worker that received 1000 short-lived Arrays does not keep them map
 
 // Like the previous case, but all 1000 Arrays are alive at once, so the pool has 1000 segments to
 // tell the worker about when the parent destroys them.
-TEST_CASE("a worker lets go of 1000 Arrays the parent destroyed all at once (S7)",
-          "[shm]") {
+TEST_CASE("a worker lets go of 1000 Arrays the parent destroyed all at once (S7)", "[shm]") {
   procpool::Pool pool(workers(1));
   REQUIRE(pool.apply(noop, 1) == 1);
   const pid_t w = pool.pids().at(0);

@@ -29,13 +29,9 @@ using namespace std::chrono_literals;
 using procpool_test::Stopwatch;
 using procpool_test::wait_until;
 
-namespace {
+using procpool_test::workers;
 
-procpool::Options workers(unsigned n) {
-  procpool::Options o;
-  o.processes = n;
-  return o;
-}
+namespace {
 
 struct KillOnExit {
   procpool::Pool<>& pool;

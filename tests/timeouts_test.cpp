@@ -25,6 +25,8 @@ using procpool_test::Stopwatch;
 using procpool_test::thrown_as;
 using procpool_test::wait_until;
 
+using procpool_test::square;
+
 namespace {
 
 procpool::Options workers(unsigned n, std::chrono::milliseconds timeout = 0ms) {
@@ -32,10 +34,6 @@ procpool::Options workers(unsigned n, std::chrono::milliseconds timeout = 0ms) {
   o.processes = n;
   o.task_timeout = timeout;
   return o;
-}
-
-int square(int x) {
-  return x * x;
 }
 
 int sleep_for_ms(int ms) {

@@ -32,6 +32,9 @@ using procpool_test::Stopwatch;
 using procpool_test::thrown_as;
 using procpool_test::wait_until;
 
+using procpool_test::square;
+using procpool_test::workers;
+
 namespace {
 
 // How a result's encoder misbehaves.
@@ -260,16 +263,6 @@ struct procpool::codec<LiarString> {
 
 namespace {
 
-procpool::Options workers(unsigned n) {
-  procpool::Options o;
-  o.processes = n;
-  return o;
-}
-
-int square(int x) {
-  return x * x;
-}
-
 Evil make_evil(int mode, int pool) {
   return Evil{mode, static_cast<pid_t>(pool)};
 }
@@ -395,16 +388,14 @@ TEST_CASE("a result frame whose kind says init_error is malformed, not a pool ev
   CHECK(pool.apply(square, 5) == 25);
 }
 
-TEST_CASE("a result frame whose kind says hello is malformed, not a lost result (X3)",
-          "[wire]") {
+TEST_CASE("a result frame whose kind says hello is malformed, not a lost result (X3)", "[wire]") {
   procpool::Pool pool(workers(2));
   TerminateOnExit stop{pool};
   expect_malformed(pool, kKindHello);
   CHECK(pool.apply(square, 5) == 25);
 }
 
-TEST_CASE("every flipped bit of a result frame's magic or id is detected (X3)",
-          "[wire]") {
+TEST_CASE("every flipped bit of a result frame's magic or id is detected (X3)", "[wire]") {
   procpool::Pool pool(workers(2));
   TerminateOnExit stop{pool};
   const int bits = kSanitized ? 24 : 96;
@@ -438,8 +429,7 @@ TEST_CASE("an error report claiming a 2^62-byte string is rejected without alloc
   CHECK(pool.apply(square, 5) == 25);
 }
 
-TEST_CASE("a frame header claiming more than the maximum frame is rejected (X1)",
-          "[wire]") {
+TEST_CASE("a frame header claiming more than the maximum frame is rejected (X1)", "[wire]") {
   // Written straight to the pipe; one worker so nothing of another task is in between.
   procpool::Pool pool(workers(1));
   TerminateOnExit stop{pool};

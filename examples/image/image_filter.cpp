@@ -41,9 +41,9 @@
 
 #include <unistd.h>
 
+#include "../progress.hpp"
 #include "filters.hpp"
 #include "image.hpp"
-#include "progress.hpp"
 #include "samples.hpp"
 #include <procpool/procpool.hpp>
 
@@ -389,7 +389,7 @@ BatchOutcome run_batch(procpool::Pool<>& pool, const std::vector<std::string>& f
   const auto t0 = Clock::now();
   std::map<std::string, FileResult> by_input;
   std::vector<std::string> crashes;  // errors of tasks that did not return (a worker died...)
-  imgf::Progress progress(stdout, "files", jobs.size());
+  procpool_examples::Progress progress(stdout, "files", jobs.size());
   std::size_t done = 0;
   // Completion order: a slow file holds nobody up. A task whose worker died rethrows its error
   // (WorkerCrashed) at its turn in the iteration, which then goes on with the other results.

@@ -24,6 +24,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <procpool/procpool.hpp>
+
 namespace procpool_test {
 
 using namespace std::chrono_literals;
@@ -142,6 +144,18 @@ inline bool no_zombies() {
   siginfo_t info{};
   if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return errno == ECHILD;
   return info.si_pid == 0;
+}
+
+/// Options for a pool of `n` workers (the start method: PROCPOOL_TEST_START, see main.cpp).
+inline procpool::Options workers(unsigned n) {
+  procpool::Options o;
+  o.processes = n;
+  return o;
+}
+
+/// The suite's everyday task.
+inline int square(int x) {
+  return x * x;
 }
 
 /// Polls `pred` until it holds or `timeout` passes; returns its last value.

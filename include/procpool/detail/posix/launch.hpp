@@ -110,17 +110,7 @@ inline std::error_code spawn_worker(const WorkerFds& fds, const WorkerParams& p,
     child::die(127);
   }
   if (pid < 0) return last_error();
-  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pfd < 0) {
-    auto ec = last_error();
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return ec;
-  }
-  (void)::fcntl(pfd, F_SETFD, FD_CLOEXEC);
-  pid_out = pid;
-  pidfd_out = UniqueFd(pfd, true);
-  return {};
+  return adopt_child(pid, pid_out, pidfd_out);
 }
 
 /// In a spawned worker: reads the marker procpool::init looks for. False if this process is not

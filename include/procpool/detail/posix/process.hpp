@@ -86,6 +86,22 @@ inline void setup(const ChildSpec& spec, pid_t parent, const int* close_fds,
 
 }  // namespace child
 
+/// Opens a pidfd (close-on-exec) for a child just forked; if that fails, the child is killed
+/// and reaped so nothing is left behind.
+inline std::error_code adopt_child(pid_t pid, pid_t& pid_out, UniqueFd& pidfd_out) noexcept {
+  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pfd < 0) {
+    auto ec = last_error();
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return ec;
+  }
+  (void)::fcntl(pfd, F_SETFD, FD_CLOEXEC);
+  pid_out = pid;
+  pidfd_out = UniqueFd(pfd, true);
+  return {};
+}
+
 /// Forks a worker that runs `spec.body` and exits with its result. The child closes every
 /// descriptor the library registered in the parent. Returns the child's pid and a pidfd for it.
 inline std::error_code fork_child(const ChildSpec& spec, pid_t& pid_out, UniqueFd& pidfd_out) {
@@ -107,17 +123,7 @@ inline std::error_code fork_child(const ChildSpec& spec, pid_t& pid_out, UniqueF
     }
   }
   if (pid < 0) return last_error();
-  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pfd < 0) {
-    auto ec = last_error();
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return ec;
-  }
-  (void)::fcntl(pfd, F_SETFD, FD_CLOEXEC);
-  pid_out = pid;
-  pidfd_out = UniqueFd(pfd, true);
-  return {};
+  return adopt_child(pid, pid_out, pidfd_out);
 }
 
 /// How a process ended.

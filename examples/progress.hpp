@@ -9,7 +9,7 @@
 
 #include <unistd.h>
 
-namespace imgf {
+namespace procpool_examples {
 
 class Progress {
  public:
@@ -67,4 +67,4 @@ class Progress {
   std::uint64_t printed_ = 0;
 };
 
-}  // namespace imgf
+}  // namespace procpool_examples
