@@ -101,7 +101,8 @@ long touch_all(std::vector<procpool::Value<int>> values,
                std::vector<procpool::Array<double>> arrays) {
   long n = 0;
   for (auto& v : values) {
-    v.store(v.load() + 1);
+    std::scoped_lock l(v.get_lock());  // load() then store() would race with the other tasks
+    ++v.value();
     ++n;
   }
   for (auto& a : arrays) {
