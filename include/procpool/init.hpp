@@ -18,6 +18,7 @@ inline void init(int argc, char** argv) {
   posix::WorkerParams params;
   if (posix::read_worker_marker(parent, params)) {
     // A spawned worker: its channels are descriptors 3 to 6 (see posix::spawn_worker).
+    posix::set_process_name("procpool-worker");  // exec named it after the program
     const int b = posix::spawned_fd_base;
     posix::WorkerFds fds{b, b + 1, b + 2, b + 3};
     posix::child::die(detail::launched_worker_main(fds, params));

@@ -159,6 +159,11 @@ inline pid_t current_pid() noexcept {
   return ::getpid();
 }
 
+/// Names the calling process as `ps` shows it (at most 15 characters).
+inline void set_process_name(const char* name) noexcept {
+  (void)::prctl(PR_SET_NAME, name);
+}
+
 inline const char* signal_name(int sig) noexcept {
   const char* d = sigabbrev_np(sig);
   return d ? d : "unknown signal";
