@@ -26,6 +26,9 @@ using procpool_test::Stopwatch;
 using procpool_test::square;
 using procpool_test::workers;
 
+using procpool_test::InputFailure;
+using procpool_test::ThrowingInput;
+
 namespace {
 
 int mul(int a, int b) {
@@ -71,44 +74,6 @@ struct Doubler {
 };
 
 /// What the caller's input range throws.
-struct InputFailure : std::runtime_error {
-  explicit InputFailure(int at) : std::runtime_error("input broke"), index(at) {}
-  int index;
-};
-
-/// A single-pass input range of 0..n-1 whose element `throw_at` throws when read.
-class ThrowingInput : public std::ranges::view_base {
- public:
-  ThrowingInput() = default;
-  ThrowingInput(int n, int throw_at) : n_(n), throw_at_(throw_at) {}
-
-  class iterator {
-   public:
-    using value_type = int;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    iterator(int i, int n, int throw_at) : i_(i), n_(n), throw_at_(throw_at) {}
-    int operator*() const {
-      if (i_ == throw_at_) throw InputFailure(i_);
-      return i_;
-    }
-    iterator& operator++() {
-      ++i_;
-      return *this;
-    }
-    void operator++(int) { ++i_; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.i_ >= it.n_; }
-
-   private:
-    int i_ = 0, n_ = 0, throw_at_ = -1;
-  };
-
-  iterator begin() const { return {0, n_, throw_at_}; }
-  std::default_sentinel_t end() const { return {}; }
-
- private:
-  int n_ = 0, throw_at_ = -1;
-};
 static_assert(std::ranges::input_range<ThrowingInput>);
 static_assert(!std::ranges::forward_range<ThrowingInput>);
 

@@ -10,8 +10,11 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
+#include <ranges>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -157,6 +160,46 @@ inline procpool::Options workers(unsigned n) {
 inline int square(int x) {
   return x * x;
 }
+
+/// What ThrowingInput throws: the caller must get it back unchanged.
+struct InputFailure : std::runtime_error {
+  explicit InputFailure(int at) : std::runtime_error("input broke"), index(at) {}
+  int index;
+};
+
+/// A single-pass input range of 0..n-1 whose element `throw_at` throws when read.
+class ThrowingInput : public std::ranges::view_base {
+ public:
+  ThrowingInput() = default;
+  ThrowingInput(int n, int throw_at) : n_(n), throw_at_(throw_at) {}
+
+  class iterator {
+   public:
+    using value_type = int;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    iterator(int i, int n, int throw_at) : i_(i), n_(n), throw_at_(throw_at) {}
+    int operator*() const {
+      if (i_ == throw_at_) throw InputFailure(i_);
+      return i_;
+    }
+    iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    void operator++(int) { ++i_; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.i_ >= it.n_; }
+
+   private:
+    int i_ = 0, n_ = 0, throw_at_ = -1;
+  };
+
+  iterator begin() const { return {0, n_, throw_at_}; }
+  std::default_sentinel_t end() const { return {}; }
+
+ private:
+  int n_ = 0, throw_at_ = -1;
+};
 
 /// Polls `pred` until it holds or `timeout` passes; returns its last value.
 template <class Pred>
