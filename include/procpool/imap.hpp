@@ -112,6 +112,7 @@ class ImapState {
       }
       auto c = job.completion;
       c->core = core_;
+      c->driver = core_;
       c->job_ids.push_back(job.id);
       if (!ordered_) {
         std::weak_ptr<ReadyQueue> q = ready_;

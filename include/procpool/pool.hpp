@@ -319,6 +319,7 @@ class Pool {
     j.completion = c;
     j.timeout_ns = to_ns(limit);
     c->core = core_;
+    c->driver = core_;
     c->job_ids.push_back(j.id);
     c->items = 1;
     core_->submit(std::move(j));
@@ -385,6 +386,7 @@ class Pool {
     auto c = std::make_shared<detail::TypedCompletion<Vec>>(chunks.size(),
                                                             &detail::materialize_map<Codec, R>);
     c->core = core_;
+    c->driver = core_;
     c->items = static_cast<std::uint32_t>(std::min<std::size_t>(n, UINT32_MAX));
     std::vector<detail::Job> jobs;
     jobs.reserve(chunks.size());

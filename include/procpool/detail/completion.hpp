@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -20,7 +21,20 @@
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 
+#ifndef PROCPOOL_WAIT_SPIN_US
+/// How long a caller waiting for a result polls before it sleeps.
+#define PROCPOOL_WAIT_SPIN_US 50
+#endif
+
 namespace procpool::detail {
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 /// A failure as the pool records it. Each `raise()` throws a fresh exception, so two readers of
 /// one result never share (and mutate) one exception object.
@@ -83,6 +97,18 @@ struct ErrorInfo {
 
 class Core;
 
+/// The pool's side of waiting. A thread about to wait for a result does the pool's I/O itself
+/// for a moment (`drive`), so a result that is microseconds away reaches it without waking the
+/// pool's thread and then this one: on two cores, one party fewer competing for them.
+class Driver {
+ public:
+  virtual void helping(bool on, bool gave_up) noexcept = 0;
+  virtual void drive() noexcept = 0;
+
+ protected:
+  ~Driver() = default;
+};
+
 /// What one job (a task, or a chunk of a map) came back with.
 struct JobOutcome {
   Buffer frame;                    // the whole result frame
@@ -109,7 +135,7 @@ class Completion {
   bool done() const noexcept { return done_.load(std::memory_order_acquire); }
 
   void wait() {
-    if (done()) return;
+    if (done() || spin_until_done(std::chrono::microseconds(PROCPOOL_WAIT_SPIN_US))) return;
     std::unique_lock lock(m_);
     cv_.wait(lock, [&] { return done(); });
   }
@@ -117,6 +143,11 @@ class Completion {
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> d) {
     if (done()) return true;
+    auto spin = std::chrono::microseconds(PROCPOOL_WAIT_SPIN_US);
+    if (d > spin) {
+      if (spin_until_done(spin)) return true;
+      d -= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(spin);
+    }
     std::unique_lock lock(m_);
     return cv_.wait_for(lock, d, [&] { return done(); });
   }
@@ -169,10 +200,31 @@ class Completion {
 
   // Which jobs this state is made of, so that cancel() can find them.
   std::weak_ptr<Core> core;
+  std::weak_ptr<Driver> driver;
   std::vector<std::uint64_t> job_ids;
   std::uint32_t items = 0;  // tasks in all its jobs
 
  private:
+  // A result that is microseconds away is cheaper to watch for than to sleep for: a sleeping
+  // thread costs a scheduler wake-up (tens of microseconds across cores).
+  bool spin_until_done(std::chrono::microseconds budget) const {
+    auto d = driver.lock();
+    if (d) d->helping(true, false);
+    auto until = std::chrono::steady_clock::now() + budget;
+    bool ok = false;
+    do {
+      if (d) d->drive();
+      for (int i = 0; i < 16 && !ok; ++i) {
+        ok = done();
+        cpu_relax();
+      }
+      if (!ok && !d) std::this_thread::yield();  // on a busy machine, let others run
+    } while (!ok && std::chrono::steady_clock::now() < until);
+    ok = ok || done();
+    if (d) d->helping(false, !ok);
+    return ok;
+  }
+
   bool settled(std::size_t i) const {
     return i < bits_.size() * 64 && (bits_[i / 64] >> (i % 64)) & 1;
   }

@@ -64,7 +64,7 @@ struct Job {
 /// it writes task frames, reads result frames, notices deaths (pidfd) and enforces time limits
 /// (epoll timeouts), so every failure is handled in one place. Callers only touch the pending
 /// queue.
-class Core : public std::enable_shared_from_this<Core> {
+class Core final : public Driver, public std::enable_shared_from_this<Core> {
  public:
   Core(const Options& opts, Buffer init_task, std::vector<std::shared_ptr<Segment>> init_segments)
       : opts_(opts), init_task_(std::move(init_task)), init_segments_(std::move(init_segments)) {}
@@ -191,7 +191,7 @@ class Core : public std::enable_shared_from_this<Core> {
       std::lock_guard lock(m_);
       if (!closed_) throw std::logic_error("procpool: join() before close() or terminate()");
     }
-    if (std::this_thread::get_id() == thread_id_)
+    if (std::this_thread::get_id() == thread_id_ || driving_here())
       throw std::logic_error("procpool: join() from a result callback would wait for itself");
     std::lock_guard lock(join_m_);
     if (thread_.joinable()) thread_.join();
@@ -208,6 +208,50 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   std::size_t size() const { return opts_.processes; }
+
+  // ---- threads waiting for results (see Driver) ----------------------------------------------
+
+  void helping(bool on, bool gave_up) noexcept override {
+    if (on) {
+      helpers_.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    bool last = helpers_.fetch_sub(1, std::memory_order_acq_rel) == 1;
+    // A waiter that is about to sleep hands the work back at once; one that got its result
+    // probably asks again soon, and the pool's thread looks again within helped_wait anyway.
+    if (last && gave_up) notify_supervisor();
+    if (sleeping_.load(std::memory_order_acquire)) posix::eventfd_signal(wake_.get());
+  }
+
+  // One non-blocking round of the supervisor's work, unless another thread is doing it. Worker
+  // deaths are left to the pool's thread: a replacement must be forked from it (PDEATHSIG).
+  void drive() noexcept override {
+    if (driving_here()) return;  // a result callback waiting for another result
+    std::unique_lock lock(drive_m_, std::try_to_lock);
+    if (!lock.owns_lock() || !loop_running_) return;
+    driving_here() = true;
+    bool death = false;
+    try {
+      step_and_check_done();
+      posix::Epoll::Event evs[64];
+      int n = epoll_.wait(evs, 64, 0);
+      for (int i = 0; i < n; ++i) {
+        if (evs[i].tag >> 56 == kPidfd) {
+          death = true;
+          continue;
+        }
+        handle(evs[i]);
+      }
+      if (n > 0) last_activity_ = now_ns();
+      check_deadlines();
+    } catch (...) {
+      if (!helper_error_) helper_error_ = std::current_exception();
+      death = true;
+    }
+    driving_here() = false;
+    lock.unlock();
+    if (death) notify_supervisor();
+  }
 
  private:
   enum TagKind : std::uint64_t { kWake = 1, kResult = 3, kTask = 4, kPidfd = 5, kControl = 6 };
@@ -243,14 +287,28 @@ class Core : public std::enable_shared_from_this<Core> {
     if (sleeping_.load(std::memory_order_acquire)) posix::eventfd_signal(wake_.get());
   }
 
+  void notify_supervisor() noexcept {
+    { std::lock_guard lock(helped_m_); }
+    helped_cv_.notify_one();
+    if (sleeping_.load(std::memory_order_acquire)) posix::eventfd_signal(wake_.get());
+  }
+
+  static bool& driving_here() noexcept {
+    thread_local bool driving = false;
+    return driving;
+  }
+
   // ---- the supervisor thread ----------------------------------------------------------------
 
   void supervise() {
     thread_id_ = std::this_thread::get_id();
+    driving_here() = true;  // this thread owns drive_m_ whenever it runs pool code
     try {
       run_loop();
     } catch (const std::exception& e) {
       // Out of memory or an OS failure in the pool's own thread: no task may be left waiting.
+      std::lock_guard lock(drive_m_);
+      loop_running_ = false;
       ErrorInfo info;
       info.kind = ErrorInfo::Kind::crashed;
       info.message = std::string("the pool's supervisor failed: ") + e.what();
@@ -265,6 +323,7 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   void run_loop() {
+    std::unique_lock drive(drive_m_);
     bool reported = false;
     try {
       for (std::size_t i = 0; i < workers_.size(); ++i) spawn(i);
@@ -275,11 +334,15 @@ class Core : public std::enable_shared_from_this<Core> {
       started_.set_exception(std::current_exception());
       return;
     }
-    std::int64_t last_activity = now_ns();
+    last_activity_ = now_ns();
+    loop_running_ = true;
     posix::Epoll::Event evs[64];
     for (;;) {
+      if (!drive.owns_lock()) drive.lock();
+      if (helper_error_) std::rethrow_exception(std::exchange(helper_error_, nullptr));
       if (!reported) {
         if (startup_error_) {
+          loop_running_ = false;
           kill_all(KillReason::terminate);
           reap_all_blocking();
           startup_reported_ = true;
@@ -294,7 +357,14 @@ class Core : public std::enable_shared_from_this<Core> {
       if (!step_and_check_done()) break;
 
       int n = epoll_.wait(evs, 64, 0);
-      if (n == 0 && now_ns() - last_activity >= PROCPOOL_SUPERVISOR_SPIN_US * 1000) {
+      if (n == 0 && helpers_.load(std::memory_order_acquire) > 0) {
+        // Threads waiting for results do the I/O now; look again soon for deaths and deadlines.
+        drive.unlock();
+        std::unique_lock lock(helped_m_);
+        helped_cv_.wait_for(lock, helped_wait);
+        continue;
+      }
+      if (n == 0 && now_ns() - last_activity_ >= PROCPOOL_SUPERVISOR_SPIN_US * 1000) {
         sleeping_.store(true, std::memory_order_seq_cst);
         // Re-check after announcing sleep: a submit that saw sleeping_ == false did not signal.
         bool work;
@@ -302,13 +372,22 @@ class Core : public std::enable_shared_from_this<Core> {
           std::lock_guard lock(m_);
           work = requests_ != seen_requests_;
         }
-        if (!work) n = epoll_.wait(evs, 64, next_timeout_ms());
+        if (!work && helpers_.load(std::memory_order_seq_cst) == 0) {
+          int timeout = next_timeout_ms();
+          drive.unlock();
+          n = epoll_.wait(evs, 64, timeout);
+          drive.lock();
+        }
         sleeping_.store(false, std::memory_order_relaxed);
+      } else if (n == 0) {
+        drive.unlock();  // spinning: a waiting thread may take a round in between
+        continue;
       }
-      if (n > 0) last_activity = now_ns();
+      if (n > 0) last_activity_ = now_ns();
       for (int i = 0; i < n; ++i) handle(evs[i]);
       check_deadlines();
     }
+    loop_running_ = false;
     if (!reported) {
       startup_reported_ = true;
       if (startup_error_) {
@@ -555,6 +634,8 @@ class Core : public std::enable_shared_from_this<Core> {
 
   void write_tasks(Worker& w) {
     bool ctl_full = false;
+    std::optional<posix::QuietSigpipe> quiet;  // the pool's thread blocks signals already
+    if (w.unsent < w.inflight.size() && std::this_thread::get_id() != thread_id_) quiet.emplace();
     while (w.task_w && w.unsent < w.inflight.size()) {
       iovec iov[64];
       int n = 0;
@@ -575,6 +656,7 @@ class Core : public std::enable_shared_from_this<Core> {
       if (r < 0) {
         if (ec == std::errc::resource_unavailable_try_again) break;
         // EPIPE: the worker is gone; its pidfd reports the death.
+        if (quiet) quiet->broke();
         epoll_.remove(w.task_w.get());
         w.task_w.reset();
         return;
@@ -1149,6 +1231,17 @@ class Core : public std::enable_shared_from_this<Core> {
   bool all_hello_once_ = false;
   bool startup_reported_ = false;
   std::optional<ErrorInfo> startup_error_;
+
+  // The supervisor's state above is driven under drive_m_: by the pool's thread, or for a moment
+  // by a thread waiting for a result (Driver).
+  std::mutex drive_m_;
+  bool loop_running_ = false;
+  std::int64_t last_activity_ = 0;
+  std::exception_ptr helper_error_;
+  std::atomic<int> helpers_{0};
+  std::mutex helped_m_;
+  std::condition_variable helped_cv_;
+  static constexpr std::chrono::microseconds helped_wait{200};
 
   std::promise<void> started_;
   std::thread thread_;

@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""procpool side by side with Python's multiprocessing.Pool and with the raw kernel, in one run.
+
+Usage: bench/compare.py [BUILD_DIR] [--out DIR]
+
+BUILD_DIR is a release build with the benchmarks and examples (default: build/release). Prints
+one table (value, Python's value, ratio, target, met or not) and writes performance.csv and
+performance.png (needs python3-matplotlib) into DIR (default: BUILD_DIR/perf). Absolute times
+drift from run to run on a shared machine; the ratios are measured in the same run.
+"""
+import argparse
+import csv
+import json
+import multiprocessing as mp
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+TRIVIAL_TASKS = 200_000
+
+
+# ---- Python's multiprocessing, the same workloads --------------------------------------------
+
+def inc(x):
+    return x + 1
+
+
+def nbytes(b):
+    return len(b)
+
+
+def best_of(runs, fn):
+    return statistics.median(fn() for _ in range(runs))
+
+
+def py_round_trip_us(pool, n=3000):
+    def once():
+        t0 = time.perf_counter()
+        for i in range(n):
+            pool.apply_async(inc, (i,)).get()
+        return (time.perf_counter() - t0) / n * 1e6
+    return best_of(3, once)
+
+
+def py_map_rate(pool, chunksize):
+    def once():
+        t0 = time.perf_counter()
+        if chunksize:
+            pool.map(inc, range(TRIVIAL_TASKS), chunksize)
+        else:
+            pool.map(inc, range(TRIVIAL_TASKS))
+        return TRIVIAL_TASKS / (time.perf_counter() - t0)
+    return best_of(3 if chunksize == 0 else 1, once)
+
+
+def py_imap_unordered_rate(pool):
+    t0 = time.perf_counter()
+    for _ in pool.imap_unordered(inc, range(TRIVIAL_TASKS), 1):
+        pass
+    return TRIVIAL_TASKS / (time.perf_counter() - t0)
+
+
+def py_args_rate(pool):
+    args = [bytes(1 << 20)] * 64
+
+    def once():
+        t0 = time.perf_counter()
+        pool.map(nbytes, args, 1)
+        return 64 * (1 << 20) / (time.perf_counter() - t0)
+    return best_of(5, once)
+
+
+def py_value_ns(n=200_000):
+    v = mp.Value("i", 0)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+    return (time.perf_counter() - t0) / n * 1e9
+
+
+def py_startup_ms(method, runs=9):
+    ctx = mp.get_context(method)
+    first, total = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        pool = ctx.Pool(2)
+        pool.apply(inc, (7,))
+        t1 = time.perf_counter()
+        pool.close()
+        pool.join()
+        t2 = time.perf_counter()
+        first.append((t1 - t0) * 1e3)
+        total.append((t2 - t0) * 1e3)
+    return statistics.median(first), statistics.median(total)
+
+
+def python_side():
+    res = {}
+    with mp.get_context("fork").Pool(2) as pool:
+        pool.map(inc, range(1000))  # warm up
+        res["round_trip"] = py_round_trip_us(pool)
+        res["map_chunk1"] = py_map_rate(pool, 1)
+        res["imap_unordered"] = py_imap_unordered_rate(pool)
+        res["map_auto"] = py_map_rate(pool, 0)
+        res["args_64x1mib"] = py_args_rate(pool)
+    res["value"] = py_value_ns()
+    for m in ("fork", "spawn", "forkserver"):
+        res[f"first_{m}"], res[f"startstop_{m}"] = py_startup_ms(m)
+    return res
+
+
+# ---- procpool and the kernel, through the Google Benchmark programs --------------------------
+
+def run_bench(binary, filt=None, reps=3):
+    cmd = [binary, "--benchmark_format=json", f"--benchmark_repetitions={reps}",
+           "--benchmark_report_aggregates_only=true"]
+    if filt:
+        cmd.append(f"--benchmark_filter={filt}")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    res = {}
+    for b in json.loads(out)["benchmarks"]:
+        if b.get("aggregate_name", "median") == "median":
+            res[b["run_name"]] = b
+    return res
+
+
+def real_ns(b):
+    scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b.get("time_unit", "ns")]
+    return b["real_time"] * scale
+
+
+def prime_sieve_speedup(binary):
+    out = subprocess.run([binary, "--limit", "1000000000"], check=True, capture_output=True,
+                         text=True)
+    m = re.search(r"speedup ([0-9.]+)x", out.stdout + out.stderr)
+    if not m or "verified" not in out.stdout + out.stderr:
+        sys.exit("prime_sieve did not report a verified count and a speedup:\n" + out.stdout)
+    return float(m.group(1))
+
+
+def procpool_side(build):
+    bench = os.path.join(build, "bench")
+    pool = run_bench(os.path.join(bench, "pool_bench"), "^BM_(?!Idle)")
+    idle = run_bench(os.path.join(bench, "pool_bench"), "BM_IdlePoolCpu", reps=1)
+    shared = run_bench(os.path.join(bench, "shared_bench"), "BM_ValueLockedIncrement")
+    startup = run_bench(os.path.join(bench, "startup_bench"), reps=5)
+    kernel = run_bench(os.path.join(bench, "kernel_bench"))
+    g = lambda d, k: next(v for n, v in d.items() if n.startswith(k))  # noqa: E731
+    res = {
+        "round_trip": real_ns(g(pool, "BM_ApplyRoundTrip")) / 1e3,
+        "map_chunk1": g(pool, "BM_MapChunk1")["items_per_second"],
+        "imap_unordered": g(pool, "BM_ImapUnorderedChunk1")["items_per_second"],
+        "map_auto": g(pool, "BM_MapAutoChunk")["items_per_second"],
+        "args_64x1mib": g(pool, "BM_Args64x1MiB")["bytes_per_second"],
+        "rt_64mib": g(pool, "BM_RoundTrip64MiB")["bytes_per_second"],
+        "array_256": real_ns(g(pool, "BM_SharedArrayArgument/256")) / 1e3,
+        "array_1": real_ns(g(pool, "BM_SharedArrayArgument/1")) / 1e3,
+        "idle": g(idle, "BM_IdlePoolCpu")["cpu_percent"],
+        "value": real_ns(g(shared, "BM_ValueLockedIncrement")),
+        "k_block": real_ns(g(kernel, "BM_PipeRoundTripBlocking")) / 1e3,
+        "k_poll": real_ns(g(kernel, "BM_PipeRoundTripPolling")) / 1e3,
+        "k_small": g(kernel, "BM_PipeStreamSmall")["items_per_second"],
+        "k_stream64k": g(kernel, "BM_PipeStreamBytes/0")["bytes_per_second"],
+        "k_stream1m": g(kernel, "BM_PipeStreamBytes/1048576")["bytes_per_second"],
+        "k_fork": real_ns(g(kernel, "BM_ForkExitWait")) / 1e6,
+    }
+    for m in ("fork", "spawn", "forkserver"):
+        res[f"first_{m}"] = real_ns(g(startup, f"start_to_first_result/{m}")) / 1e6
+        res[f"startstop_{m}"] = real_ns(g(startup, f"start_and_shutdown/{m}")) / 1e6
+    res["primes"] = prime_sieve_speedup(os.path.join(build, "examples", "prime_sieve"))
+    return res
+
+
+# ---- the table -------------------------------------------------------------------------------
+
+# key, workload, unit, scale (raw value -> unit), higher is better, target, target ratio
+ROWS = [
+    ("round_trip", "apply_async->get round trip, trivial task", "us", 1, False, 5, 34),
+    ("map_chunk1", "map, chunksize 1, 200k trivial tasks", "M tasks/s", 1e-6, True, 1, 17),
+    ("imap_unordered", "imap_unordered, chunksize 1, 200k tasks", "M tasks/s", 1e-6, True, 1, 17),
+    ("map_auto", "map, automatic chunksize, 200k trivial tasks", "M tasks/s", 1e-6, True, 60, 10),
+    ("args_64x1mib", "64 x 1 MiB arguments", "GB/s", 1e-9, True, 3, 6),
+    ("rt_64mib", "64 MiB argument + result round trip", "GB/s", 1e-9, True, 2, None),
+    ("array_256", "shared Array of 256 MiB handed to a task", "us", 1, False, 50, None),
+    ("array_1", "shared Array of 1 MiB handed to a task", "us", 1, False, 50, None),
+    ("first_fork", "pool start to first result, fork", "ms", 1, False, 1.5, 12),
+    ("first_spawn", "pool start to first result, spawn", "ms", 1, False, 5, 17),
+    ("first_forkserver", "pool start to first result, forkserver", "ms", 1, False, 3, 20),
+    ("startstop_fork", "pool start + shutdown, fork", "ms", 1, False, None, None),
+    ("startstop_spawn", "pool start + shutdown, spawn", "ms", 1, False, None, None),
+    ("startstop_forkserver", "pool start + shutdown, forkserver", "ms", 1, False, None, None),
+    ("primes", "prime sieve to 10^9, speedup over one process", "x", 1, True, 1.9, None),
+    ("value", "Value lock + increment + unlock", "ns", 1, False, 25, 17),
+    ("idle", "idle pool, CPU of workers + parent", "% core", 1, False, 1, None),
+    ("k_block", "kernel: pipe round trip, blocking", "us", 1, False, None, None),
+    ("k_poll", "kernel: pipe round trip, reader polling", "us", 1, False, None, None),
+    ("k_small", "kernel: pipe, 256 small messages in flight", "M msgs/s", 1e-6, True, None, None),
+    ("k_stream64k", "kernel: pipe streaming, 64 KiB buffer", "GB/s", 1e-9, True, None, None),
+    ("k_stream1m", "kernel: pipe streaming, 1 MiB buffer", "GB/s", 1e-9, True, None, None),
+    ("k_fork", "kernel: fork + exit + wait", "ms", 1, False, None, None),
+]
+
+
+def build_table(pp, py):
+    table = []
+    for key, name, unit, scale, higher, target, target_ratio in ROWS:
+        v = pp[key] * scale
+        p = py.get(key)
+        p = p * scale if p is not None else None
+        ratio = None
+        if p:
+            ratio = v / p if higher else p / v
+        met = None
+        if target is not None:
+            met = v >= target if higher else v <= target
+        if target_ratio is not None and ratio is not None:
+            met = bool(met) and ratio >= target_ratio
+        tgt = ""
+        if target is not None:
+            tgt = f"{'>=' if higher else '<='} {target:g} {unit}"
+        if target_ratio is not None:
+            tgt += f", >= {target_ratio}x"
+        table.append({"workload": name, "value": v, "unit": unit,
+                      "python": p, "ratio": ratio, "target": tgt,
+                      "met": "" if met is None else ("yes" if met else "NO")})
+    return table
+
+
+def fmt(x):
+    if x is None:
+        return "-"
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def print_table(table):
+    head = ("workload", "procpool", "unit", "Python", "ratio", "target", "met")
+    rows = [(r["workload"], fmt(r["value"]), r["unit"], fmt(r["python"]),
+             "-" if r["ratio"] is None else f"{r['ratio']:.1f}x", r["target"], r["met"])
+            for r in table]
+    widths = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    print(line(head))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print(line(r))
+
+
+def write_csv(table, path):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0].keys()))
+        w.writeheader()
+        for r in table:
+            w.writerow(r)
+
+
+def write_chart(table, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no chart: install python3-matplotlib (apt-get install python3-matplotlib)",
+              file=sys.stderr)
+        return
+    rows = [r for r in table if r["ratio"] is not None]
+    names = [r["workload"] for r in rows]
+    ratios = [r["ratio"] for r in rows]
+    colors = ["#2a7" if r["met"] == "yes" else "#c84" if r["met"] == "NO" else "#48c"
+              for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.2))
+    y = range(len(rows))
+    ax.barh(y, ratios, color=colors)
+    for i, r in enumerate(rows):
+        m = re.search(r">= ([0-9.]+)x", r["target"])
+        if m:
+            ax.plot([float(m.group(1))] * 2, [i - 0.4, i + 0.4], color="black", lw=1.5)
+        ax.text(r["ratio"], i, f" {r['ratio']:.1f}x", va="center", fontsize=8)
+    ax.set_yticks(list(y))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("times faster than Python's multiprocessing.Pool (log scale; | = target)")
+    ax.set_title("procpool vs multiprocessing, measured in the same run", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("build", nargs="?", default="build/release")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    out = args.out or os.path.join(args.build, "perf")
+    os.makedirs(out, exist_ok=True)
+    print(f"machine: {os.cpu_count()} CPUs, {os.uname().release}; Python {sys.version.split()[0]}",
+          flush=True)
+    pp = procpool_side(args.build)
+    py = python_side()
+    table = build_table(pp, py)
+    print_table(table)
+    write_csv(table, os.path.join(out, "performance.csv"))
+    write_chart(table, os.path.join(out, "performance.png"))
+    print(f"wrote {out}/performance.csv and {out}/performance.png")
+
+
+if __name__ == "__main__":
+    main()
