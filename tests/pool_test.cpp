@@ -450,6 +450,27 @@ TEST_CASE("results of a task or chunk larger than 64 KiB arrive whole", "[pool]"
   CHECK(pool.apply(square, 3) == 9);
 }
 
+TEST_CASE("small and large results mixed on one worker arrive whole and in order", "[pool]") {
+  // Small results travel through shared memory, large ones through the pipe: the order of the
+  // two ways must not mix up which result answers which task.
+  procpool::Pool pool(workers(1));
+  std::vector<int> sizes;
+  for (int i = 0; i < 300; ++i) sizes.push_back(i % 3 == 0 ? 40'000 + i : i % 7);
+  for (std::size_t chunk : {std::size_t{1}, std::size_t{5}}) {
+    INFO("chunksize " << chunk);
+    auto out = pool.map(text_of, sizes, chunk);
+    REQUIRE(out.size() == sizes.size());
+    for (std::size_t i = 0; i < sizes.size(); ++i)
+      CHECK(out[i].size() == static_cast<std::size_t>(sizes[i]));
+    std::vector<std::size_t> seen;
+    for (const auto& t : pool.imap_unordered(text_of, sizes)) seen.push_back(t.size());
+    std::sort(seen.begin(), seen.end());
+    std::vector<std::size_t> want(sizes.begin(), sizes.end());
+    std::sort(want.begin(), want.end());
+    CHECK(seen == want);
+  }
+}
+
 namespace {
 
 int identity(int x) {

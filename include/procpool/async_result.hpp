@@ -129,8 +129,10 @@ class AsyncResult {
 
   /// Registers callbacks, like Python's callback / error_callback. `on_value` receives the value
   /// (nothing for `void`); `on_error` receives a `std::exception_ptr` or a `const
-  /// procpool::Error&`. They run on the pool's result thread when the task completes, or at once in
-  /// the caller if it already has. A callback that throws is reported on stderr and otherwise
+  /// procpool::Error&`. They run when the task completes on the thread that collects its result
+  /// (the pool's thread, or a thread that is waiting for a result of the same pool), or at once in
+  /// the caller if it already has. Like Python's, they should return quickly and must not wait
+  /// for results of the same pool. A callback that throws is reported on stderr and otherwise
   /// ignored.
   template <class OnValue, class OnError = std::nullptr_t>
   AsyncResult& then(OnValue on_value, OnError on_error = nullptr) {

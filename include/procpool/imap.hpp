@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -35,6 +36,7 @@ struct ReadyQueue {
   std::mutex m;
   std::condition_variable cv;
   std::deque<const Completion*> ready;  // identities only; ImapState holds the owners
+  std::atomic<std::size_t> count{0};    // ready.size(), to watch without the lock
 };
 
 /// The shared state of one imap / imap_unordered: the input is read and submitted a chunk at a
@@ -120,6 +122,7 @@ class ImapState {
           if (auto queue = q.lock()) {
             std::lock_guard lock(queue->m);
             queue->ready.push_back(&done);
+            queue->count.store(queue->ready.size(), std::memory_order_release);
             queue->cv.notify_all();
           }
         });
@@ -130,6 +133,7 @@ class ImapState {
   }
 
   std::shared_ptr<Completion> wait_ready(std::optional<Clock::time_point> deadline) {
+    if (ready_->count.load(std::memory_order_acquire) == 0) help_until_ready(deadline);
     std::unique_lock lock(ready_->m);
     auto pred = [&] { return !ready_->ready.empty(); };
     if (deadline) {
@@ -139,9 +143,26 @@ class ImapState {
     }
     const Completion* raw = ready_->ready.front();
     ready_->ready.pop_front();
+    ready_->count.store(ready_->ready.size(), std::memory_order_release);
     for (auto& c : inflight_)
       if (c.get() == raw) return c;
     return nullptr;
+  }
+
+  // Like Completion::wait: do the pool's I/O for a moment before sleeping.
+  void help_until_ready(std::optional<Clock::time_point> deadline) {
+    auto until = Clock::now() + std::chrono::microseconds(PROCPOOL_WAIT_SPIN_US);
+    if (deadline && *deadline < until) until = *deadline;
+    core_->helping(true, false);
+    bool ok = false;
+    do {
+      core_->drive();
+      for (int i = 0; i < 16 && !ok; ++i) {
+        ok = ready_->count.load(std::memory_order_acquire) != 0;
+        cpu_relax();
+      }
+    } while (!ok && Clock::now() < until);
+    core_->helping(false, !ok);
   }
 
   std::shared_ptr<Core> core_;

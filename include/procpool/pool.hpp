@@ -345,6 +345,14 @@ class Pool {
     }
   }
 
+  // Python's rule for chunksize 0, ceil(n / (4 * workers)): few enough chunks to amortize,
+  // enough to balance.
+  std::size_t resolve_chunksize(std::size_t chunksize, std::size_t n) const {
+    if (chunksize != 0) return chunksize;
+    std::size_t parts = 4 * size();
+    return std::max<std::size_t>(1, (n + parts - 1) / parts);
+  }
+
   template <bool Star, class F, class Range>
   auto submit_map(F f, Range&& input, std::size_t chunksize) {
     detail::check_task<F>();
@@ -354,62 +362,76 @@ class Pool {
     using Vec = std::vector<detail::stored_t<R>>;
 
     // Encode every element first: the input's own exceptions reach the caller before anything
-    // is queued, and the element count sizes the chunks.
-    detail::Buffer staged;
-    std::vector<std::size_t> ends;
-    std::vector<std::shared_ptr<detail::Segment>> segments;  // shared memory the elements name
-    std::vector<std::size_t> segment_ends;                   // per element, into `segments`
-    if constexpr (std::ranges::sized_range<Range>) ends.reserve(std::ranges::size(input));
-    {
-      detail::AttachScope scope(segments);
+    // is queued. Chunks are cut by count, and by size so no frame grows huge.
+    constexpr std::size_t chunk_bytes = 4 << 20;
+    std::vector<detail::Job> jobs;
+    std::size_t n = 0;
+    if constexpr (std::ranges::sized_range<Range>) {
+      // The count is known: elements go straight into their chunk's frame.
+      n = static_cast<std::size_t>(std::ranges::size(input));
+      chunksize = resolve_chunksize(chunksize, n);
+      jobs.reserve((n + chunksize - 1) / chunksize);
+      std::size_t at = 0;
       for (auto&& e : input) {
-        add_element<Star, W>(staged, std::forward<decltype(e)>(e));
-        ends.push_back(staged.size());
-        segment_ends.push_back(segments.size());
+        if (jobs.empty() || jobs.back().count == chunksize ||
+            jobs.back().frame.size() - at > chunk_bytes) {
+          if (!jobs.empty()) end_task(jobs.back().frame, at, jobs.back().count);
+          detail::Job& j = jobs.emplace_back();
+          j.id = core_->next_id();
+          j.count = 0;
+          at = begin_task<F, W>(j.frame, j.id, f);
+        }
+        detail::Job& j = jobs.back();
+        detail::AttachScope scope(j.attachments);
+        add_element<Star, W>(j.frame, std::forward<decltype(e)>(e));
+        ++j.count;
+      }
+      if (!jobs.empty()) end_task(jobs.back().frame, at, jobs.back().count);
+    } else {
+      // Staged first: the element count sizes the chunks.
+      detail::Buffer staged;
+      std::vector<std::size_t> ends;
+      std::vector<std::shared_ptr<detail::Segment>> segments;  // shared memory the elements name
+      std::vector<std::size_t> segment_ends;                   // per element, into `segments`
+      {
+        detail::AttachScope scope(segments);
+        for (auto&& e : input) {
+          add_element<Star, W>(staged, std::forward<decltype(e)>(e));
+          ends.push_back(staged.size());
+          segment_ends.push_back(segments.size());
+        }
+      }
+      n = ends.size();
+      chunksize = resolve_chunksize(chunksize, n);
+      for (std::size_t i = 0; i < n;) {
+        std::size_t first = i, start = i == 0 ? 0 : ends[i - 1];
+        while (i < n && i - first < chunksize && (i == first || ends[i] - start <= chunk_bytes))
+          ++i;
+        detail::Job& j = jobs.emplace_back();
+        j.id = core_->next_id();
+        std::size_t at = begin_task<F, W>(j.frame, j.id, f);
+        j.frame.append(staged.data() + start, ends[i - 1] - start);
+        if (!segments.empty()) {
+          std::size_t s0 = first == 0 ? 0 : segment_ends[first - 1];
+          j.attachments.assign(segments.begin() + static_cast<std::ptrdiff_t>(s0),
+                               segments.begin() + static_cast<std::ptrdiff_t>(segment_ends[i - 1]));
+        }
+        j.count = static_cast<std::uint32_t>(i - first);
+        end_task(j.frame, at, j.count);
       }
     }
-    const std::size_t n = ends.size();
-    if (chunksize == 0) {
-      // Python's rule, ceil(n / (4 * workers)): few enough chunks to amortize, enough to balance.
-      std::size_t parts = 4 * size();
-      chunksize = std::max<std::size_t>(1, (n + parts - 1) / parts);
-    }
-    // Chunk boundaries: by count, and by size so no frame grows huge.
-    constexpr std::size_t chunk_bytes = 4 << 20;
-    std::vector<std::pair<std::size_t, std::size_t>> chunks;  // [first, last) element indexes
-    for (std::size_t i = 0; i < n;) {
-      std::size_t first = i, start = i == 0 ? 0 : ends[i - 1];
-      while (i < n && i - first < chunksize && (i == first || ends[i] - start <= chunk_bytes)) ++i;
-      chunks.emplace_back(first, i);
-    }
 
-    auto c = std::make_shared<detail::TypedCompletion<Vec>>(chunks.size(),
+    auto c = std::make_shared<detail::TypedCompletion<Vec>>(jobs.size(),
                                                             &detail::materialize_map<Codec, R>);
     c->core = core_;
     c->driver = core_;
     c->items = static_cast<std::uint32_t>(std::min<std::size_t>(n, UINT32_MAX));
-    std::vector<detail::Job> jobs;
-    jobs.reserve(chunks.size());
-    for (std::size_t k = 0; k < chunks.size(); ++k) {
-      auto [first, last] = chunks[k];
-      detail::Job j;
-      j.id = core_->next_id();
-      std::size_t at = begin_task<F, W>(j.frame, j.id, f);
-      std::size_t from = first == 0 ? 0 : ends[first - 1];
-      j.frame.append(staged.data() + from, ends[last - 1] - from);
-      if (!segments.empty()) {
-        std::size_t s0 = first == 0 ? 0 : segment_ends[first - 1];
-        j.attachments.assign(
-            segments.begin() + static_cast<std::ptrdiff_t>(s0),
-            segments.begin() + static_cast<std::ptrdiff_t>(segment_ends[last - 1]));
-      }
-      j.count = static_cast<std::uint32_t>(last - first);
-      end_task(j.frame, at, j.count);
+    for (std::size_t k = 0; k < jobs.size(); ++k) {
+      detail::Job& j = jobs[k];
       j.completion = c;
       j.index = static_cast<std::uint32_t>(k);
       j.timeout_ns = to_ns(opts_.task_timeout);  // per task, also inside the chunk
       c->job_ids.push_back(j.id);
-      jobs.push_back(std::move(j));
     }
     core_->submit(jobs, n);  // also for no jobs: a closed pool refuses even an empty map
     return AsyncResult<Vec>(std::move(c));

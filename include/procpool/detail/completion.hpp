@@ -28,14 +28,6 @@
 
 namespace procpool::detail {
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 /// A failure as the pool records it. Each `raise()` throws a fresh exception, so two readers of
 /// one result never share (and mutate) one exception object.
 struct ErrorInfo {

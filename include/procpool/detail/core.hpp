@@ -121,7 +121,10 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
     {
       std::lock_guard lock(m_);
       if (closed_) throw PoolClosed("the pool is closed; no new tasks are accepted");
-      for (auto& j : jobs) pending_.push_back(std::move(j));
+      for (auto& j : jobs) {
+        mark_timed(j);
+        pending_.push_back(std::move(j));
+      }
       stats_.submitted += items;
       ++requests_;
     }
@@ -138,6 +141,7 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
     {
       std::lock_guard lock(m_);
       if (closed_) throw PoolClosed("the pool is closed; no new tasks are accepted");
+      mark_timed(job);
       pending_.push_back(std::move(job));
       ++stats_.submitted;
       ++requests_;
@@ -233,8 +237,13 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
     bool death = false;
     try {
       step_and_check_done();
+      // Results are found through the workers' counters; the kernel is asked only now and then
+      // (for a full task pipe, say), so the polling does not compete with the workers' writes.
+      bool any = poll_workers();
       posix::Epoll::Event evs[64];
-      int n = epoll_.wait(evs, 64, 0);
+      int n = 0;
+      if (any || ++drive_rounds_ % 16 == 0) n = epoll_.wait(evs, 64, 0);
+      if (any) last_activity_ = now_ns();
       for (int i = 0; i < n; ++i) {
         if (evs[i].tag >> 56 == kPidfd) {
           death = true;
@@ -281,7 +290,18 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
     KillReason kill = KillReason::none;
     std::int64_t kill_deadline = 0;  // SIGKILL after this (ns) if still alive
     double avg_ns = 1e6;             // running mean of job run time, reported by the worker
+    std::uint64_t received = 0;      // bytes read from result_r (see WorkerSlot::returned)
+    std::uint64_t ring_head = 0;     // the pool's own copy of WorkerSlot::ring_head
+    std::size_t want = 0;            // size of the partly read frame at the start of `in`
   };
+
+  static void mark_timed(Job& j) {
+    if (j.timeout_ns <= 0 || j.frame.size() < sizeof(FrameHeader)) return;
+    FrameHeader h;
+    std::memcpy(&h, j.frame.data(), sizeof h);
+    h.flags |= frame_timed;
+    std::memcpy(j.frame.data(), &h, sizeof h);
+  }
 
   void wake() {
     if (sleeping_.load(std::memory_order_acquire)) posix::eventfd_signal(wake_.get());
@@ -356,6 +376,7 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
       }
       if (!step_and_check_done()) break;
 
+      if (poll_workers()) last_activity_ = now_ns();
       int n = epoll_.wait(evs, 64, 0);
       if (n == 0 && helpers_.load(std::memory_order_acquire) > 0) {
         // Threads waiting for results do the I/O now; look again soon for deaths and deadlines.
@@ -372,11 +393,12 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
           std::lock_guard lock(m_);
           work = requests_ != seen_requests_;
         }
-        if (!work && helpers_.load(std::memory_order_seq_cst) == 0) {
+        if (!work && helpers_.load(std::memory_order_seq_cst) == 0 && arm_doorbells(true)) {
           int timeout = next_timeout_ms();
           drive.unlock();
           n = epoll_.wait(evs, 64, timeout);
           drive.lock();
+          arm_doorbells(false);
         }
         sleeping_.store(false, std::memory_order_relaxed);
       } else if (n == 0) {
@@ -478,6 +500,11 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
     pid_t pid = 0;
     posix::UniqueFd pidfd;
     slot_of(slot)->job.store(0);
+    slot_of(slot)->sent.store(0);
+    slot_of(slot)->returned.store(0);
+    slot_of(slot)->ring_tail.store(0);
+    slot_of(slot)->ring_head.store(0);
+    slot_of(slot)->reader_sleeping.store(0);
     if (opts_.start == StartMethod::fork) {
       WorkerContext ctx;
       ctx.task_fd = task.read_end.get();
@@ -536,7 +563,8 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
       // The initializer goes first, with a blocking write: the worker reads nothing else
       // before it, so this cannot wait on anything but the worker itself.
       (void)posix::set_nonblocking(w.task_w.get(), false);
-      (void)posix::write_all(w.task_w.get(), init_frame_.data(), init_frame_.size());
+      if (!posix::write_all(w.task_w.get(), init_frame_.data(), init_frame_.size()))
+        slot_of(slot)->sent.fetch_add(init_frame_.size(), std::memory_order_release);
       (void)posix::set_nonblocking(w.task_w.get(), true);
     }
     std::lock_guard lock(m_);
@@ -662,6 +690,8 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
         return;
       }
       auto left = static_cast<std::size_t>(r);
+      slot_of(static_cast<std::size_t>(&w - workers_.data()))
+          ->sent.fetch_add(left, std::memory_order_release);
       while (left > 0) {
         std::size_t rest = w.inflight[w.unsent].frame.size() - w.unsent_off;
         if (left >= rest) {
@@ -691,10 +721,21 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
   // something malformed (it is then killed).
   bool read_results(std::size_t slot) {
     Worker& w = workers_[slot];
+    if (!w.result_r) return false;  // closed after a malformed message: nothing more is trusted
+    // The ring is looked at only once the pipe has given all it had: whatever the worker wrote
+    // to the pipe before a result it put in the ring is judged first.
+    bool drained = false;
+    // Frames the worker put in the ring before this point were preceded by all it wrote to the
+    // pipe for earlier jobs, so once the pipe is drained they must answer the current job.
+    const std::uint64_t ring_limit = slot_of(slot)->ring_tail.load(std::memory_order_seq_cst);
     for (;;) {
       bool ok;
       try {
-        ok = parse_results(slot);
+        ok = parse_results(slot, drained ? ring_limit : w.ring_head);
+        // A large frame gets its whole buffer at once (its pages are touched only as bytes
+        // arrive): growing it step by step would copy it again and again.
+        if (ok && w.want > w.in.capacity() && w.want <= (std::size_t{256} << 20))
+          w.in.reserve(w.want);
         if (ok && w.in.capacity() - w.in.size() < 16 * 1024) w.in.reserve(w.in.size() + 64 * 1024);
       } catch (const std::bad_alloc&) {
         ok = false;  // a result too large for this process's memory: that worker's failure
@@ -706,46 +747,138 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
         w.in.clear();
         return false;
       }
+      if (drained) return true;
       std::error_code ec;
       auto n = posix::read_some(w.result_r.get(), w.in.data() + w.in.size(),
                                 w.in.capacity() - w.in.size(), ec);
       if (n > 0) {
         w.in.resize(w.in.size() + static_cast<std::size_t>(n));
+        w.received += static_cast<std::uint64_t>(n);
         continue;
       }
       if (n == 0) epoll_.remove(w.result_r.get());  // EOF: the death follows on the pidfd
-      return true;
+      drained = true;
     }
   }
 
-  bool parse_results(std::size_t slot) {
+  // Takes every result that is complete, in the order of the worker's jobs: from the pipe, or
+  // from the slot's ring (see WorkerSlot), whichever holds the next job's.
+  bool parse_results(std::size_t slot, std::uint64_t ring_limit) {
     Worker& w = workers_[slot];
     std::size_t pos = 0;
-    while (w.in.size() - pos >= sizeof(FrameHeader)) {
-      FrameHeader h;
-      std::memcpy(&h, w.in.data() + pos, sizeof h);
-      if (h.magic != frame_magic || h.size > max_frame) return false;
-      if (w.in.size() - pos - sizeof h < h.size) {
+    w.want = 0;
+    for (;;) {
+      std::optional<FrameHeader> piped;
+      if (w.in.size() - pos >= sizeof(FrameHeader)) {
+        FrameHeader h;
+        std::memcpy(&h, w.in.data() + pos, sizeof h);
+        if (h.magic != frame_magic || h.size > max_frame) return false;
         // The buffer grows as bytes arrive, not as the header claims: a lying header costs
         // nothing, and a worker's memory cannot be used to exhaust ours.
-        break;
+        if (w.in.size() - pos - sizeof h >= h.size) {
+          piped = h;
+        } else {
+          w.want = sizeof h + static_cast<std::size_t>(h.size);
+        }
       }
-      std::size_t frame_len = sizeof h + static_cast<std::size_t>(h.size);
-      const std::byte* before = w.in.data();
-      if (!on_frame(slot, h, pos, frame_len)) return false;
-      if (w.in.data() != before) {  // the frame's buffer was handed over whole
-        pos = 0;
+      if (piped && piped->kind == static_cast<std::uint8_t>(FrameKind::doorbell)) {
+        if (piped->size != 0) return false;
+        pos += sizeof(FrameHeader);
         continue;
       }
-      pos += frame_len;
+      if (piped && (piped->kind != static_cast<std::uint8_t>(FrameKind::result) ||
+                    (!w.inflight.empty() && piped->id == w.inflight.front().id))) {
+        std::size_t frame_len = sizeof(FrameHeader) + static_cast<std::size_t>(piped->size);
+        const std::byte* before = w.in.data();
+        if (!on_frame(slot, *piped, w.in, pos, frame_len)) return false;
+        if (w.in.data() != before) {  // the frame's buffer was handed over whole
+          pos = 0;
+          continue;
+        }
+        pos += frame_len;
+        continue;
+      }
+      if (piped && !expects(w, piped->id)) return false;
+      int r = take_from_ring(slot, ring_limit);
+      if (r < 0) return false;
+      if (r == 0) break;
     }
     w.in.consume(pos);
     return true;
   }
 
-  bool on_frame(std::size_t slot, const FrameHeader& h, std::size_t pos, std::size_t len) {
+  static bool expects(const Worker& w, std::uint64_t id) {
+    for (std::size_t i = 0; i < w.unsent && i < w.inflight.size(); ++i)
+      if (w.inflight[i].id == id) return true;
+    return false;
+  }
+
+  bool ring_pending(std::size_t slot) const {
+    return slot_of(slot)->ring_tail.load(std::memory_order_seq_cst) != workers_[slot].ring_head;
+  }
+
+  // The ring's next frame (up to `tail`), which must answer the worker's current job: 1 taken,
+  // 0 none, -1 the worker wrote something malformed. The pool keeps its own head: the ring's memory
+  // is the worker's to scribble on, so everything read from it is copied, then checked.
+  int take_from_ring(std::size_t slot, std::uint64_t tail) {
     Worker& w = workers_[slot];
-    std::span<const std::byte> payload(w.in.data() + pos + sizeof h, len - sizeof h);
+    WorkerSlot* s = slot_of(slot);
+    const std::uint64_t avail = tail - w.ring_head;
+    if (avail == 0) return 0;
+    if (avail > WorkerSlot::ring_size || avail < sizeof(FrameHeader)) return -1;
+    FrameHeader h;
+    s->ring_read(w.ring_head, &h, sizeof h);
+    if (h.magic != frame_magic || h.kind != static_cast<std::uint8_t>(FrameKind::result) ||
+        h.size > avail - sizeof h)
+      return -1;
+    if (w.inflight.empty() || h.id != w.inflight.front().id || w.unsent == 0) return -1;
+    const std::size_t len = sizeof h + static_cast<std::size_t>(h.size);
+    Buffer frame;
+    frame.resize(len);
+    s->ring_read(w.ring_head, frame.data(), len);
+    FrameHeader copy;
+    std::memcpy(&copy, frame.data(), sizeof copy);
+    if (std::memcmp(&copy, &h, sizeof h) != 0) return -1;  // changed while we read it
+    w.ring_head += len;
+    s->ring_head.store(w.ring_head, std::memory_order_release);
+    return on_frame(slot, h, frame, 0, len) ? 1 : -1;
+  }
+
+  // Before the pool's thread sleeps: workers ring the doorbell for what they put in their rings
+  // from now on. Returns false (and disarms) if a ring has something already.
+  bool arm_doorbells(bool on) {
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+      if (workers_[i].alive)
+        slot_of(i)->reader_sleeping.store(on ? 1 : 0, std::memory_order_seq_cst);
+    if (!on) return true;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      if (workers_[i].alive && workers_[i].result_r && ring_pending(i)) {
+        arm_doorbells(false);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Reads results from workers whose ring or pipe has something new; true if any had.
+  bool poll_workers() {
+    bool any = false;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      Worker& w = workers_[i];
+      if (!w.alive || !w.result_r) continue;
+      if (ring_pending(i) || slot_of(i)->returned.load(std::memory_order_acquire) != w.received) {
+        read_results(i);
+        any = true;
+      }
+    }
+    return any;
+  }
+
+  // One frame of `src` (the pipe's buffer, or a frame copied from the ring).
+  bool on_frame(std::size_t slot, const FrameHeader& h, Buffer& src, std::size_t pos,
+                std::size_t len) {
+    Worker& w = workers_[slot];
+    std::span<const std::byte> payload(src.data() + pos + sizeof h, len - sizeof h);
     switch (static_cast<FrameKind>(h.kind)) {
       case FrameKind::hello:
         if (w.hello) return false;  // only a starting worker says hello
@@ -788,7 +921,9 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
 
     JobOutcome o;
     o.count = h.count;
-    if (pos == 0 && len == w.in.size() && len >= 64 * 1024) {
+    if (&src != &w.in) {
+      o.frame = std::move(src);
+    } else if (pos == 0 && len == w.in.size() && len >= 64 * 1024) {
       // A large frame alone in the buffer: hand the buffer over instead of copying it.
       o.frame = std::move(w.in);
       w.in = Buffer();
@@ -1236,6 +1371,7 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
   // by a thread waiting for a result (Driver).
   std::mutex drive_m_;
   bool loop_running_ = false;
+  std::uint32_t drive_rounds_ = 0;
   std::int64_t last_activity_ = 0;
   std::exception_ptr helper_error_;
   std::atomic<int> helpers_{0};

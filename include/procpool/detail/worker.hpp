@@ -105,7 +105,7 @@ class WorkerLoop {
           for (std::uint32_t i = 0; i < h.count; ++i)
             finish_item(out_, begin_item(out_, ItemStatus::skipped));
           ctx_.slot->job.store(0);
-        } else if (!run_items(payload, h.count, false, h.id)) {
+        } else if (!run_items(payload, h.count, false, h.id, (h.flags & frame_timed) != 0)) {
           return worker_bad_frame;
         }
         finish_frame(out_, at, h.count);
@@ -117,8 +117,8 @@ class WorkerLoop {
         ++done_;
 
         // Every job's result leaves before the next job starts: if that one crashes, nothing
-        // already finished is lost or run twice. (A chunk of a map is one job, one write.)
-        if (!flush()) return worker_io_error;
+        // already finished is lost or run twice. (A chunk of a map is one job, one result.)
+        if (!publish()) return worker_io_error;
         if (ctx_.maxtasks != 0 && done_ >= ctx_.maxtasks) {
           flush();
           return worker_ok;
@@ -127,7 +127,6 @@ class WorkerLoop {
       in_.consume(pos);
       pos = 0;
       if (!out_.empty() && !flush()) return worker_io_error;
-      if (in_.capacity() > 64 * 1024 * 1024 && in_.empty()) in_ = Buffer();  // after a huge frame
       int r = fill();
       if (r == 0) return worker_ok;  // the pool closed our pipe: shut down
       if (r < 0) return worker_io_error;
@@ -147,31 +146,66 @@ class WorkerLoop {
     if (in_.capacity() - in_.size() < 64 * 1024) in_.reserve(in_.size() + 64 * 1024);
     auto spin_until =
         std::chrono::steady_clock::now() + std::chrono::microseconds(PROCPOOL_WORKER_SPIN_US);
+    bool spun = false;
     for (;;) {
-      std::error_code ec;
-      auto n =
-          posix::read_some(ctx_.task_fd, in_.data() + in_.size(), in_.capacity() - in_.size(), ec);
-      if (n > 0) {
-        in_.resize(in_.size() + static_cast<std::size_t>(n));
-        return 1;
+      if (spun || !ctx_.slot || ctx_.slot->sent.load(std::memory_order_acquire) != received_) {
+        std::error_code ec;
+        auto n = posix::read_some(ctx_.task_fd, in_.data() + in_.size(),
+                                  in_.capacity() - in_.size(), ec);
+        if (n > 0) {
+          in_.resize(in_.size() + static_cast<std::size_t>(n));
+          received_ += static_cast<std::uint64_t>(n);
+          return 1;
+        }
+        if (n == 0) return 0;
+        if (ec != std::errc::resource_unavailable_try_again) return -1;
       }
-      if (n == 0) return 0;
-      if (ec != std::errc::resource_unavailable_try_again) return -1;
-      if (std::chrono::steady_clock::now() >= spin_until) {
+      if (spun || std::chrono::steady_clock::now() >= spin_until) {
+        spun = true;
         // Idle: also take in segments the pool sent, and let go of those it says are gone.
-        if (posix::wait_either(ctx_.task_fd, ctx_.control_fd) & 2) receive_segments(0);
+        // Large buffers are kept for the next large task, but not for an idle second.
+        bool big = in_.capacity() > keep_bytes || out_.capacity() > keep_bytes;
+        int ready = posix::wait_either(ctx_.task_fd, ctx_.control_fd, big ? 1000 : -1);
+        if (ready == 0) {
+          if (in_.empty()) in_ = Buffer();
+          out_ = Buffer();
+          in_.reserve(in_.size() + 64 * 1024);
+        }
+        if (ready & 2) receive_segments(0);
+        continue;
+      }
+      for (int i = 0; i < 32; ++i) {
+        if (ctx_.slot && ctx_.slot->sent.load(std::memory_order_acquire) != received_) break;
+        cpu_relax();
       }
     }
+  }
+
+  // Hands the result in `out_` to the pool: through the slot's ring when it fits (see
+  // WorkerSlot), else through the pipe.
+  bool publish() {
+    WorkerSlot* s = ctx_.slot;
+    std::size_t n = out_.size();
+    if (!s || n == 0 || n > WorkerSlot::ring_max_frame) return flush();
+    std::uint64_t tail = s->ring_tail.load(std::memory_order_relaxed);
+    std::uint64_t head = s->ring_head.load(std::memory_order_acquire);
+    if (tail - head > WorkerSlot::ring_size - n) return flush();
+    s->ring_write(tail, out_.data(), n);
+    s->ring_tail.store(tail + n, std::memory_order_seq_cst);
+    out_.clear();
+    if (s->reader_sleeping.load(std::memory_order_seq_cst) != 0 &&
+        s->reader_sleeping.exchange(0) != 0) {
+      finish_frame(out_, begin_frame(out_, FrameKind::doorbell, 0), 0);
+      return flush();
+    }
+    return true;
   }
 
   bool flush() {
     if (out_.empty()) return true;
     auto ec = posix::write_all(ctx_.result_fd, out_.data(), out_.size());
-    if (out_.capacity() > 64 * 1024 * 1024) {
-      out_ = Buffer();
-    } else {
-      out_.clear();
-    }
+    if (!ec && ctx_.slot) ctx_.slot->returned.fetch_add(out_.size(), std::memory_order_release);
+    out_.clear();
     return !ec;
   }
 
@@ -197,7 +231,7 @@ class WorkerLoop {
 
   // Runs every item of a task payload, appending one result item each.
   bool run_items(std::span<const std::byte> payload, std::uint32_t count, bool init,
-                 std::uint64_t job) {
+                 std::uint64_t job, bool timed = false) {
     WireCursor c(payload);
     posix::ImageAddress tramp{c.u64(), c.u64()};
     posix::ImageAddress fn{c.u64(), c.u64()};
@@ -216,7 +250,7 @@ class WorkerLoop {
         continue;
       }
       std::size_t before = out_.size();
-      if (ctx_.slot && job != 0)
+      if (timed && i > 0 && ctx_.slot)
         ctx_.slot->item_start.store(now_ns_here(), std::memory_order_release);
       std::bit_cast<Trampoline>(t)(f, args, out_);
       if (init && static_cast<std::uint8_t>(out_.data()[before]) != 0) ok = false;
@@ -236,6 +270,8 @@ class WorkerLoop {
   Buffer out_;
   AddressCache cache_;
   std::size_t done_ = 0;
+  static constexpr std::size_t keep_bytes = 4 << 20;
+  std::uint64_t received_ = 0;  // bytes read from the task pipe (see WorkerSlot::sent)
 };
 
 /// The body of a worker process; returns its exit code.

@@ -226,13 +226,15 @@ inline std::error_code write_all(int fd, const void* p, std::size_t n) noexcept 
   return {};
 }
 
-/// Waits until `a` or `b` (if >= 0) is readable; returns which (a's bit 1, b's bit 2).
-inline int wait_either(int a, int b) noexcept {
+/// Waits until `a` or `b` (if >= 0) is readable; returns which (a's bit 1, b's bit 2), or 0
+/// after `timeout_ms` (< 0: no limit).
+inline int wait_either(int a, int b, int timeout_ms = -1) noexcept {
   pollfd pfd[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
   for (;;) {
-    int r = ::poll(pfd, b >= 0 ? 2 : 1, -1);
+    int r = ::poll(pfd, b >= 0 ? 2 : 1, timeout_ms);
     if (r > 0) return (pfd[0].revents ? 1 : 0) | (b >= 0 && pfd[1].revents ? 2 : 0);
-    if (r < 0 && errno != EINTR) return 1;
+    if (r == 0) return 0;
+    if (errno != EINTR) return 1;
   }
 }
 

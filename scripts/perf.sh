@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds the release preset and prints procpool's performance table next to Python's
+# multiprocessing.Pool and the raw kernel, all measured in one run (bench/compare.py); writes
+# performance.csv and performance.png. Usage: scripts/perf.sh [OUT_DIR] (default: build/release/perf)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-build/release/perf}"
+
+scripts/install-deps.sh python3 python3-matplotlib python3-numpy
+cmake --preset release
+cmake --build --preset release -j "$(nproc)"
+python3 bench/compare.py build/release --out "$out"
