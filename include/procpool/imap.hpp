@@ -84,20 +84,27 @@ class ImapState {
         }
         return std::nullopt;
       }
-      std::shared_ptr<Completion> c = ordered_ ? inflight_.front() : wait_ready(deadline);
+      std::shared_ptr<Completion> c;
       if (ordered_) {
+        c = inflight_.front();
         bool ok = deadline ? c->wait_for(*deadline - Clock::now()) : (c->wait(), true);
         if (!ok) throw TimeoutError("no imap result within the timeout");
+        inflight_.pop_front();
+      } else {
+        c = wait_ready(deadline);  // also takes it out of inflight_
+        if (!c) throw TimeoutError("no imap result within the timeout");
       }
-      if (!c) throw TimeoutError("no imap result within the timeout");
-      inflight_.erase(std::find(inflight_.begin(), inflight_.end(), c));
       decode_(*c, items_);
     }
   }
 
  private:
+  // Reads input until the window is full, and queues what it read in one go.
   void top_up() {
-    while (!input_done_ && inflight_.size() < window_) {
+    std::vector<Job> batch;
+    std::vector<std::shared_ptr<Completion>> started;
+    std::size_t items = 0;
+    while (!input_done_ && inflight_.size() + batch.size() < window_) {
       Job job;
       bool more;
       try {
@@ -106,11 +113,11 @@ class ImapState {
         // The input's own exception: it surfaces after the results read before it.
         input_error_ = std::current_exception();
         input_done_ = true;
-        return;
+        break;
       }
       if (!more) {
         input_done_ = true;
-        return;
+        break;
       }
       auto c = job.completion;
       c->core = core_;
@@ -127,9 +134,13 @@ class ImapState {
           }
         });
       }
-      core_->submit(std::move(job));
-      inflight_.push_back(std::move(c));
+      items += job.count;
+      batch.push_back(std::move(job));
+      started.push_back(std::move(c));
     }
+    if (batch.empty()) return;
+    core_->submit(batch, items);  // throws PoolClosed before anything is in flight
+    for (auto& c : started) inflight_.push_back(std::move(c));
   }
 
   std::shared_ptr<Completion> wait_ready(std::optional<Clock::time_point> deadline) {
@@ -144,8 +155,14 @@ class ImapState {
     const Completion* raw = ready_->ready.front();
     ready_->ready.pop_front();
     ready_->count.store(ready_->ready.size(), std::memory_order_release);
-    for (auto& c : inflight_)
-      if (c.get() == raw) return c;
+    // Unordered: the last one takes the finished one's place.
+    for (auto& c : inflight_) {
+      if (c.get() != raw) continue;
+      std::shared_ptr<Completion> found = std::move(c);
+      c = std::move(inflight_.back());
+      inflight_.pop_back();
+      return found;
+    }
     return nullptr;
   }
 
