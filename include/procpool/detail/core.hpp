@@ -220,6 +220,7 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
       helpers_.fetch_add(1, std::memory_order_acq_rel);
       return;
     }
+    last_helped_.store(now_ns(), std::memory_order_relaxed);
     bool last = helpers_.fetch_sub(1, std::memory_order_acq_rel) == 1;
     // A waiter that is about to sleep hands the work back at once; one that got its result
     // probably asks again soon, and the pool's thread looks again within helped_wait anyway.
@@ -242,7 +243,7 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
       bool any = poll_workers();
       posix::Epoll::Event evs[64];
       int n = 0;
-      if (any || ++drive_rounds_ % 16 == 0) n = epoll_.wait(evs, 64, 0);
+      if (++drive_rounds_ % 16 == 0) n = epoll_.wait(evs, 64, 0);
       if (any) last_activity_ = now_ns();
       for (int i = 0; i < n; ++i) {
         if (evs[i].tag >> 56 == kPidfd) {
@@ -378,8 +379,10 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
 
       if (poll_workers()) last_activity_ = now_ns();
       int n = epoll_.wait(evs, 64, 0);
-      if (n == 0 && helpers_.load(std::memory_order_acquire) > 0) {
-        // Threads waiting for results do the I/O now; look again soon for deaths and deadlines.
+      if (n == 0 && (helpers_.load(std::memory_order_acquire) > 0 ||
+                     now_ns() - last_helped_.load(std::memory_order_relaxed) < helped_recently)) {
+        // Threads waiting for results do the I/O now (or did a moment ago, and will again): look
+        // again soon for deaths and deadlines, but leave the cores to them and the workers.
         drive.unlock();
         std::unique_lock lock(helped_m_);
         helped_cv_.wait_for(lock, helped_wait);
@@ -1375,6 +1378,8 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
   std::int64_t last_activity_ = 0;
   std::exception_ptr helper_error_;
   std::atomic<int> helpers_{0};
+  std::atomic<std::int64_t> last_helped_{0};  // when a waiting thread last stopped helping
+  static constexpr std::int64_t helped_recently = 1'000'000;  // ns
   std::mutex helped_m_;
   std::condition_variable helped_cv_;
   static constexpr std::chrono::microseconds helped_wait{200};
