@@ -4,6 +4,7 @@
 
 #include <procpool/async_result.hpp>
 #include <procpool/codec.hpp>
+#include <procpool/cpu.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/imap.hpp>
 #include <procpool/init.hpp>
