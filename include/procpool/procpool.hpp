@@ -10,6 +10,7 @@
 #include <procpool/init.hpp>
 #include <procpool/options.hpp>
 #include <procpool/pool.hpp>
+#include <procpool/process.hpp>
 #include <procpool/queue.hpp>
 #include <procpool/shared.hpp>
 #include <procpool/sync.hpp>
