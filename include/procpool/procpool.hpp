@@ -9,6 +9,7 @@
 #include <procpool/imap.hpp>
 #include <procpool/init.hpp>
 #include <procpool/options.hpp>
+#include <procpool/pipe.hpp>
 #include <procpool/pool.hpp>
 #include <procpool/process.hpp>
 #include <procpool/queue.hpp>
