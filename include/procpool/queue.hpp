@@ -38,6 +38,15 @@ struct QueueAccess;
 
 inline constexpr std::uint32_t kind_queue = 0x70705155;  // "ppQU"
 
+/// Tells the CPU this is a spin-wait loop (saves power, yields to a sibling hyper-thread).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 /// A 32-bit tag of a type (and codec) for handles decoded in another copy of the same program.
 inline std::uint32_t type_tag(const char* a, const char* b) noexcept {
   std::uint32_t h = 2166136261u;  // FNV-1a
@@ -202,8 +211,8 @@ class ByteQueue {
   }
 
   std::unique_lock<Mutex> lock() {
-    std::unique_lock l(mutex_);
-    if (mutex_.owner_died()) repair();
+    std::unique_lock l(mutex_, std::defer_lock);
+    relock(l);
     return l;
   }
 
@@ -222,7 +231,10 @@ class ByteQueue {
     l.unlock();
     const std::int64_t spin_end = posix::monotonic_ns() + spin_ns;
     bool moved = false;
-    while (!(moved = changed()) && posix::monotonic_ns() < spin_end) std::this_thread::yield();
+    for (int i = 0; !(moved = changed()); ++i) {
+      if ((i & 63) == 63 && posix::monotonic_ns() >= spin_end) break;
+      cpu_relax();
+    }
     relock(l);
     if (moved) return;
     ++waiters;
@@ -235,8 +247,15 @@ class ByteQueue {
     if (waiters > 0) --waiters;
   }
 
+  // The lock is held for a copy at most: a short spin on try_lock usually gets it without the
+  // sleep and wake-up a contended robust mutex costs.
   void relock(std::unique_lock<Mutex>& l) {
-    l.lock();
+    bool got = false;
+    for (int i = 0; i < 64 && !got; ++i) {
+      got = l.try_lock();
+      if (!got) cpu_relax();
+    }
+    if (!got) l.lock();
     if (mutex_.owner_died()) repair();
   }
 
