@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <bit>
 #include <chrono>
 #include <condition_variable>
@@ -128,15 +129,20 @@ class Launcher {
   };
 
   static Launcher& get() {
-    static std::mutex create;
-    static Launcher* current = nullptr;
-    std::lock_guard lock(create);
+    // No mutex here: a child forked while another thread held one could never take it.
+    static std::atomic<Launcher*> current{nullptr};
+    const pid_t me = posix::current_pid();
+    Launcher* l = current.load();
     // In a child forked from this program the thread does not exist: start another.
-    if (current == nullptr || current->owner_ != posix::current_pid()) {
-      current = new Launcher;  // never destroyed: the thread may outlive static destructors
-      std::thread([l = current] { l->loop(); }).detach();
+    while (l == nullptr || l->owner_ != me) {
+      auto* fresh = new Launcher;  // never destroyed: the thread may outlive static destructors
+      if (current.compare_exchange_strong(l, fresh)) {
+        std::thread([fresh] { fresh->loop(); }).detach();
+        return *fresh;
+      }
+      delete fresh;  // another thread was first; `l` is now its launcher
     }
-    return *current;
+    return *l;
   }
 
   void loop() {
