@@ -37,6 +37,12 @@ struct Options {
   std::size_t memory_limit = 0;
 };
 
+/// Settings of a `Process`.
+struct ProcessOptions {
+  /// `StartMethod::fork` unless `set_start_method` chose another.
+  StartMethod start = detail::default_start_method().load();
+};
+
 /// Per-call settings of `Pool::apply_async`.
 struct TaskOptions {
   /// Hard limit on this task's run time, overriding `Options::task_timeout`; 0: the pool's.

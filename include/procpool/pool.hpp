@@ -16,9 +16,9 @@
 
 #include <procpool/async_result.hpp>
 #include <procpool/codec.hpp>
+#include <procpool/cpu.hpp>
 #include <procpool/detail/core.hpp>
 #include <procpool/detail/invoke.hpp>
-#include <procpool/detail/posix/cpu.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/imap.hpp>
@@ -28,13 +28,6 @@
 #include <procpool/sync.hpp>
 
 namespace procpool {
-
-/// The CPUs this process may use: its affinity mask, further limited by a cgroup CPU quota.
-inline unsigned cpu_count() {
-  unsigned n = detail::posix::affinity_cpus();
-  unsigned quota = detail::posix::cgroup_cpu_quota();
-  return quota != 0 && quota < n ? quota : n;
-}
 
 namespace detail {
 

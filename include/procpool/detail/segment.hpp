@@ -65,8 +65,30 @@ class Segment {
     return s;
   }
 
-  /// Maps a segment received from another process (the descriptor is closed after mapping).
+  /// Wraps a descriptor that is not memory (a pipe end) so it travels to workers the way
+  /// segments do. Its size is 0, which no memory segment has, and it is never mapped.
+  static std::shared_ptr<Segment> create_descriptor(posix::UniqueFd fd) {
+    auto s = std::shared_ptr<Segment>(new Segment);
+    s->fd_ = std::move(fd);
+    s->fd_.register_in_parent();  // a worker forked later gets it only if a task names it
+    s->id_ = random_id();
+    s->creator_ = true;
+    auto& t = SegmentTable::get();
+    std::lock_guard lock(t.m);
+    t.live[s->id_] = s;
+    return s;
+  }
+
+  /// Maps a segment received from another process (the descriptor is closed after mapping). A
+  /// size of 0 is a descriptor segment (see `create_descriptor`): its descriptor is kept instead.
   static std::shared_ptr<Segment> adopt(std::uint64_t id, posix::UniqueFd fd, std::size_t size) {
+    if (size == 0) {
+      auto s = std::shared_ptr<Segment>(new Segment);
+      s->fd_ = std::move(fd);
+      s->fd_.register_in_parent();
+      s->id_ = id;
+      return s;
+    }
     std::size_t actual = 0;
     posix::check(posix::file_size(fd.get(), actual), "lseek");
     if (actual < size) throw CodecError("shared memory segment is smaller than its handle says");
@@ -95,8 +117,11 @@ class Segment {
   std::uint64_t id() const noexcept { return id_; }
   std::size_t size() const noexcept { return size_; }
   void* data() const noexcept { return map_.get(); }
-  /// The memory file, in the process that created it; -1 elsewhere.
+  /// The memory file, in the process that created it; -1 elsewhere. A descriptor segment's
+  /// descriptor, in every process that has it.
   int fd() const noexcept { return fd_.get(); }
+  /// True for a descriptor segment (size 0, nothing mapped).
+  bool is_descriptor() const noexcept { return size_ == 0; }
 
  private:
   Segment() = default;
