@@ -21,6 +21,7 @@
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/posix/sync.hpp>
 #include <procpool/detail/segment.hpp>
+#include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/sync.hpp>
 
@@ -37,15 +38,6 @@ namespace detail {
 struct QueueAccess;
 
 inline constexpr std::uint32_t kind_queue = 0x70705155;  // "ppQU"
-
-/// Tells the CPU this is a spin-wait loop (saves power, yields to a sibling hyper-thread).
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 /// A 32-bit tag of a type (and codec) for handles decoded in another copy of the same program.
 inline std::uint32_t type_tag(const char* a, const char* b) noexcept {

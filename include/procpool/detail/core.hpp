@@ -241,6 +241,7 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
       // Results are found through the workers' counters; the kernel is asked only now and then
       // (for a full task pipe, say), so the polling does not compete with the workers' writes.
       bool any = poll_workers();
+      if (any) dispatch();  // the results may have made room: keep the workers busy
       posix::Epoll::Event evs[64];
       int n = 0;
       if (++drive_rounds_ % 16 == 0) n = epoll_.wait(evs, 64, 0);
@@ -377,7 +378,10 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
       }
       if (!step_and_check_done()) break;
 
-      if (poll_workers()) last_activity_ = now_ns();
+      // Results taken here may have freed a worker's window (or a replacement said hello):
+      // dispatch() must run again before this thread may sleep, whatever the clock says.
+      const bool progressed = poll_workers();
+      if (progressed) last_activity_ = now_ns();
       int n = epoll_.wait(evs, 64, 0);
       if (n == 0 && (helpers_.load(std::memory_order_acquire) > 0 ||
                      now_ns() - last_helped_.load(std::memory_order_relaxed) < helped_recently)) {
@@ -388,7 +392,8 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
         helped_cv_.wait_for(lock, helped_wait);
         continue;
       }
-      if (n == 0 && now_ns() - last_activity_ >= PROCPOOL_SUPERVISOR_SPIN_US * 1000) {
+      if (n == 0 && !progressed &&
+          now_ns() - last_activity_ >= PROCPOOL_SUPERVISOR_SPIN_US * 1000) {
         sleeping_.store(true, std::memory_order_seq_cst);
         // Re-check after announcing sleep: a submit that saw sleeping_ == false did not signal.
         bool work;
