@@ -144,7 +144,7 @@ def prime_sieve_speedup(binary):
 
 def procpool_side(build):
     bench = os.path.join(build, "bench")
-    pool = run_bench(os.path.join(bench, "pool_bench"), "^BM_(?!Idle)")
+    pool = run_bench(os.path.join(bench, "pool_bench"), "-BM_IdlePoolCpu")
     idle = run_bench(os.path.join(bench, "pool_bench"), "BM_IdlePoolCpu", reps=1)
     shared = run_bench(os.path.join(bench, "shared_bench"), "BM_ValueLockedIncrement")
     startup = run_bench(os.path.join(bench, "startup_bench"), reps=5)

@@ -9,4 +9,6 @@ out="${1:-build/release/perf}"
 scripts/install-deps.sh python3 python3-matplotlib python3-numpy
 cmake --preset release
 cmake --build --preset release -j "$(nproc)"
-python3 bench/compare.py build/release --out "$out"
+# Debian's interpreter: the one python3-matplotlib installs into.
+py=/usr/bin/python3; [ -x "$py" ] || py=python3
+"$py" bench/compare.py build/release --out "$out"

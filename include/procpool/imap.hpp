@@ -144,7 +144,18 @@ class ImapState {
   }
 
   std::shared_ptr<Completion> wait_ready(std::optional<Clock::time_point> deadline) {
-    if (ready_->count.load(std::memory_order_acquire) == 0) help_until_ready(deadline);
+    // Only a wait that found nothing ready teaches the pool how long results take.
+    struct Learn {
+      Core* core = nullptr;
+      Clock::time_point t0;
+      ~Learn() {
+        if (core) core->waited(Clock::now() - t0);
+      }
+    } learn;
+    if (ready_->count.load(std::memory_order_acquire) == 0) {
+      learn = {core_.get(), Clock::now()};
+      help_until_ready(deadline);
+    }
     std::unique_lock lock(ready_->m);
     auto pred = [&] { return !ready_->ready.empty(); };
     if (deadline) {
@@ -168,8 +179,9 @@ class ImapState {
 
   // Like Completion::wait: do the pool's I/O for a moment before sleeping.
   void help_until_ready(std::optional<Clock::time_point> deadline) {
-    auto until = Clock::now() + std::chrono::microseconds(PROCPOOL_WAIT_SPIN_US);
+    auto until = Clock::now() + core_->spin_budget();
     if (deadline && *deadline < until) until = *deadline;
+    if (until <= Clock::now()) return;
     core_->helping(true, false);
     bool ok = false;
     do {

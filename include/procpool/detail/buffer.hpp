@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -61,6 +62,8 @@ class Buffer {
 
   void append(const void* src, std::size_t n) {
     if (n == 0) return;
+    // No object is larger; saying so also spares optimizers a false "overflow" warning.
+    if (n > static_cast<std::size_t>(PTRDIFF_MAX)) throw std::bad_alloc();
     std::memcpy(grow(n), src, n);
   }
 

@@ -96,6 +96,9 @@ class Driver {
  public:
   virtual void helping(bool on, bool gave_up) noexcept = 0;
   virtual void drive() noexcept = 0;
+  // How long to help before sleeping: learned from how long waits took (see Core::waited).
+  virtual std::chrono::microseconds spin_budget() const noexcept = 0;
+  virtual void waited(std::chrono::nanoseconds total) noexcept = 0;
 
  protected:
   ~Driver() = default;
@@ -127,21 +130,27 @@ class Completion {
   bool done() const noexcept { return done_.load(std::memory_order_acquire); }
 
   void wait() {
-    if (done() || spin_until_done(std::chrono::microseconds(PROCPOOL_WAIT_SPIN_US))) return;
-    std::unique_lock lock(m_);
-    cv_.wait(lock, [&] { return done(); });
+    if (done()) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!spin_until_done(std::chrono::steady_clock::duration::max())) {
+      std::unique_lock lock(m_);
+      cv_.wait(lock, [&] { return done(); });
+    }
+    learn(t0);
   }
 
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> d) {
     if (done()) return true;
-    auto spin = std::chrono::microseconds(PROCPOOL_WAIT_SPIN_US);
-    if (d > spin) {
-      if (spin_until_done(spin)) return true;
-      d -= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(spin);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(d);
+    bool ok = spin_until_done(limit);
+    if (!ok) {
+      std::unique_lock lock(m_);
+      ok = cv_.wait_until(lock, t0 + limit, [&] { return done(); });
     }
-    std::unique_lock lock(m_);
-    return cv_.wait_for(lock, d, [&] { return done(); });
+    if (ok) learn(t0);
+    return ok;
   }
 
   /// Records job `i`'s outcome; returns true if that completed the whole state.
@@ -199,8 +208,12 @@ class Completion {
  private:
   // A result that is microseconds away is cheaper to watch for than to sleep for: a sleeping
   // thread costs a scheduler wake-up (tens of microseconds across cores).
-  bool spin_until_done(std::chrono::microseconds budget) const {
+  bool spin_until_done(std::chrono::steady_clock::duration limit) const {
     auto d = driver.lock();
+    std::chrono::steady_clock::duration budget =
+        d ? d->spin_budget() : std::chrono::microseconds(PROCPOOL_WAIT_SPIN_US);
+    budget = std::min(budget, limit);
+    if (budget <= std::chrono::steady_clock::duration::zero()) return done();
     if (d) d->helping(true, false);
     auto until = std::chrono::steady_clock::now() + budget;
     bool ok = false;
@@ -215,6 +228,11 @@ class Completion {
     ok = ok || done();
     if (d) d->helping(false, !ok);
     return ok;
+  }
+
+  // Tells the pool how long this wait took, so the next one spins only if it is likely to pay.
+  void learn(std::chrono::steady_clock::time_point t0) const {
+    if (auto d = driver.lock()) d->waited(std::chrono::steady_clock::now() - t0);
   }
 
   bool settled(std::size_t i) const {

@@ -228,6 +228,22 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
     if (sleeping_.load(std::memory_order_acquire)) posix::eventfd_signal(wake_.get());
   }
 
+  std::chrono::microseconds spin_budget() const noexcept override {
+    return std::chrono::microseconds(spin_budget_us_.load(std::memory_order_relaxed));
+  }
+
+  // Results that come within a spin's reach keep the full spin; long waits halve it, so a pool
+  // of long tasks does not burn a core beside its workers on every wait.
+  void waited(std::chrono::nanoseconds total) noexcept override {
+    constexpr int full = PROCPOOL_WAIT_SPIN_US;
+    if (total < std::chrono::microseconds(2 * full)) {
+      spin_budget_us_.store(full, std::memory_order_relaxed);
+    } else {
+      int b = spin_budget_us_.load(std::memory_order_relaxed);
+      spin_budget_us_.store(b / 2, std::memory_order_relaxed);
+    }
+  }
+
   // One non-blocking round of the supervisor's work, unless another thread is doing it. Worker
   // deaths are left to the pool's thread: a replacement must be forked from it (PDEATHSIG).
   void drive() noexcept override {
@@ -383,17 +399,19 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
       const bool progressed = poll_workers();
       if (progressed) last_activity_ = now_ns();
       int n = epoll_.wait(evs, 64, 0);
-      if (n == 0 && (helpers_.load(std::memory_order_acquire) > 0 ||
-                     now_ns() - last_helped_.load(std::memory_order_relaxed) < helped_recently)) {
-        // Threads waiting for results do the I/O now (or did a moment ago, and will again): look
-        // again soon for deaths and deadlines, but leave the cores to them and the workers.
+      if (n == 0 && helpers_.load(std::memory_order_acquire) > 0) {
+        // Threads waiting for results do the I/O now: look again soon for deaths and deadlines,
+        // but leave the cores to them and the workers.
         drive.unlock();
         std::unique_lock lock(helped_m_);
         helped_cv_.wait_for(lock, helped_wait);
         continue;
       }
+      // A thread that helped a moment ago will likely wait again soon: rather than spin beside
+      // it, sleep at once (a worker's result rings the doorbell).
+      const bool helped = now_ns() - last_helped_.load(std::memory_order_relaxed) < helped_recently;
       if (n == 0 && !progressed &&
-          now_ns() - last_activity_ >= PROCPOOL_SUPERVISOR_SPIN_US * 1000) {
+          (helped || now_ns() - last_activity_ >= PROCPOOL_SUPERVISOR_SPIN_US * 1000)) {
         sleeping_.store(true, std::memory_order_seq_cst);
         // Re-check after announcing sleep: a submit that saw sleeping_ == false did not signal.
         bool work;
@@ -584,7 +602,7 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
   std::size_t window(const Worker& w) const {
     double budget = 1'000'000.0;  // ns of queued work per worker
     auto n = static_cast<std::size_t>(budget / std::max(w.avg_ns, 1.0));
-    n = std::clamp<std::size_t>(n, 1, 64);
+    n = std::clamp<std::size_t>(n, 2, 64);
     if (opts_.maxtasksperchild != 0) {
       std::size_t left = opts_.maxtasksperchild - std::min(opts_.maxtasksperchild, w.sent_jobs);
       n = std::min(n, left);
@@ -1383,6 +1401,7 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
   std::int64_t last_activity_ = 0;
   std::exception_ptr helper_error_;
   std::atomic<int> helpers_{0};
+  std::atomic<int> spin_budget_us_{PROCPOOL_WAIT_SPIN_US};
   std::atomic<std::int64_t> last_helped_{0};  // when a waiting thread last stopped helping
   static constexpr std::int64_t helped_recently = 1'000'000;  // ns
   std::mutex helped_m_;

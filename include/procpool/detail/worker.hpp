@@ -7,6 +7,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <thread>
 
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/invoke.hpp>
@@ -178,6 +179,7 @@ class WorkerLoop {
         if (ctx_.slot && ctx_.slot->sent.load(std::memory_order_acquire) != received_) break;
         cpu_relax();
       }
+      std::this_thread::yield();  // a busy machine's other processes come first
     }
   }
 
