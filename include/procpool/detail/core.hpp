@@ -399,19 +399,17 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
       const bool progressed = poll_workers();
       if (progressed) last_activity_ = now_ns();
       int n = epoll_.wait(evs, 64, 0);
-      if (n == 0 && helpers_.load(std::memory_order_acquire) > 0) {
-        // Threads waiting for results do the I/O now: look again soon for deaths and deadlines,
-        // but leave the cores to them and the workers.
+      if (n == 0 && (helpers_.load(std::memory_order_acquire) > 0 ||
+                     now_ns() - last_helped_.load(std::memory_order_relaxed) < helped_recently)) {
+        // Threads waiting for results do the I/O now (or did a moment ago, and will again): look
+        // again soon for deaths and deadlines, but leave the cores to them and the workers.
         drive.unlock();
         std::unique_lock lock(helped_m_);
         helped_cv_.wait_for(lock, helped_wait);
         continue;
       }
-      // A thread that helped a moment ago will likely wait again soon: rather than spin beside
-      // it, sleep at once (a worker's result rings the doorbell).
-      const bool helped = now_ns() - last_helped_.load(std::memory_order_relaxed) < helped_recently;
       if (n == 0 && !progressed &&
-          (helped || now_ns() - last_activity_ >= PROCPOOL_SUPERVISOR_SPIN_US * 1000)) {
+          now_ns() - last_activity_ >= PROCPOOL_SUPERVISOR_SPIN_US * 1000) {
         sleeping_.store(true, std::memory_order_seq_cst);
         // Re-check after announcing sleep: a submit that saw sleeping_ == false did not signal.
         bool work;
