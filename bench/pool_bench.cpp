@@ -1,6 +1,6 @@
 // Per-task overhead and data throughput of a Pool(2): the rows of the performance table that
 // bench/compare.py prints next to Python's multiprocessing.Pool.
-// Its own main: procpool::init must see argv before Google Benchmark does.
+// main() is bench_main.cpp (procpool::init first).
 #include <benchmark/benchmark.h>
 #include <chrono>
 #include <cstddef>
@@ -160,12 +160,3 @@ void BM_IdlePoolCpu(benchmark::State& state) {
 BENCHMARK(BM_IdlePoolCpu)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  procpool::init(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

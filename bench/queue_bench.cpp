@@ -1,7 +1,6 @@
 // Queue throughput: one producer process feeding one consumer (this process) through a
 // procpool::Queue of capacity 1024, for small items (int64) and 1 KiB strings. Items per second
-// are the consumer's. Needs its own main: procpool::init must run before Google Benchmark parses
-// the command line (spawned children are fresh copies of this program).
+// are the consumer's. main() is bench_main.cpp (procpool::init first).
 #include <benchmark/benchmark.h>
 #include <cstdint>
 #include <string>
@@ -44,12 +43,3 @@ BENCHMARK(queue_int64)->UseRealTime();
 BENCHMARK(queue_string_1k)->UseRealTime();
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  procpool::init(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

@@ -1,6 +1,6 @@
 // Pool start-up to first result, and shutdown, for each start method (2 workers).
-// Needs its own main: spawned workers are fresh copies of this program, and procpool::init must
-// turn them into workers before Google Benchmark parses the command line.
+// main() is bench_main.cpp: spawned workers are fresh copies of this program, and procpool::init
+// must turn them into workers before Google Benchmark parses the command line.
 #include <benchmark/benchmark.h>
 
 #include <procpool/procpool.hpp>
@@ -43,12 +43,3 @@ BENCHMARK_CAPTURE(start_and_shutdown, forkserver, procpool::StartMethod::forkser
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  procpool::init(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

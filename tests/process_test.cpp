@@ -22,13 +22,9 @@
 using namespace std::chrono_literals;
 using procpool_test::Stopwatch;
 
-namespace {
+using procpool_test::kSanitized;
 
-#if defined(PROCPOOL_SANITIZED) || defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
+namespace {
 
 void do_nothing() {
 }

@@ -30,13 +30,9 @@ using namespace std::chrono_literals;
 
 using procpool_test::workers;
 
-namespace {
+using procpool_test::kSanitized;
 
-#if defined(PROCPOOL_SANITIZED) || defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
+namespace {
 
 // The path of the /proc/self/maps entry that contains `p` ("" if none).
 std::string mapping_of(const void* p) {

@@ -23,18 +23,6 @@
 
 namespace procpool_test {
 
-#if defined(PROCPOOL_SANITIZED) || defined(__SANITIZE_ADDRESS__)
-inline constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-inline constexpr bool kSanitized = true;
-#else
-inline constexpr bool kSanitized = false;
-#endif
-#else
-inline constexpr bool kSanitized = false;
-#endif
-
 /// Runs `f`; returns the exception of type `E` it threw, or nothing if it returned. Any other
 /// exception propagates (and fails the test with its message).
 template <class E, class F>

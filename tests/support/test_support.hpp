@@ -31,6 +31,19 @@
 
 namespace procpool_test {
 
+/// Sanitizer builds run slower and report leaks at exit: some tests do less there.
+#if defined(PROCPOOL_SANITIZED) || defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 

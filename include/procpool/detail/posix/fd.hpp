@@ -206,11 +206,13 @@ inline std::ptrdiff_t write_some(int fd, const iovec* iov, int count,
   }
 }
 
-/// Writes all of `n` bytes to a blocking descriptor, retrying on EINTR and short writes.
-inline std::error_code write_all(int fd, const void* p, std::size_t n) noexcept {
+/// Puts all of `n` bytes through `op(fd, p, n)` (write or send), retrying on EINTR and short
+/// writes, and waiting for room when the descriptor is non-blocking.
+template <class Op>
+std::error_code put_all(int fd, const void* p, std::size_t n, Op op) noexcept {
   const auto* c = static_cast<const char*>(p);
   while (n > 0) {
-    ssize_t r = ::write(fd, c, n);
+    ssize_t r = op(fd, c, n);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
@@ -224,6 +226,11 @@ inline std::error_code write_all(int fd, const void* p, std::size_t n) noexcept 
     n -= static_cast<std::size_t>(r);
   }
   return {};
+}
+
+/// Writes all of `n` bytes to a descriptor, retrying on EINTR and short writes.
+inline std::error_code write_all(int fd, const void* p, std::size_t n) noexcept {
+  return put_all(fd, p, n, [](int f, const char* c, std::size_t k) { return ::write(f, c, k); });
 }
 
 /// Waits until `a` or `b` (if >= 0) is readable; returns which (a's bit 1, b's bit 2), or 0

@@ -29,22 +29,8 @@ inline std::error_code make_stream_pair(UniqueFd& a, UniqueFd& b) noexcept {
 /// Sends all of `n` bytes on a socket, waiting while it is full. A peer that is gone gives
 /// EPIPE or ECONNRESET, never SIGPIPE.
 inline std::error_code send_all(int fd, const void* p, std::size_t n) noexcept {
-  const auto* c = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t r = ::send(fd, c, n, MSG_NOSIGNAL);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        pollfd pfd{fd, POLLOUT, 0};
-        (void)::poll(&pfd, 1, -1);
-        continue;
-      }
-      return last_error();
-    }
-    c += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return {};
+  return put_all(fd, p, n,
+                 [](int f, const char* c, std::size_t k) { return ::send(f, c, k, MSG_NOSIGNAL); });
 }
 
 /// Receives what is there, up to `n` bytes, without waiting. Returns the count, 0 at EOF, -1 with
