@@ -57,12 +57,7 @@ class Segment {
     s->fd_.register_in_parent();
     posix::check(s->map_.map_fd(s->fd_.get(), size), "mmap");
     s->size_ = size;
-    s->id_ = random_id();
-    s->creator_ = true;
-    auto& t = SegmentTable::get();
-    std::lock_guard lock(t.m);
-    t.live[s->id_] = s;
-    return s;
+    return enlist(std::move(s));
   }
 
   /// Wraps a descriptor that is not memory (a pipe end) so it travels to workers the way
@@ -71,6 +66,11 @@ class Segment {
     auto s = std::shared_ptr<Segment>(new Segment);
     s->fd_ = std::move(fd);
     s->fd_.register_in_parent();  // a worker forked later gets it only if a task names it
+    return enlist(std::move(s));
+  }
+
+  // Gives a segment this process created its id and lists it among the live ones.
+  static std::shared_ptr<Segment> enlist(std::shared_ptr<Segment> s) {
     s->id_ = random_id();
     s->creator_ = true;
     auto& t = SegmentTable::get();
