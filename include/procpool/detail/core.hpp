@@ -224,8 +224,11 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
     bool last = helpers_.fetch_sub(1, std::memory_order_acq_rel) == 1;
     // A waiter that is about to sleep hands the work back at once; one that got its result
     // probably asks again soon, and the pool's thread looks again within helped_wait anyway.
-    if (last && gave_up) notify_supervisor();
-    if (sleeping_.load(std::memory_order_acquire)) posix::eventfd_signal(wake_.get());
+    if (last && gave_up) {
+      notify_supervisor();  // also rings the eventfd if the pool's thread sleeps
+    } else if (sleeping_.load(std::memory_order_acquire)) {
+      posix::eventfd_signal(wake_.get());
+    }
   }
 
   std::chrono::microseconds spin_budget() const noexcept override {
