@@ -54,14 +54,14 @@ struct Child {
     (void)posix::make_pipe(to, false);
     (void)posix::make_pipe(from, false);
     if (pipe_bytes) posix::grow_pipe(to.write_end.get(), pipe_bytes);
-    // The child closes these (so it sees EOF when the parent closes its end).
-    to.write_end.register_in_parent();
-    from.read_end.register_in_parent();
     Echo e{to.read_end.get(), from.write_end.get(), poll};
     if (poll) (void)posix::set_nonblocking(e.in, true);
+    // The child keeps its own ends and closes the parent's (so it sees EOF when the parent closes).
     posix::ChildSpec spec;
     spec.body = body;
     spec.ctx = &e;
+    spec.keep[0] = e.in;
+    spec.keep[1] = e.out;
     (void)posix::fork_child(spec, pid, pidfd);
     to.read_end.reset();
     from.write_end.reset();

@@ -251,10 +251,6 @@ class Process {
     posix::check(posix::make_stream_pair(task, task_child), "socketpair");
     posix::check(posix::make_pipe(result, false), "pipe2");
     posix::check(posix::make_seqpacket_pair(control, control_child), "socketpair");
-    // The parent's ends are registered so that no other child keeps them open.
-    task.register_in_parent();
-    result.read_end.register_in_parent();
-    control.register_in_parent();
 
     pid_t pid = 0;
     posix::UniqueFd pidfd;
@@ -273,6 +269,9 @@ class Process {
         spec.body = &detail::worker_main;
         spec.ctx = &ctx;
         spec.in_child = &detail::SegmentTable::reset_in_child;
+        spec.keep[0] = ctx.task_fd;
+        spec.keep[1] = ctx.result_fd;
+        spec.keep[2] = ctx.control_fd;
         posix::check(posix::fork_child(spec, pid, pidfd), "fork");
       });
     } else {
@@ -289,7 +288,6 @@ class Process {
       } else {
         posix::UniqueFd status_child;
         posix::check(posix::make_seqpacket_pair(s.status, status_child), "socketpair");
-        s.status.register_in_parent();
         posix::check(posix::forkserver_worker(fds, status_child.get(), params, pid, pidfd),
                      "the fork server");
       }

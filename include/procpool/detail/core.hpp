@@ -87,12 +87,9 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
     // The status slots live in a memory file, so a worker started by exec can map them too.
     posix::check(posix::make_memfd(sizeof(WorkerSlot) * opts_.processes, slots_fd_),
                  "memfd_create");
-    slots_fd_.register_in_parent();
     posix::check(slots_.map_fd(slots_fd_.get(), sizeof(WorkerSlot) * opts_.processes), "mmap");
     if (opts_.start == StartMethod::forkserver) {
       posix::check(posix::make_seqpacket_pair(status_, status_child_), "socketpair");
-      status_.register_in_parent();
-      status_child_.register_in_parent();
     }
     if (!init_task_.empty()) {
       std::size_t at = begin_frame(init_frame_, FrameKind::init, 0);
@@ -517,12 +514,8 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
     posix::check(posix::make_pipe(result, false), "pipe2");
     posix::grow_pipe(task.write_end.get(), 1 << 20);
     posix::grow_pipe(result.write_end.get(), 1 << 20);
-    // The parent's ends are registered so that every later worker closes them.
-    task.write_end.register_in_parent();
-    result.read_end.register_in_parent();
     posix::UniqueFd control, control_child;
     posix::check(posix::make_seqpacket_pair(control, control_child), "socketpair");
-    control.register_in_parent();
 
     pid_t pid = 0;
     posix::UniqueFd pidfd;
@@ -545,6 +538,9 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
       spec.ctx = &ctx;
       spec.memory_limit = opts_.memory_limit;
       spec.in_child = &SegmentTable::reset_in_child;
+      spec.keep[0] = ctx.task_fd;
+      spec.keep[1] = ctx.result_fd;
+      spec.keep[2] = ctx.control_fd;
       posix::check(posix::fork_child(spec, pid, pidfd), "fork");
     } else {
       posix::WorkerFds fds{task.read_end.get(), result.write_end.get(), control_child.get(),

@@ -51,10 +51,10 @@ class Segment {
   /// Creates `size` zero-filled bytes of shared memory.
   static std::shared_ptr<Segment> create(std::size_t size) {
     auto s = std::shared_ptr<Segment>(new Segment);
+    // Registered (as every descriptor the library makes) so that a worker forked later does not
+    // inherit it: workers get segments through their control socket, which also tells them when
+    // to let go.
     posix::check(posix::make_memfd(size, s->fd_), "memfd_create");
-    // Registered so that a worker forked later does not inherit it: workers get segments
-    // through their control socket, which also tells them when to let go.
-    s->fd_.register_in_parent();
     posix::check(s->map_.map_fd(s->fd_.get(), size), "mmap");
     s->size_ = size;
     return enlist(std::move(s));
@@ -64,8 +64,7 @@ class Segment {
   /// segments do. Its size is 0, which no memory segment has, and it is never mapped.
   static std::shared_ptr<Segment> create_descriptor(posix::UniqueFd fd) {
     auto s = std::shared_ptr<Segment>(new Segment);
-    s->fd_ = std::move(fd);
-    s->fd_.register_in_parent();  // a worker forked later gets it only if a task names it
+    s->fd_ = std::move(fd);  // registered: a worker forked later gets it only if a task names it
     return enlist(std::move(s));
   }
 
@@ -85,7 +84,6 @@ class Segment {
     if (size == 0) {
       auto s = std::shared_ptr<Segment>(new Segment);
       s->fd_ = std::move(fd);
-      s->fd_.register_in_parent();
       s->id_ = id;
       return s;
     }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -21,22 +22,26 @@
 
 namespace procpool::detail::posix {
 
-/// Descriptors the library holds in the parent. A fork-started worker closes all of them, so a
-/// worker never keeps a sibling's pipe open (which would hide the EOF that signals a death).
+/// Every descriptor the library holds. A fork-started worker closes all of them but its own
+/// channels, so it never keeps another pool's pipe open (which would hide the end-of-file that
+/// tells a worker its pool closed, or a Pipe that its peer left). Descriptors are created, closed
+/// and forked under `mutex`, so none exists, even for an instant, without the registry knowing.
+/// The program's own descriptors are not listed: a fork-started worker inherits them.
 struct FdRegistry {
   std::mutex mutex;
-  std::vector<int> fds;
+  std::vector<int> fds;  // guarded by mutex
 
   static FdRegistry& get() {
     static FdRegistry r;
     return r;
   }
-  void add(int fd) {
-    std::lock_guard lock(mutex);
-    fds.push_back(fd);
+  /// In a child forked with `mutex` held: the parent's list is not the child's, and the lock
+  /// must be free for a task that makes descriptors (or a pool) of its own.
+  void reset_in_child() noexcept {
+    new (&mutex) std::mutex;
+    fds.clear();
   }
-  void remove(int fd) {
-    std::lock_guard lock(mutex);
+  void remove_locked(int fd) noexcept {
     auto it = std::find(fds.begin(), fds.end(), fd);
     if (it != fds.end()) {
       *it = fds.back();
@@ -45,14 +50,12 @@ struct FdRegistry {
   }
 };
 
-/// A move-only owner of a descriptor; -1 means none. Registered descriptors are the parent's own
-/// (see FdRegistry).
+/// A move-only owner of a descriptor; -1 means none. One made by the functions below is
+/// registered (see FdRegistry); one made from a bare number (a worker's inherited channel) is not.
 class UniqueFd {
  public:
   UniqueFd() = default;
-  explicit UniqueFd(int fd, bool registered = false) noexcept : fd_(fd), registered_(registered) {
-    if (registered_ && fd_ >= 0) FdRegistry::get().add(fd_);
-  }
+  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
   UniqueFd(UniqueFd&& o) noexcept
       : fd_(std::exchange(o.fd_, -1)), registered_(std::exchange(o.registered_, false)) {}
   UniqueFd& operator=(UniqueFd&& o) noexcept {
@@ -69,29 +72,68 @@ class UniqueFd {
   explicit operator bool() const noexcept { return fd_ >= 0; }
   void reset() noexcept {
     if (fd_ >= 0) {
-      if (registered_) FdRegistry::get().remove(fd_);
-      ::close(fd_);
+      if (registered_) {
+        // Closed under the lock: a fork between unlisting and closing would hand the child a
+        // descriptor it does not know to close.
+        auto& reg = FdRegistry::get();
+        std::lock_guard lock(reg.mutex);
+        reg.remove_locked(fd_);
+        ::close(fd_);
+      } else {
+        ::close(fd_);
+      }
     }
     fd_ = -1;
     registered_ = false;
   }
   /// Gives up ownership (for a child that keeps the descriptor past exec or fork).
   int release() noexcept {
-    if (registered_ && fd_ >= 0) FdRegistry::get().remove(fd_);
+    if (registered_ && fd_ >= 0) {
+      auto& reg = FdRegistry::get();
+      std::lock_guard lock(reg.mutex);
+      reg.remove_locked(fd_);
+    }
     registered_ = false;
     return std::exchange(fd_, -1);
   }
-  void register_in_parent() {
-    if (!registered_ && fd_ >= 0) {
-      FdRegistry::get().add(fd_);
-      registered_ = true;
-    }
+  bool registered() const noexcept { return registered_; }
+
+  /// Owns `fd`, which the caller has just listed in the registry under its lock.
+  static UniqueFd adopt_registered(int fd) noexcept {
+    UniqueFd u(fd);
+    u.registered_ = true;
+    return u;
   }
 
  private:
   int fd_ = -1;
   bool registered_ = false;
 };
+
+/// Creates up to two descriptors with `make(int* fds)` (a system call's result: -1 with errno on
+/// failure) and lists them in the registry in the same step, under its lock.
+template <class Make>
+std::error_code create_registered(Make&& make, UniqueFd& first,
+                                  UniqueFd* second = nullptr) noexcept {
+  first.reset();
+  if (second) second->reset();
+  int fds[2] = {-1, -1};
+  {
+    auto& reg = FdRegistry::get();
+    std::lock_guard lock(reg.mutex);
+    try {
+      reg.fds.reserve(reg.fds.size() + 2);
+    } catch (...) {
+      return std::make_error_code(std::errc::not_enough_memory);
+    }
+    if (make(fds) < 0) return last_error();
+    reg.fds.push_back(fds[0]);
+    if (second) reg.fds.push_back(fds[1]);
+  }
+  first = UniqueFd::adopt_registered(fds[0]);
+  if (second) *second = UniqueFd::adopt_registered(fds[1]);
+  return {};
+}
 
 struct PipeFds {
   UniqueFd read_end;
@@ -100,20 +142,15 @@ struct PipeFds {
 
 /// A close-on-exec pipe; `nonblock` applies to both ends.
 inline std::error_code make_pipe(PipeFds& out, bool nonblock) noexcept {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC | (nonblock ? O_NONBLOCK : 0)) != 0) return last_error();
-  out.read_end = UniqueFd(fds[0]);
-  out.write_end = UniqueFd(fds[1]);
-  return {};
+  return create_registered(
+      [nonblock](int* fds) { return ::pipe2(fds, O_CLOEXEC | (nonblock ? O_NONBLOCK : 0)); },
+      out.read_end, &out.write_end);
 }
 
 /// A close-on-exec pair of connected datagram-boundary sockets (for passing descriptors).
 inline std::error_code make_seqpacket_pair(UniqueFd& a, UniqueFd& b) noexcept {
-  int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return last_error();
-  a = UniqueFd(fds[0]);
-  b = UniqueFd(fds[1]);
-  return {};
+  return create_registered(
+      [](int* fds) { return ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds); }, a, &b);
 }
 
 /// Sends a small fixed message and, when `fd` >= 0, a duplicate of that descriptor with it.
@@ -138,8 +175,9 @@ inline std::error_code send_message(int sock, const void* data, std::size_t n, i
   }
 }
 
-/// Receives one message sent by `send_message`; `fd_out` gets the descriptor (close-on-exec)
-/// or -1. Returns the message size, 0 at EOF, -1 with `ec` set.
+/// Receives one message sent by `send_message` without waiting; `fd_out` gets the descriptor
+/// (close-on-exec, registered) or -1. Returns the message size, 0 at EOF, -1 with `ec` set
+/// (EAGAIN when nothing is there yet).
 inline std::ptrdiff_t recv_message(int sock, void* data, std::size_t n, UniqueFd& fd_out,
                                    std::error_code& ec) noexcept {
   iovec iov{data, n};
@@ -149,23 +187,31 @@ inline std::ptrdiff_t recv_message(int sock, void* data, std::size_t n, UniqueFd
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
-  for (;;) {
-    ssize_t r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      ec = last_error();
-      return -1;
-    }
-    fd_out.reset();
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-        fd_out = UniqueFd(fd);
-      }
-    }
-    return r;
+  fd_out.reset();
+  ssize_t r = -1;
+  // The kernel makes the received descriptor inside recvmsg: list it before a fork can copy it.
+  auto created = create_registered(
+      [&](int* fds) {
+        for (;;) {
+          r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+          if (r >= 0 || errno != EINTR) break;
+        }
+        if (r < 0) return -1;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+          if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            std::memcpy(&fds[0], CMSG_DATA(c), sizeof(int));
+            return 0;
+          }
+        }
+        errno = ENOMSG;  // a message with no descriptor: nothing to list
+        return -1;
+      },
+      fd_out);
+  if (r < 0) {
+    ec = created;
+    return -1;
   }
+  return r;
 }
 
 inline std::error_code set_nonblocking(int fd, bool on) noexcept {
@@ -258,10 +304,8 @@ inline bool wait_readable(int fd, int timeout_ms) noexcept {
 }
 
 inline std::error_code make_eventfd(UniqueFd& out) noexcept {
-  int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (fd < 0) return last_error();
-  out = UniqueFd(fd, true);
-  return {};
+  return create_registered(
+      [](int* fds) { return fds[0] = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }, out);
 }
 
 inline void eventfd_signal(int fd) noexcept {
@@ -280,10 +324,7 @@ inline void eventfd_drain(int fd) noexcept {
 class Epoll {
  public:
   std::error_code open() noexcept {
-    int fd = ::epoll_create1(EPOLL_CLOEXEC);
-    if (fd < 0) return last_error();
-    fd_ = UniqueFd(fd, true);
-    return {};
+    return create_registered([](int* fds) { return fds[0] = ::epoll_create1(EPOLL_CLOEXEC); }, fd_);
   }
   std::error_code add(int fd, std::uint32_t events, std::uint64_t tag) noexcept {
     epoll_event ev{};

@@ -265,17 +265,23 @@ inline std::error_code start_forkserver(int (*run_worker)(const WorkerFds&, cons
   UniqueFd mine, theirs;
   if (auto ec = make_seqpacket_pair(mine, theirs)) return ec;
   const pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) return last_error();
-  if (pid == 0) {
-    ChildSpec spec;
-    spec.name = "procpool-server";  // at most 15 characters
-    const int to_close[1] = {mine.get()};
-    child::setup(spec, parent, to_close, 1);
-    forkserver_main(theirs.get(), run_worker);
+  auto& reg = FdRegistry::get();
+  pid_t pid;
+  {
+    // As in fork_child: the server keeps none of the library's descriptors but its socket.
+    std::lock_guard lock(reg.mutex);
+    pid = ::fork();
+    if (pid == 0) {
+      ChildSpec spec;
+      spec.name = "procpool-server";  // at most 15 characters
+      spec.keep[0] = theirs.get();
+      child::setup(spec, parent, reg.fds.data(), reg.fds.size());
+      reg.reset_in_child();
+      forkserver_main(theirs.get(), run_worker);
+    }
   }
+  if (pid < 0) return last_error();
   init.forkserver = std::move(mine);
-  init.forkserver.register_in_parent();
   init.forkserver_pid = pid;
   return {};
 }
@@ -297,11 +303,8 @@ inline std::error_code forkserver_worker(const WorkerFds& fds, int status, const
   for (int i = 0; i < n; ++i) ::close(none[i]);
   if (r != sizeof rep) return std::make_error_code(std::errc::connection_reset);
   if (rep.pid <= 0) return {static_cast<int>(-rep.pid), std::generic_category()};
-  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(rep.pid), 0));
-  if (pfd < 0) return last_error();
-  (void)::fcntl(pfd, F_SETFD, FD_CLOEXEC);
+  if (auto ec = open_pidfd(static_cast<pid_t>(rep.pid), pidfd_out)) return ec;
   pid_out = static_cast<pid_t>(rep.pid);
-  pidfd_out = UniqueFd(pfd, true);
   return {};
 }
 

@@ -28,7 +28,8 @@ struct ChildSpec {
   void* ctx = nullptr;
   std::size_t memory_limit = 0;  // RLIMIT_AS in bytes; 0: none
   const char* name = "procpool-worker";
-  void (*in_child)() = nullptr;  // runs in the child before `body`, e.g. to reset process state
+  void (*in_child)() = nullptr;    // runs in the child before `body`, e.g. to reset process state
+  int keep[4] = {-1, -1, -1, -1};  // the child's own channels: registered, but not closed there
 };
 
 /// Blocks every signal in the calling thread and restores the old mask on destruction. The
@@ -89,6 +90,12 @@ namespace child {
   ::_exit(code);
 }
 
+inline bool kept(const ChildSpec& spec, int fd) noexcept {
+  for (int k : spec.keep)
+    if (k == fd) return true;
+  return false;
+}
+
 inline void setup(const ChildSpec& spec, pid_t parent, const int* close_fds,
                   std::size_t nclose) noexcept {
   // Die with the parent. PDEATHSIG is tied to the forking thread, which is the pool's own thread
@@ -105,7 +112,8 @@ inline void setup(const ChildSpec& spec, pid_t parent, const int* close_fds,
     sa.sa_handler = sig == SIGINT ? SIG_IGN : SIG_DFL;  // Ctrl-C is the parent's to handle
     (void)::sigaction(sig, &sa, nullptr);
   }
-  for (std::size_t i = 0; i < nclose; ++i) ::close(close_fds[i]);
+  for (std::size_t i = 0; i < nclose; ++i)
+    if (!kept(spec, close_fds[i])) ::close(close_fds[i]);
   if (spec.memory_limit > 0) {
     rlimit lim{spec.memory_limit, spec.memory_limit};
     (void)::setrlimit(RLIMIT_AS, &lim);
@@ -117,24 +125,33 @@ inline void setup(const ChildSpec& spec, pid_t parent, const int* close_fds,
 
 }  // namespace child
 
+/// A pidfd (close-on-exec, registered) for `pid`: signals and waits through it cannot reach
+/// another process that reused the pid.
+inline std::error_code open_pidfd(pid_t pid, UniqueFd& out) noexcept {
+  return create_registered(
+      [pid](int* fds) {
+        fds[0] = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+        if (fds[0] >= 0) (void)::fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+        return fds[0];
+      },
+      out);
+}
+
 /// Opens a pidfd (close-on-exec) for a child just forked; if that fails, the child is killed
 /// and reaped so nothing is left behind.
 inline std::error_code adopt_child(pid_t pid, pid_t& pid_out, UniqueFd& pidfd_out) noexcept {
-  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pfd < 0) {
-    auto ec = last_error();
+  if (auto ec = open_pidfd(pid, pidfd_out)) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     return ec;
   }
-  (void)::fcntl(pfd, F_SETFD, FD_CLOEXEC);
   pid_out = pid;
-  pidfd_out = UniqueFd(pfd, true);
   return {};
 }
 
 /// Forks a worker that runs `spec.body` and exits with its result. The child closes every
-/// descriptor the library registered in the parent. Returns the child's pid and a pidfd for it.
+/// descriptor the library registered in the parent but `spec.keep`. Returns the child's pid and a
+/// pidfd for it.
 inline std::error_code fork_child(const ChildSpec& spec, pid_t& pid_out, UniqueFd& pidfd_out) {
   BlockAllSignals blocked;
   const pid_t parent = ::getpid();
@@ -146,9 +163,7 @@ inline std::error_code fork_child(const ChildSpec& spec, pid_t& pid_out, UniqueF
     pid = ::fork();
     if (pid == 0) {
       child::setup(spec, parent, reg.fds.data(), reg.fds.size());
-      // The registry is the parent's; a task that starts its own pool needs a fresh one.
-      new (&reg.mutex) std::mutex;
-      reg.fds.clear();
+      reg.reset_in_child();
       if (spec.in_child) spec.in_child();
       child::die(spec.body(spec.ctx));
     }

@@ -64,10 +64,11 @@ class SharedMapping {
 /// A zero-filled shared-memory file of `n` bytes with no name in any file system: nothing can
 /// be left behind in /dev/shm, whatever happens to the processes that use it.
 inline std::error_code make_memfd(std::size_t n, UniqueFd& out) noexcept {
-  int fd = ::memfd_create("procpool", MFD_CLOEXEC);
-  if (fd < 0) return last_error();
-  UniqueFd owned(fd);
-  if (::ftruncate(fd, static_cast<off_t>(n == 0 ? 1 : n)) != 0) return last_error();
+  UniqueFd owned;
+  if (auto ec = create_registered(
+          [](int* fds) { return fds[0] = ::memfd_create("procpool", MFD_CLOEXEC); }, owned))
+    return ec;
+  if (::ftruncate(owned.get(), static_cast<off_t>(n == 0 ? 1 : n)) != 0) return last_error();
   out = std::move(owned);
   return {};
 }

@@ -19,11 +19,8 @@ namespace procpool::detail::posix {
 /// A close-on-exec pair of connected byte-stream sockets: a duplex channel whose ends can be
 /// handed to other processes.
 inline std::error_code make_stream_pair(UniqueFd& a, UniqueFd& b) noexcept {
-  int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return last_error();
-  a = UniqueFd(fds[0]);
-  b = UniqueFd(fds[1]);
-  return {};
+  return create_registered(
+      [](int* fds) { return ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }, a, &b);
 }
 
 /// Sends all of `n` bytes on a socket, waiting while it is full. A peer that is gone gives
