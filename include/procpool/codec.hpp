@@ -298,14 +298,20 @@ inline constexpr std::size_t max_fields = 32;
 template <class... Fs>
 struct field_list {};
 
-// Converts to any field type; only named in unevaluated probes. The const&& conversion loses to
-// a field type's own converting constructor (std::optional, std::variant...), which avoids
-// ambiguities that would make the probe miscount.
+// Converts to any field type; only named in unevaluated probes. The value conversion (picked
+// for the probe's rvalues) builds a field in place, so move-only and immovable fields count too;
+// the lvalue one serves reference fields, which are counted and then rejected. Both lose to a
+// field type's own converting constructor (std::optional, std::variant...), whose parameter is
+// less cv-qualified, which avoids ambiguities that would make the probe miscount.
 template <std::size_t>
 struct any_field {
   template <class U>
-  operator U&() const&& {
+  operator U() const&& {
     std::terminate();  // never called; defined because clang wants a body for local types
+  }
+  template <class U>
+  operator U&() const& {
+    std::terminate();
   }
 };
 
