@@ -285,6 +285,13 @@ struct WithPinned {
   int b;
 };
 
+// Holds itself through a container: checking its fields must not recurse forever.
+struct Tree {
+  int value;
+  std::vector<Tree> children;
+  std::list<Tree> more;
+};
+
 }  // namespace
 
 template <>
@@ -690,6 +697,19 @@ TEST_CASE("move-only aggregates travel through pool tasks", "[codec][pool]") {
       TicketFirst{Ticket(1), 2}, {}, std::nullopt, {}, {Ticket(3), 4}, {5, Ticket(6)}, 7, {}};
   n.middles.push_back(TicketMiddle{8, Ticket(9), "m"});
   CHECK(pool.apply(ticket_sum, std::move(n)) == 1 + 3 + 9);
+}
+
+TEST_CASE("an aggregate that holds itself through containers round trips", "[codec]") {
+  Tree t{1, {Tree{2, {}, {}}, Tree{3, {Tree{4, {}, {}}}, {}}}, {}};
+  t.more.push_back(Tree{5, {Tree{6, {}, {}}}, {}});
+  const Tree back = round_trip(t);
+  CHECK(back.value == 1);
+  REQUIRE(back.children.size() == 2);
+  REQUIRE(back.children[1].children.size() == 1);
+  CHECK(back.children[1].children[0].value == 4);
+  REQUIRE(back.more.size() == 1);
+  CHECK(back.more.front().children.at(0).value == 6);
+  CHECK(encode(back) == encode(t));
 }
 
 TEST_CASE("a field that can be neither copied nor moved is decoded in place", "[codec]") {
