@@ -16,6 +16,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <support/test_support.hpp>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include <procpool/codec.hpp>
+#include <procpool/procpool.hpp>
 
 #ifdef PROCPOOL_TEST_CEREAL
 #include <cereal/types/map.hpp>
@@ -226,6 +228,70 @@ struct HasPoint {
   std::vector<Point> more;
 };
 
+// Move-only, with private state: encodable only through codec<T>.
+class Ticket {
+ public:
+  explicit Ticket(int id) : id_(std::make_unique<int>(id)) {}
+  int id() const { return *id_; }
+
+ private:
+  std::unique_ptr<int> id_;
+};
+
+// Neither copyable nor movable: a decoded one must be built in place.
+class Pinned {
+ public:
+  explicit Pinned(int v) : v_(v) {}
+  Pinned(Pinned&&) = delete;
+  int value() const { return v_; }
+
+ private:
+  int v_;
+};
+
+// Move-only fields first, in the middle and last.
+struct TicketFirst {
+  Ticket ticket;
+  int tag;
+};
+
+struct TicketMiddle {
+  int a;
+  Ticket ticket;
+  std::string s;
+};
+
+struct TicketLast {
+  std::string s;
+  double d;
+  Ticket ticket;
+};
+
+// Move-only fields inside nested aggregates, containers and standard wrappers.
+struct TicketNested {
+  TicketFirst first;
+  std::vector<TicketMiddle> middles;
+  std::optional<TicketLast> last;
+  std::map<int, Ticket> by_id;
+  std::pair<Ticket, int> pair;
+  std::tuple<int, Ticket> tuple;
+  std::variant<int, Ticket> choice;
+  std::vector<Ticket> tickets;  // a move-only field with a built-in encoding
+};
+
+struct WithPinned {
+  int a;
+  Pinned pinned;
+  int b;
+};
+
+// Holds itself through a container: checking its fields must not recurse forever.
+struct Tree {
+  int value;
+  std::vector<Tree> children;
+  std::list<Tree> more;
+};
+
 }  // namespace
 
 template <>
@@ -265,6 +331,18 @@ struct procpool::codec<Fragile> {
     if (mode == 2) throw std::out_of_range("fragile decode failed");
     return Fragile{mode};
   }
+};
+
+template <>
+struct procpool::codec<Ticket> {
+  static void encode(Writer& w, const Ticket& t) { w.write(t.id()); }
+  static Ticket decode(Reader& r) { return Ticket(r.read<int>()); }
+};
+
+template <>
+struct procpool::codec<Pinned> {
+  static void encode(Writer& w, const Pinned& p) { w.write(p.value()); }
+  static Pinned decode(Reader& r) { return Pinned(r.read<int>()); }
 };
 
 template <>
@@ -526,6 +604,123 @@ TEST_CASE("aggregates round trip field by field", "[codec]") {
   CHECK(back.p == hp.p);
   CHECK(back.id == 7);
   CHECK(back.more == hp.more);
+}
+
+TEST_CASE("move-only fields round trip wherever they are", "[codec]") {
+  // Every field is written: a field the codec could not count would be dropped silently.
+  CHECK(encode(TicketFirst{Ticket(5), 9}).size() == 2 * sizeof(int));
+
+  const TicketFirst first = decode<TicketFirst>(encode(TicketFirst{Ticket(5), 9}));
+  CHECK(first.ticket.id() == 5);
+  CHECK(first.tag == 9);
+
+  const TicketMiddle middle = decode<TicketMiddle>(encode(TicketMiddle{1, Ticket(2), "three"}));
+  CHECK(middle.a == 1);
+  CHECK(middle.ticket.id() == 2);
+  CHECK(middle.s == "three");
+
+  const TicketLast last = decode<TicketLast>(encode(TicketLast{"four", 5.5, Ticket(6)}));
+  CHECK(last.s == "four");
+  CHECK(last.d == 5.5);
+  CHECK(last.ticket.id() == 6);
+}
+
+TEST_CASE("move-only fields round trip in nested aggregates and containers", "[codec]") {
+  TicketNested n{TicketFirst{Ticket(1), 2},
+                 {},
+                 TicketLast{"last", 3.5, Ticket(4)},
+                 {},
+                 {Ticket(5), 6},
+                 {7, Ticket(8)},
+                 Ticket(9),
+                 {}};
+  n.middles.push_back(TicketMiddle{10, Ticket(11), "m0"});
+  n.middles.push_back(TicketMiddle{12, Ticket(13), "m1"});
+  n.by_id.emplace(14, Ticket(15));
+  n.tickets.emplace_back(16);
+
+  const TicketNested back = decode<TicketNested>(encode(n));
+  CHECK(back.first.ticket.id() == 1);
+  CHECK(back.first.tag == 2);
+  REQUIRE(back.middles.size() == 2);
+  CHECK(back.middles[0].ticket.id() == 11);
+  CHECK(back.middles[1].a == 12);
+  CHECK(back.middles[1].ticket.id() == 13);
+  CHECK(back.middles[1].s == "m1");
+  REQUIRE(back.last.has_value());
+  CHECK(back.last->ticket.id() == 4);
+  CHECK(back.by_id.at(14).id() == 15);
+  CHECK(back.pair.first.id() == 5);
+  CHECK(back.pair.second == 6);
+  CHECK(std::get<1>(back.tuple).id() == 8);
+  CHECK(std::get<Ticket>(back.choice).id() == 9);
+  REQUIRE(back.tickets.size() == 1);
+  CHECK(back.tickets[0].id() == 16);
+  CHECK(encode(back) == encode(n));
+}
+
+namespace {
+
+// Task functions for the pool test: move-only aggregates in and out.
+TicketLast renumber(TicketMiddle m) {
+  return TicketLast{m.s + "!", m.a * 0.5, Ticket(m.ticket.id() + m.a)};
+}
+
+int ticket_sum(const TicketNested& n) {
+  int sum = n.first.ticket.id() + n.pair.first.id();
+  for (const TicketMiddle& m : n.middles) sum += m.ticket.id();
+  return sum;
+}
+
+}  // namespace
+
+TEST_CASE("move-only aggregates travel through pool tasks", "[codec][pool]") {
+  procpool::Pool pool(procpool_test::workers(2));
+
+  auto r = pool.apply_async(renumber, TicketMiddle{4, Ticket(10), "four"});
+  const TicketLast out = r.get();
+  CHECK(out.s == "four!");
+  CHECK(out.d == 2.0);
+  CHECK(out.ticket.id() == 14);
+
+  std::vector<TicketMiddle> in;
+  for (int i = 0; i < 20; ++i) in.push_back(TicketMiddle{i, Ticket(100 * i), std::to_string(i)});
+  const std::vector<TicketLast> outs = pool.map(renumber, in, 3);
+  REQUIRE(outs.size() == 20);
+  for (int i = 0; i < 20; ++i) {
+    const auto& o = outs[static_cast<std::size_t>(i)];
+    CHECK(o.s == std::to_string(i) + "!");
+    CHECK(o.ticket.id() == 101 * i);
+  }
+
+  TicketNested n{
+      TicketFirst{Ticket(1), 2}, {}, std::nullopt, {}, {Ticket(3), 4}, {5, Ticket(6)}, 7, {}};
+  n.middles.push_back(TicketMiddle{8, Ticket(9), "m"});
+  CHECK(pool.apply(ticket_sum, std::move(n)) == 1 + 3 + 9);
+}
+
+TEST_CASE("an aggregate that holds itself through containers round trips", "[codec]") {
+  Tree t{1, {Tree{2, {}, {}}, Tree{3, {Tree{4, {}, {}}}, {}}}, {}};
+  t.more.push_back(Tree{5, {Tree{6, {}, {}}}, {}});
+  const Tree back = round_trip(t);
+  CHECK(back.value == 1);
+  REQUIRE(back.children.size() == 2);
+  REQUIRE(back.children[1].children.size() == 1);
+  CHECK(back.children[1].children[0].value == 4);
+  REQUIRE(back.more.size() == 1);
+  CHECK(back.more.front().children.at(0).value == 6);
+  CHECK(encode(back) == encode(t));
+}
+
+TEST_CASE("a field that can be neither copied nor moved is decoded in place", "[codec]") {
+  const Bytes bytes = encode(WithPinned{1, Pinned(2), 3});
+  CHECK(bytes.size() == 3 * sizeof(int));
+  Reader r(bytes);
+  const WithPinned back = r.read<WithPinned>();
+  CHECK(r.at_end());
+  CHECK(back.a == 1);
+  CHECK(back.pinned.value() == 2);
+  CHECK(back.b == 3);
 }
 
 TEST_CASE("fixed-size and padding-free values take the fast paths with the same bytes", "[codec]") {

@@ -8,8 +8,12 @@
 /// `std::string` (any character type), `vector`, `array`, `deque`, `list`, `pair`, `tuple`,
 /// `optional`, `variant`, `monostate`, `map`, `multimap`, `set`, `multiset` and their unordered
 /// forms, `chrono::duration`, any nesting of these, and aggregates (structs with public fields and
-/// no user code) of up to 32 fields. Aggregates with a C-array field or a base class cannot be
-/// taken apart by a structured binding and fail to compile; use `std::array`, or a `codec<T>`.
+/// no user code) of up to 32 fields, each of a type with an encoding (move-only and immovable
+/// field types included; decoding builds each field in place). A field without one (a pointer,
+/// a `std::unique_ptr`...) fails to compile with a `static_assert` naming it, as does an aggregate
+/// whose fields cannot be counted or that has a base class. Aggregates with a C-array field
+/// cannot be taken apart by a structured binding and fail to compile; use `std::array`, or a
+/// `codec<T>`.
 ///
 /// The format is for one machine talking to itself (parent and workers): native byte order and
 /// sizes, lengths as `std::uint64_t`, aggregates field by field without padding. Values of
@@ -298,14 +302,20 @@ inline constexpr std::size_t max_fields = 32;
 template <class... Fs>
 struct field_list {};
 
-// Converts to any field type; only named in unevaluated probes. The const&& conversion loses to
-// a field type's own converting constructor (std::optional, std::variant...), which avoids
-// ambiguities that would make the probe miscount.
+// Converts to any field type; only named in unevaluated probes. The value conversion (picked
+// for the probe's rvalues) builds a field in place, so move-only and immovable fields count too;
+// the lvalue one serves reference fields, which are counted and then rejected. Both lose to a
+// field type's own converting constructor (std::optional, std::variant...), whose parameter is
+// less cv-qualified, which avoids ambiguities that would make the probe miscount.
 template <std::size_t>
 struct any_field {
   template <class U>
-  operator U&() const&& {
+  operator U() const&& {
     std::terminate();  // never called; defined because clang wants a body for local types
+  }
+  template <class U>
+  operator U&() const& {
+    std::terminate();
   }
 };
 
@@ -313,6 +323,14 @@ template <class T, std::size_t... I>
 consteval bool brace_init_with(std::index_sequence<I...>) {
   return requires {
     T{any_field<I>{}...};
+  };
+}
+
+// T{probes..., {}}: one more element can be value-initialized after the probes.
+template <class T, std::size_t... I>
+consteval bool brace_init_with_one_more(std::index_sequence<I...>) {
+  return requires {
+    T{any_field<I>{}..., {}};
   };
 }
 
@@ -324,6 +342,54 @@ consteval std::size_t field_count() {
     return N;
   } else {
     return field_count<T, N - 1>();
+  }
+}
+
+// Converts only to T's base classes: an aggregate's bases are initialized first, so T{any_base}
+// compiles when T has one, unless T's first field accepts anything at all (as std::any does).
+template <class T>
+struct any_base {
+  template <class U>
+  requires(std::is_base_of_v<U, T> && !std::is_same_v<U, T>) operator U() const&& {
+    std::terminate();
+  }
+  template <class U>
+  requires(std::is_base_of_v<U, T> && !std::is_same_v<U, T>) operator U&() const& {
+    std::terminate();
+  }
+};
+
+struct no_conversion {};
+
+template <class T>
+concept brace_init_from_base = requires {
+  T{any_base<T>{}};
+};
+template <class T>
+concept brace_init_from_anything = requires {
+  T{no_conversion{}};
+};
+
+// Fields spread over a base and the derived struct cannot be named by one structured binding,
+// and field_count<T> counts the base as a field.
+template <class T>
+consteval bool has_base() {
+  return brace_init_from_base<T> && !brace_init_from_anything<T>;
+}
+
+// Whether field_count<T> is T's field count. A field the probe cannot initialize (say, its type
+// deletes every converting constructor) stops the count early: the fields after it then either
+// make every shorter initialization fail too (count 0, though T{} fails) or accept {} where the
+// probe stopped. Either way the count is wrong, and the aggregate is rejected, not cut short.
+template <class T>
+consteval bool fields_countable() {
+  constexpr std::size_t n = field_count<T>();
+  if constexpr (n > max_fields) {
+    return true;  // too many fields: rejected for that
+  } else if constexpr (n == 0 && !requires { T{}; }) {
+    return false;
+  } else {
+    return !brace_init_with_one_more<T>(std::make_index_sequence<n>{});
   }
 }
 
@@ -594,11 +660,11 @@ consteval bool has_reference(field_list<Fs...>) {
   return (std::is_reference_v<Fs> || ...);
 }
 
-// Aggregates handled field by field: at most max_fields fields and no reference fields (a decoded
-// reference would have nothing to refer to).
+// Aggregates that can be taken apart: fields counted, at most max_fields of them, and none a
+// reference (a decoded reference would have nothing to refer to).
 template <class T>
-consteval bool aggregate_ok() {
-  if constexpr (!is_plain_aggregate<T>) {
+consteval bool aggregate_shape_ok() {
+  if constexpr (!is_plain_aggregate<T> || has_base<T>() || !fields_countable<T>()) {
     return false;
   } else if constexpr (field_count<T>() > max_fields) {
     return false;
@@ -628,6 +694,84 @@ consteval bool tuple_like_ok() {
     return false;
   }
 }
+
+template <class T>
+consteval bool encodable();
+
+template <class... Fs>
+consteval bool all_encodable(field_list<Fs...>) {
+  return (encodable<std::remove_cv_t<Fs>>() && ...);
+}
+
+// Aggregates encoded field by field: taken apart, and every field has an encoding.
+template <class T>
+consteval bool aggregate_ok() {
+  if constexpr (!aggregate_shape_ok<T>()) {
+    return false;
+  } else {
+    return all_encodable(fields_of<T>{});
+  }
+}
+
+// A container's element is checked only if it cannot lead back to the type being checked (as
+// in `struct Node { std::vector<Node> kids; };`); a composite element is checked when it is
+// encoded itself.
+template <class E>
+consteval bool element_encodable() {
+  if constexpr (is_plain_aggregate<E> || is_sequence<E> || is_map<E> || is_set<E> ||
+                is_std_array<E> || is_instance<std::pair, E> || is_instance<std::tuple, E> ||
+                is_instance<std::optional, E> || is_instance<std::variant, E>) {
+    return true;
+  } else {
+    return encodable<E>();
+  }
+}
+
+template <class... Ts>
+consteval bool alternatives_encodable(std::variant<Ts...>*) {
+  return (encodable<std::remove_cv_t<Ts>>() && ...);
+}
+
+// Whether BinaryCodec has an encoding for T: the same cases, in the same order, as encode().
+template <class T>
+consteval bool encodable() {
+  if constexpr (user_codec<T> || std::is_same_v<T, bool> || is_bulk_scalar<T> ||
+                is_instance<std::basic_string, T> || std::is_same_v<T, std::monostate>) {
+    return true;
+  } else if constexpr (is_sequence<T> || is_set<T>) {
+    return element_encodable<typename T::value_type>();
+  } else if constexpr (is_map<T>) {
+    return element_encodable<typename T::key_type>() &&
+           element_encodable<typename T::mapped_type>();
+  } else if constexpr (is_std_array<T> || is_instance<std::optional, T>) {
+    return encodable<std::remove_cv_t<typename T::value_type>>();
+  } else if constexpr (tuple_like_ok<T>()) {
+    return all_encodable(typename tuple_fields<T>::type{});
+  } else if constexpr (is_instance<std::variant, T>) {
+    return alternatives_encodable(static_cast<T*>(nullptr));
+  } else if constexpr (is_instance<std::chrono::duration, T>) {
+    return encodable<typename T::rep>();
+  } else {
+    return aggregate_ok<T>();
+  }
+}
+
+// The first field of the aggregate T that has no encoding.
+template <class... Fs>
+struct first_unencodable;
+template <class F, class... Fs>
+struct first_unencodable<F, Fs...> {
+  using type = std::conditional_t<encodable<std::remove_cv_t<F>>(),
+                                  typename first_unencodable<Fs...>::type, std::remove_cv_t<F>>;
+};
+template <>
+struct first_unencodable<> {
+  using type = void;
+};
+template <class... Fs>
+auto first_unencodable_of(field_list<Fs...>) -> typename first_unencodable<Fs...>::type*;
+template <class T>
+using unencodable_field_of = std::remove_pointer_t<decltype(first_unencodable_of(fields_of<T>{}))>;
 
 // The parts a pair, tuple or aggregate is encoded as, in order.
 template <class T>
@@ -744,6 +888,43 @@ consteval bool is_bulk() {
 
 // ---- rejection of unsupported types ------------------------------------------------------------
 
+template <class T>
+void reject();
+
+// Types that reject<T> explains better than "no encoding".
+template <class T>
+consteval bool has_own_reason() {
+  if constexpr (is_instance<std::pair, T> || is_instance<std::tuple, T>) {
+    return !tuple_like_ok<T>();  // holds a reference
+  } else {
+    return is_plain_aggregate<T> || std::is_enum_v<T> || std::is_union_v<T>;
+  }
+}
+
+// Fails the build on a field of Aggregate that has no encoding, naming both types in the
+// instantiation context. A nested aggregate is searched for the field that makes it fail.
+template <class Field, class Aggregate>
+void reject_field() {
+  if constexpr (aggregate_shape_ok<Field>()) {
+    reject_field<unencodable_field_of<Field>, Field>();
+  } else if constexpr (has_own_reason<Field>()) {
+    reject<Field>();  // its own message says why
+  } else if constexpr (std::is_pointer_v<Field> || std::is_member_pointer_v<Field>) {
+    static_assert(always_false<Field>,
+                  "procpool::BinaryCodec cannot encode a pointer field of an aggregate (the "
+                  "instantiation of reject_field<Field, Aggregate> names both types): an address "
+                  "means nothing in another process. Store the value itself, or add a "
+                  "procpool::codec<Aggregate> specialization.");
+  } else {
+    static_assert(always_false<Field>,
+                  "procpool::BinaryCodec cannot encode a field of an aggregate (the "
+                  "instantiation of reject_field<Field, Aggregate> names both types): the field's "
+                  "type has no encoding (a smart pointer, a handle, a class with private "
+                  "state...). Store an encodable value instead, or add a procpool::codec<Field> "
+                  "or procpool::codec<Aggregate> specialization.");
+  }
+}
+
 // Instantiated only for types with no encoding: fails the build with a message saying what to do.
 template <class T>
 void reject() {
@@ -770,15 +951,27 @@ void reject() {
                   "procpool::BinaryCodec cannot decode a std::pair or std::tuple holding a "
                   "reference: there is no object to refer to. Use values, or add a "
                   "procpool::codec<T> specialization.");
+  } else if constexpr (is_plain_aggregate<T> && has_base<T>()) {
+    static_assert(always_false<T>,
+                  "procpool::BinaryCodec cannot take apart an aggregate with a base class: make "
+                  "the base a field, or add a procpool::codec<T> specialization.");
+  } else if constexpr (is_plain_aggregate<T> && !fields_countable<T>()) {
+    static_assert(always_false<T>,
+                  "procpool::BinaryCodec cannot count the fields of this aggregate: a field's "
+                  "type cannot be initialized from a converted value (a deleted or ambiguous "
+                  "converting constructor, or an rvalue reference). Change that field's type, "
+                  "or add a procpool::codec<T> specialization for the aggregate.");
   } else if constexpr (is_plain_aggregate<T> && field_count<T>() > max_fields) {
     static_assert(always_false<T>,
                   "procpool::BinaryCodec encodes aggregates of at most 32 fields: group fields "
                   "into nested structs, or add a procpool::codec<T> specialization.");
-  } else if constexpr (is_plain_aggregate<T>) {
+  } else if constexpr (is_plain_aggregate<T> && !aggregate_shape_ok<T>()) {
     static_assert(always_false<T>,
                   "procpool::BinaryCodec cannot decode an aggregate with a reference field: "
                   "there is no object to refer to. Use a value field, or add a "
                   "procpool::codec<T> specialization.");
+  } else if constexpr (is_plain_aggregate<T>) {
+    reject_field<unencodable_field_of<T>, T>();
   } else {
     static_assert(always_false<T>,
                   "procpool::BinaryCodec cannot encode this type: it is not arithmetic, an enum, "
