@@ -35,9 +35,11 @@ class Progress {
       const std::uint64_t quarter = total_ == 0 ? 4 : 4 * done / total_;
       if (quarter <= printed_) return;
       printed_ = quarter;
+      // The share actually done: with 5 files, 2 done is 40%, not the quarter just passed.
+      const std::uint64_t percent = total_ == 0 ? 100 : 100 * done / total_;
       std::fprintf(out_, "progress: %llu/%llu %s (%llu%%), %.2f s, ETA %s\n",
                    static_cast<unsigned long long>(done), static_cast<unsigned long long>(total_),
-                   what_, static_cast<unsigned long long>(25 * quarter), t, eta(done, t).c_str());
+                   what_, static_cast<unsigned long long>(percent), t, eta(done, t).c_str());
     }
     std::fflush(out_);
   }

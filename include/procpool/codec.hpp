@@ -1,5 +1,7 @@
 #pragma once
 
+#include <procpool/detail/cxx20.hpp>
+
 /// @file
 /// Encoding of task arguments and results: `Writer`, `Reader`, the `codec<T>` customization point,
 /// the default `BinaryCodec` and the `Codec` concept.

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <procpool/detail/cxx20.hpp>
+
 #include <string>
 
 #include <procpool/detail/posix/launch.hpp>

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <procpool/detail/cxx20.hpp>
+
 /// procpool: a pool of worker processes for C++20. This header includes the whole public API.
 
 #include <procpool/async_result.hpp>

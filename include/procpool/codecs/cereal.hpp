@@ -1,5 +1,7 @@
 #pragma once
 
+#include <procpool/detail/cxx20.hpp>
+
 /// @file
 /// `CerealCodec`: a codec for any type cereal can serialize (a `serialize` member or free
 /// function, plus the `<cereal/types/...>` headers for the standard types used). Opt-in: not
