@@ -11,6 +11,7 @@ drift from run to run on a shared machine; the ratios are measured in the same r
 --plot-only redraws the chart from a CSV written before (into the CSV's directory unless --out).
 """
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -20,6 +21,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 TRIVIAL_TASKS = 200_000
@@ -76,6 +78,66 @@ def py_args_rate(pool):
     return best_of(5, once)
 
 
+def echo(b):
+    return b
+
+
+def py_round_trip_64mib(pool):
+    data = bytes(64 << 20)
+
+    def once():
+        t0 = time.perf_counter()
+        pool.apply(echo, (data,))
+        return len(data) / (time.perf_counter() - t0)
+    return best_of(3, once)
+
+
+def py_threads_rate(pool, threads=8, per_thread=300):
+    """Tasks per second when `threads` threads each submit and wait, one task at a time."""
+    def worker():
+        for i in range(per_thread):
+            pool.apply_async(inc, (i,)).get()
+
+    def once():
+        ts = [threading.Thread(target=worker) for _ in range(threads)]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return threads * per_thread / (time.perf_counter() - t0)
+    return best_of(3, once)
+
+
+def percentiles(samples):
+    s = sorted(samples)
+    at = lambda q: s[int(q * (len(s) - 1))]  # noqa: E731
+    return at(0.50), at(0.99), at(0.999)
+
+
+def py_latencies_us(pool, n=3000):
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        pool.apply_async(inc, (i,)).get()
+        out.append((time.perf_counter() - t0) * 1e6)
+    return percentiles(out)
+
+
+@contextlib.contextmanager
+def cpu_burners(n):
+    """`n` processes that only burn CPU, as busy neighbours on a shared machine would."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(0.3)  # let them get going
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
 def py_value_ns(n=200_000):
     v = mp.Value("i", 0)
     t0 = time.perf_counter()
@@ -110,6 +172,12 @@ def python_side():
         res["imap_unordered"] = py_imap_unordered_rate(pool)
         res["map_auto"] = py_map_rate(pool, 0)
         res["args_64x1mib"] = py_args_rate(pool)
+        res["rt_64mib"] = py_round_trip_64mib(pool)
+        res["threads8"] = py_threads_rate(pool)
+        res["rt_p50"], res["rt_p99"], res["rt_p999"] = py_latencies_us(pool)
+        with cpu_burners(2):
+            res["round_trip_loaded"] = py_round_trip_us(pool, n=1000)
+            res["threads8_loaded"] = py_threads_rate(pool, per_thread=100)
     res["value"] = py_value_ns()
     for m in ("fork", "spawn", "forkserver"):
         res[f"first_{m}"], res[f"startstop_{m}"] = py_startup_ms(m)
@@ -152,9 +220,25 @@ def procpool_side(build):
     shared = run_bench(os.path.join(bench, "shared_bench"), "BM_ValueLockedIncrement")
     startup = run_bench(os.path.join(bench, "startup_bench"), reps=5)
     kernel = run_bench(os.path.join(bench, "kernel_bench"))
-    g = lambda d, k: next(v for n, v in d.items() if n.startswith(k))  # noqa: E731
+    with cpu_burners(2):
+        loaded = run_bench(os.path.join(bench, "pool_bench"),
+                           "^BM_ApplyRoundTrip")
+    sieve = os.path.join(build, "examples", "prime_sieve")
+    with cpu_burners(1):
+        primes_loaded = prime_sieve_speedup(sieve)
+    # A row by its name, or by its name and arguments ("name/...").
+    g = lambda d, k: next(v for n, v in d.items() if n == k or n.startswith(k + "/"))  # noqa: E731
     res = {
         "round_trip": real_ns(g(pool, "BM_ApplyRoundTrip")) / 1e3,
+        "round_trip_loaded": real_ns(g(loaded, "BM_ApplyRoundTrip")) / 1e3,
+        "threads8": g(pool, "BM_ApplyRoundTripThreads")["items_per_second"],
+        "threads8_loaded": g(loaded, "BM_ApplyRoundTripThreads")["items_per_second"],
+        "rt_p50": g(pool, "BM_RoundTripLatency")["p50_us"],
+        "rt_p99": g(pool, "BM_RoundTripLatency")["p99_us"],
+        "rt_p999": g(pool, "BM_RoundTripLatency")["p999_us"],
+        "k_block_p50": g(kernel, "BM_PipeRoundTripBlockingLatency")["p50_us"],
+        "k_block_p99": g(kernel, "BM_PipeRoundTripBlockingLatency")["p99_us"],
+        "k_block_p999": g(kernel, "BM_PipeRoundTripBlockingLatency")["p999_us"],
         "map_chunk1": g(pool, "BM_MapChunk1")["items_per_second"],
         "imap_unordered": g(pool, "BM_ImapUnorderedChunk1")["items_per_second"],
         "map_auto": g(pool, "BM_MapAutoChunk")["items_per_second"],
@@ -174,7 +258,8 @@ def procpool_side(build):
     for m in ("fork", "spawn", "forkserver"):
         res[f"first_{m}"] = real_ns(g(startup, f"start_to_first_result/{m}")) / 1e6
         res[f"startstop_{m}"] = real_ns(g(startup, f"start_and_shutdown/{m}")) / 1e6
-    res["primes"] = prime_sieve_speedup(os.path.join(build, "examples", "prime_sieve"))
+    res["primes"] = prime_sieve_speedup(sieve)
+    res["primes_loaded"] = primes_loaded
     return res
 
 
@@ -183,11 +268,19 @@ def procpool_side(build):
 # key, workload, unit, scale (raw value -> unit), higher is better, target, target ratio
 ROWS = [
     ("round_trip", "apply_async->get round trip, trivial task", "us", 1, False, 5, 34),
+    ("round_trip_loaded", "round trip, 2 CPU-burning processes beside it", "us", 1, False, None,
+     2),
+    ("threads8", "8 threads each apply_async->get, Pool(2)", "k tasks/s", 1e-3, True, None, 2),
+    ("threads8_loaded", "8 threads, 2 CPU-burning processes beside it", "k tasks/s", 1e-3, True,
+     None, 2),
+    ("rt_p50", "round trip p50 (quiet)", "us", 1, False, None, None),
+    ("rt_p99", "round trip p99 (quiet)", "us", 1, False, None, None),
+    ("rt_p999", "round trip p99.9 (quiet)", "us", 1, False, None, None),
     ("map_chunk1", "map, chunksize 1, 200k trivial tasks", "M tasks/s", 1e-6, True, 1, 17),
     ("imap_unordered", "imap_unordered, chunksize 1, 200k tasks", "M tasks/s", 1e-6, True, 1, 17),
     ("map_auto", "map, automatic chunksize, 200k trivial tasks", "M tasks/s", 1e-6, True, 60, 10),
     ("args_64x1mib", "64 x 1 MiB arguments", "GB/s", 1e-9, True, 3, 6),
-    ("rt_64mib", "64 MiB argument + result round trip", "GB/s", 1e-9, True, 2, None),
+    ("rt_64mib", "64 MiB argument + result round trip", "GB/s", 1e-9, True, 2, 10),
     ("array_256", "shared Array of 256 MiB handed to a task", "us", 1, False, 50, None),
     ("array_1", "shared Array of 1 MiB handed to a task", "us", 1, False, 50, None),
     ("first_fork", "pool start to first result, fork", "ms", 1, False, 1.5, 12),
@@ -196,7 +289,8 @@ ROWS = [
     ("startstop_fork", "pool start + shutdown, fork", "ms", 1, False, None, None),
     ("startstop_spawn", "pool start + shutdown, spawn", "ms", 1, False, None, None),
     ("startstop_forkserver", "pool start + shutdown, forkserver", "ms", 1, False, None, None),
-    ("primes", "prime sieve to 10^9, speedup over one process", "x", 1, True, 1.9, None),
+    ("primes", "prime sieve to 10^9, speedup over one process", "x", 1, True, 1.85, None),
+    ("primes_loaded", "prime sieve, one core busy elsewhere", "x", 1, True, 1.0, None),
     ("value", "Value lock + increment + unlock", "ns", 1, False, 25, 17),
     ("idle", "idle pool, CPU of workers + parent", "% core", 1, False, 1, None),
     ("k_block", "kernel: pipe round trip, blocking", "us", 1, False, None, None),
@@ -205,6 +299,9 @@ ROWS = [
     ("k_stream64k", "kernel: pipe streaming, 64 KiB buffer", "GB/s", 1e-9, True, None, None),
     ("k_stream1m", "kernel: pipe streaming, 1 MiB buffer", "GB/s", 1e-9, True, None, None),
     ("k_fork", "kernel: fork + exit + wait", "ms", 1, False, None, None),
+    ("k_block_p50", "kernel: blocking pipe round trip p50", "us", 1, False, None, None),
+    ("k_block_p99", "kernel: blocking pipe round trip p99", "us", 1, False, None, None),
+    ("k_block_p999", "kernel: blocking pipe round trip p99.9", "us", 1, False, None, None),
 ]
 
 

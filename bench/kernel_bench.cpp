@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "latency.hpp"
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/process.hpp>
 
@@ -73,20 +74,22 @@ struct Child {
   }
 };
 
+// One 8-byte message there and back.
+void round_trip(Child& c, bool poll, std::uint64_t v) {
+  (void)posix::write_all(c.to.write_end.get(), &v, sizeof v);
+  std::uint64_t back = 0;
+  for (;;) {
+    std::error_code ec;
+    auto n = posix::read_some(c.from.read_end.get(), &back, sizeof back, ec);
+    if (n > 0 || !poll || ec != std::errc::resource_unavailable_try_again) break;
+  }
+  benchmark::DoNotOptimize(back);
+}
+
 void round_trips(benchmark::State& state, bool poll) {
   Child c(&echo_main, poll);
   std::uint64_t v = 0;
-  for (auto _ : state) {
-    ++v;
-    (void)posix::write_all(c.to.write_end.get(), &v, sizeof v);
-    std::uint64_t back = 0;
-    for (;;) {
-      std::error_code ec;
-      auto n = posix::read_some(c.from.read_end.get(), &back, sizeof back, ec);
-      if (n > 0 || !poll || ec != std::errc::resource_unavailable_try_again) break;
-    }
-    benchmark::DoNotOptimize(back);
-  }
+  for (auto _ : state) round_trip(c, poll, ++v);
 }
 
 void BM_PipeRoundTripBlocking(benchmark::State& state) {
@@ -98,6 +101,17 @@ void BM_PipeRoundTripPolling(benchmark::State& state) {
   round_trips(state, true);
 }
 BENCHMARK(BM_PipeRoundTripPolling)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// The distribution of blocking round trips: what a wake-up on the other side costs here.
+void BM_PipeRoundTripBlockingLatency(benchmark::State& state) {
+  Child c(&echo_main, false);
+  std::uint64_t v = 0;
+  procpool_bench::record_latencies(state, 3000, [&] { round_trip(c, false, ++v); });
+}
+BENCHMARK(BM_PipeRoundTripBlockingLatency)
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // Many small messages in flight: one writer, one reader that answers each.
 void BM_PipeStreamSmall(benchmark::State& state) {

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "latency.hpp"
 #include <procpool/procpool.hpp>
 
 namespace {
@@ -51,6 +52,23 @@ void BM_ApplyRoundTrip(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_ApplyRoundTrip)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// More submitting threads than cores, each waiting for its own result: the waiting threads must
+// not take the CPU from the workers.
+BENCHMARK(BM_ApplyRoundTrip)
+    ->Name("BM_ApplyRoundTripThreads")
+    ->Threads(8)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// The distribution of single round trips (the mean hides the tail).
+void BM_RoundTripLatency(benchmark::State& state) {
+  auto& p = pool();
+  int i = 0;
+  procpool_bench::record_latencies(
+      state, 3000, [&] { benchmark::DoNotOptimize(p.apply_async(inc, i++).get()); });
+}
+BENCHMARK(BM_RoundTripLatency)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 constexpr int kTrivialTasks = 200'000;
 
