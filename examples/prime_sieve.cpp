@@ -71,10 +71,13 @@ std::vector<std::uint32_t> small_primes(u64 n) {
 }
 
 // The task. Only odd numbers are sieved (2 is counted once by the caller). A worker keeps its
-// base primes in a static between tasks: that is per process state, rebuilt by each worker.
+// base primes and its sieve buffer in statics between tasks: per process state, made by each
+// worker once. Reusing the buffer keeps it in the core's cache and spares the page faults and
+// zeroing of fresh memory, which would otherwise cost as much as the sieving itself.
 SegmentResult sieve_segment(Segment s) {
   static std::vector<std::uint32_t> base;
   static u64 base_limit = 0;
+  static std::vector<unsigned char> composite;
   SegmentResult r;
   u64 lo = std::max<u64>(s.lo, 3);
   if (lo % 2 == 0) ++lo;
@@ -86,7 +89,7 @@ SegmentResult sieve_segment(Segment s) {
   }
   // Index i stands for the odd number lo + 2i.
   const u64 n = (s.hi - lo + 1) / 2;
-  std::vector<unsigned char> composite(n, 0);
+  composite.assign(n, 0);
   for (std::uint32_t p : base) {
     const u64 pp = u64{p} * p;
     if (pp >= s.hi) break;
@@ -95,7 +98,8 @@ SegmentResult sieve_segment(Segment s) {
     for (u64 j = (start - lo) / 2; j < n; j += p) composite[j] = 1;
   }
   if (!s.sum && !s.list) {
-    r.count = static_cast<u64>(std::count(composite.begin(), composite.end(), 0));
+    r.count = static_cast<u64>(
+        std::count(composite.begin(), composite.begin() + static_cast<std::ptrdiff_t>(n), 0));
     return r;
   }
   u128 sum = 0;
@@ -185,7 +189,7 @@ void usage(std::FILE* out) {
                "                     (default 10^9, at most 10^15)\n"
                "  --processes P      worker processes (default: the CPUs this process may use)\n"
                "  --segment BYTES    sieve segment size; each byte stands for one odd number\n"
-               "                     (default 1048576)\n"
+               "                     (default 262144)\n"
                "  --start METHOD     how workers start: fork (default), spawn or forkserver\n"
                "  --sum              also add the primes up (checked for powers of ten too)\n"
                "  --list             print every prime, in order, on standard output (the report\n"
@@ -241,7 +245,7 @@ procpool::StartMethod parse_start(const char* text) {
 
 struct Config {
   u64 limit = 1'000'000'000;
-  u64 segment = 1 << 20;
+  u64 segment = 256 << 10;  // with the base primes, fits a core's L2 cache
   procpool::Options pool;
   bool sum = false;
   bool list = false;
