@@ -7,9 +7,11 @@
 #include <procpool/async_result.hpp>
 #include <procpool/codec.hpp>
 #include <procpool/cpu.hpp>
+#include <procpool/dict.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/imap.hpp>
 #include <procpool/init.hpp>
+#include <procpool/list.hpp>
 #include <procpool/options.hpp>
 #include <procpool/pipe.hpp>
 #include <procpool/pool.hpp>

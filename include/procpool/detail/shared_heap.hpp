@@ -1,0 +1,404 @@
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <procpool/codec.hpp>
+#include <procpool/detail/posix/heap.hpp>
+#include <procpool/detail/segment.hpp>
+#include <procpool/detail/wire.hpp>
+#include <procpool/errors.hpp>
+#include <procpool/sync.hpp>
+
+#ifndef PROCPOOL_CONTAINER_RESERVE
+/// Address space (not memory) each process reserves at first for one shared container's heap;
+/// a heap that outgrows it is mapped again, twice as large.
+#define PROCPOOL_CONTAINER_RESERVE (std::size_t{4} << 30)
+#endif
+
+namespace procpool::detail {
+
+inline constexpr std::uint32_t kind_list = 0x70704c49;  // "ppLI"
+inline constexpr std::uint32_t kind_dict = 0x70704449;  // "ppDI"
+
+/// The reservation a process makes for a container heap it maps (tests make it small, to
+/// exercise mapping again as the heap grows).
+inline std::atomic<std::size_t>& heap_reserve_bytes() {
+  static std::atomic<std::size_t> n{PROCPOOL_CONTAINER_RESERVE};
+  return n;
+}
+
+inline constexpr std::size_t heap_classes = 192;
+inline constexpr std::size_t heap_journal_capacity = 512;
+inline constexpr std::size_t heap_roots = 8;
+// Freed blocks at least this large give their memory back to the system.
+inline constexpr std::size_t heap_release_min = 64 * 1024;
+inline constexpr std::uint64_t heap_first = 64;  // offset 0 means "no block"
+
+/// One undo record: where a word lives (an offset in `HeapState`, or `in_heap | offset` in the
+/// heap file) and what it held before the operation changed it.
+struct HeapUndo {
+  std::uint64_t where;
+  std::uint64_t old;
+};
+
+/// A container's header, in its fixed segment next to the robust mutex.
+struct HeapState {
+  std::uint64_t top;        // end of the heap's allocated part (blocks below it, free or not)
+  std::uint64_t committed;  // heap bytes backed by memory; only grows, except on clear
+  std::uint64_t root[heap_roots];  // the container's own words
+  std::uint64_t free_head[heap_classes];
+  std::uint64_t undo_count;  // the commit point: 0 = no operation in flight
+  HeapUndo undo[heap_journal_capacity];
+};
+using HeapLayout = Layout<HeapState>;
+
+/// A 64-bit hash of bytes (used on encoded keys).
+inline std::uint64_t hash_bytes(const std::byte* p, std::size_t n) noexcept {
+  std::uint64_t h = 0x9e3779b97f4a7c15ull ^ (n * 0xc2b2ae3d27d4eb4full);
+  for (; n >= 8; p += 8, n -= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  std::uint64_t w = 0;
+  std::memcpy(&w, p, n);
+  h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 29;
+  h *= 0x94d049bb133111ebull;
+  return h ^ (h >> 32);
+}
+
+/// A growable heap of variable-size blocks shared by processes, on which `List` and `Dict` are
+/// built. Two pieces of shared memory: a fixed segment (header, robust mutex, undo journal) and a
+/// memory file for the blocks, which grows in place (fallocate) under a large address-space
+/// reservation that each process maps once (and maps again, larger, in the rare case the heap
+/// outgrows it). Offsets, not addresses, link blocks, so every process sees the same heap.
+///
+/// Blocks: an 8-byte header (payload length << 8 | size class), then the payload. Sizes are
+/// rounded to a class (8-byte steps up to 128, then 4 per doubling); freed blocks go on their
+/// class's free list, and large ones give their memory back (hole punching) until reused.
+///
+/// Atomicity (under SIGKILL too): every operation runs under the robust mutex as one
+/// transaction. Before it changes a word that existed before the operation (a root, a free-list
+/// head, an index slot), `set` appends the word's old value to the undo journal in the header
+/// and only then bumps `undo_count`; bytes written into blocks the operation allocated are not
+/// logged, as nothing reaches them until the operation commits. The commit is one store:
+/// `undo_count = 0`. A process that dies in the middle leaves `undo_count > 0`; the next owner of
+/// the lock (told by `owner_died`) writes the old values back, newest first, and so sees the
+/// state before the operation. An exception inside an operation (out of memory, a codec error)
+/// rolls back the same way. Work that cannot be undone (giving memory back) runs after the
+/// commit, so dying there only keeps memory longer. Growing the heap file is never undone; the
+/// space is reused.
+class SharedHeap {
+ public:
+  static constexpr std::uint64_t in_heap = std::uint64_t{1} << 63;
+
+  /// A new, empty heap for a container of `kind` with element tag `tag`.
+  SharedHeap(std::uint32_t kind, std::uint32_t tag)
+      : header_(make_shared_object(kind, tag, 0, HeapLayout::data)),
+        state_(new (at<HeapState>(header_, HeapLayout::state)) HeapState{}),
+        mutex_(header_, HeapLayout::mutex, true) {
+    posix::UniqueFd fd;
+    posix::check(posix::make_heap_file(fd), "memfd_create");
+    file_ = Segment::create_descriptor(std::move(fd));
+    state_->top = heap_first;
+    map(0);
+  }
+
+  /// A heap received as a handle (already checked by the caller).
+  SharedHeap(std::shared_ptr<Segment> header, std::shared_ptr<Segment> file)
+      : header_(std::move(header)),
+        file_(std::move(file)),
+        state_(at<HeapState>(header_, HeapLayout::state)),
+        mutex_(header_, HeapLayout::mutex, false) {
+    map(std::atomic_ref<std::uint64_t>(state_->committed).load());
+  }
+
+  SharedHeap(const SharedHeap&) = delete;
+  SharedHeap& operator=(const SharedHeap&) = delete;
+
+  const std::shared_ptr<Segment>& header() const noexcept { return header_; }
+  const std::shared_ptr<Segment>& file() const noexcept { return file_; }
+
+  // ---- locking -------------------------------------------------------------------------------
+
+  /// Takes the lock; repairs what a holder that died left behind; maps what others added.
+  void lock() {
+    bool got = false;
+    // Operations are short: a brief spin usually gets the lock without a futex sleep.
+    for (int i = 0; i < 128 && !got; ++i) {
+      got = mutex_.try_lock();
+      if (!got) cpu_relax();
+    }
+    if (!got) mutex_.lock();
+    try {
+      if (state_->committed > map_.size()) map_more(state_->committed);
+      if (mutex_.owner_died() || state_->undo_count != 0) rollback();
+    } catch (...) {
+      mutex_.unlock();
+      throw;
+    }
+  }
+  void unlock() { mutex_.unlock(); }
+
+  // ---- transactions (lock held) --------------------------------------------------------------
+
+  /// Changes a logged word: `where` as in `HeapUndo`.
+  void set(std::uint64_t where, std::uint64_t value) {
+    std::uint64_t* p = word(where);
+    if (!logged(where)) {
+      const std::uint64_t n = state_->undo_count;
+      if (n == heap_journal_capacity)
+        throw Error("procpool: a shared container operation changes too much at once");
+      state_->undo[n] = HeapUndo{where, *p};
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // the record before the count
+      state_->undo_count = n + 1;
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // the count before the change
+    }
+    *p = value;
+  }
+  void set_root(std::size_t i, std::uint64_t v) { set(state_where(&state_->root[i]), v); }
+  void set_heap(std::uint64_t off, std::uint64_t v) { set(in_heap | off, v); }
+
+  /// Makes the operation's changes permanent (one store), then does the work that cannot be
+  /// undone.
+  void commit() noexcept {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    state_->undo_count = 0;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    logged_.clear();
+    if (release_all_) {
+      release_all_ = false;
+      const std::uint64_t end = state_->committed;
+      state_->committed = 0;
+      (void)posix::release_range(file_->fd(), 0, static_cast<std::size_t>(end));
+    }
+    for (auto [off, n] : release_)
+      (void)posix::release_range(file_->fd(), static_cast<std::size_t>(off),
+                                 static_cast<std::size_t>(n));
+    release_.clear();
+  }
+
+  /// Puts back every logged word, newest first (repeating this after a death is harmless).
+  void rollback() noexcept {
+    for (std::uint64_t i = state_->undo_count; i-- > 0;) {
+      const HeapUndo u = state_->undo[i];
+      *word(u.where) = u.old;
+    }
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    state_->undo_count = 0;
+    logged_.clear();
+    release_.clear();
+    release_all_ = false;
+  }
+
+  // ---- blocks (lock held, inside a transaction) ----------------------------------------------
+
+  /// A block with room for `len` payload bytes; returns its offset.
+  std::uint64_t alloc(std::size_t len) {
+    if (len > (std::size_t{1} << 46)) throw std::bad_alloc();
+    const std::size_t c = size_class(len + 8 < 16 ? 16 : len + 8);
+    const std::uint64_t size = class_size(c);
+    std::uint64_t off = state_->free_head[c];
+    if (off != 0) {
+      if (size >= heap_release_min)  // its memory may have been given back: take it again
+        posix::check(posix::commit_range(file_->fd(), static_cast<std::size_t>(off),
+                                         static_cast<std::size_t>(size)),
+                     "fallocate (shared container memory)");
+      set(state_where(&state_->free_head[c]), *word(in_heap | (off + 8)));
+    } else {
+      off = state_->top;
+      if (off + size > state_->committed) grow(off + size);
+      set(state_where(&state_->top), off + size);
+    }
+    *word(in_heap | off) = (std::uint64_t{len} << 8) | c;
+    return off;
+  }
+
+  /// Returns a block to its free list (logged: the operation may still be undone).
+  void free(std::uint64_t off) {
+    const std::size_t c = static_cast<std::size_t>(*word(in_heap | off) & 0xff);
+    const std::uint64_t size = class_size(c);
+    set_heap(off + 8, state_->free_head[c]);
+    set(state_where(&state_->free_head[c]), off);
+    if (size >= heap_release_min) {
+      const std::uint64_t from = (off + 16 + 4095) / 4096 * 4096;
+      const std::uint64_t to = (off + size) / 4096 * 4096;
+      if (to > from) release_.emplace_back(from, to - from);
+    }
+  }
+
+  /// Forgets every block (for `clear`): the memory goes back to the system after the commit.
+  void free_all() {
+    for (std::size_t c = 0; c < heap_classes; ++c)
+      if (state_->free_head[c] != 0) set(state_where(&state_->free_head[c]), 0);
+    set(state_where(&state_->top), heap_first);
+    release_all_ = true;
+  }
+
+  std::size_t length(std::uint64_t off) const noexcept {
+    return static_cast<std::size_t>(*word(in_heap | off) >> 8);
+  }
+  std::byte* payload(std::uint64_t off) const noexcept { return map_.get() + off + 8; }
+  std::uint64_t* words(std::uint64_t off) const noexcept {
+    return reinterpret_cast<std::uint64_t*>(payload(off));
+  }
+  std::uint64_t root(std::size_t i) const noexcept { return state_->root[i]; }
+
+  // ---- for tests -----------------------------------------------------------------------------
+
+  HeapState& state() noexcept { return *state_; }
+  Mutex& mutex() noexcept { return mutex_; }
+  std::size_t mapped() const noexcept { return map_.size(); }
+  /// Moves the heap's end `n` bytes further without giving them memory: what a heap looks like
+  /// after large blocks there were freed (lock held, inside a transaction).
+  void skip(std::size_t n) {
+    const std::uint64_t end = state_->committed + n;  // never shorter: blocks live below
+    posix::check(posix::extend_file(file_->fd(), static_cast<std::size_t>(end)), "ftruncate");
+    map_more(end);
+    state_->committed = end;
+    set(state_where(&state_->top), end);
+  }
+
+ private:
+  static std::size_t size_class(std::uint64_t total) noexcept {
+    if (total <= 128) return static_cast<std::size_t>((total + 7) / 8);  // 2..16
+    int p = 63 - __builtin_clzll(total - 1);                             // total in (2^p, 2^(p+1)]
+    const std::uint64_t step = std::uint64_t{1} << (p - 2);
+    const std::uint64_t k = (total - (std::uint64_t{1} << p) + step - 1) / step;  // 1..4
+    return static_cast<std::size_t>(16 + (p - 7) * 4 + static_cast<int>(k));
+  }
+  static std::uint64_t class_size(std::size_t c) noexcept {
+    if (c <= 16) return std::uint64_t{c} * 8;
+    const std::size_t p = (c - 17) / 4 + 7;
+    const std::uint64_t k = (c - 17) % 4 + 1;
+    return (std::uint64_t{1} << p) + k * (std::uint64_t{1} << (p - 2));
+  }
+
+  std::uint64_t state_where(const std::uint64_t* field) const noexcept {
+    return static_cast<std::uint64_t>(reinterpret_cast<const char*>(field) -
+                                      reinterpret_cast<const char*>(state_));
+  }
+  std::uint64_t* word(std::uint64_t where) const noexcept {
+    if (where & in_heap) return reinterpret_cast<std::uint64_t*>(map_.get() + (where & ~in_heap));
+    return reinterpret_cast<std::uint64_t*>(reinterpret_cast<char*>(state_) + where);
+  }
+
+  // Only the first change of a word in an operation needs its old value.
+  bool logged(std::uint64_t where) {
+    const std::uint64_t n = state_->undo_count;
+    if (n <= 16) {
+      for (std::uint64_t i = 0; i < n; ++i)
+        if (state_->undo[i].where == where) return true;
+      if (n == 16)
+        for (std::uint64_t i = 0; i < n; ++i) logged_.insert(state_->undo[i].where);
+      return false;
+    }
+    return !logged_.insert(where).second;
+  }
+
+  // Gives the heap memory up to at least `end`, in steps that stay small (so no single
+  // operation pays for a large growth) but double while the heap is small.
+  void grow(std::uint64_t end) {
+    const std::uint64_t have = state_->committed;
+    std::uint64_t step = std::clamp<std::uint64_t>(have, 64 * 1024, 2 * 1024 * 1024);
+    std::uint64_t want = std::max(end, have + step);
+    want = (want + 65535) / 65536 * 65536;
+    posix::check(posix::commit_range(file_->fd(), static_cast<std::size_t>(have),
+                                     static_cast<std::size_t>(want - have)),
+                 "fallocate (shared container memory)");
+    map_more(want);
+    state_->committed = want;
+  }
+
+  void map(std::uint64_t need) {
+    std::size_t reserve = std::max<std::size_t>(heap_reserve_bytes().load(), 1 << 20);
+    while (reserve < need) reserve *= 2;
+    posix::check(map_.map(file_->fd(), reserve), "mmap (shared container reservation)");
+  }
+
+  void map_more(std::uint64_t need) {
+    if (need <= map_.size()) return;
+    std::size_t reserve = map_.size();
+    while (reserve < need) reserve *= 2;
+    posix::check(map_.grow(reserve), "mremap (shared container reservation)");
+  }
+
+  std::shared_ptr<Segment> header_;
+  std::shared_ptr<Segment> file_;
+  HeapState* state_;
+  Mutex mutex_;
+  posix::ReservedMapping map_;
+  // Per operation, in this process (the lock serializes their use).
+  std::unordered_set<std::uint64_t> logged_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> release_;
+  bool release_all_ = false;
+};
+
+/// Holds a heap's lock for a scope.
+class HeapLock {
+ public:
+  explicit HeapLock(SharedHeap& h) : h_(h) { h_.lock(); }
+  ~HeapLock() { h_.unlock(); }
+  HeapLock(const HeapLock&) = delete;
+  HeapLock& operator=(const HeapLock&) = delete;
+
+ private:
+  SharedHeap& h_;
+};
+
+/// One operation on a heap whose lock is held: undone unless committed.
+class HeapTxn {
+ public:
+  explicit HeapTxn(SharedHeap& h) noexcept : h_(h) {}
+  ~HeapTxn() {
+    if (!done_) h_.rollback();
+  }
+  void commit() noexcept {
+    h_.commit();
+    done_ = true;
+  }
+  HeapTxn(const HeapTxn&) = delete;
+  HeapTxn& operator=(const HeapTxn&) = delete;
+
+ private:
+  SharedHeap& h_;
+  bool done_ = false;
+};
+
+/// Scratch buffers for encoding and for bytes copied out of a heap, per thread.
+inline Buffer& heap_scratch(int which) {
+  thread_local Buffer b[3];
+  return b[which];
+}
+
+/// Writes a container handle: both segments and the element tag.
+inline void write_heap(Writer& w, const SharedHeap& h, std::uint32_t tag) {
+  write_segment(w, h.header());
+  write_segment(w, h.file());
+  w.write(tag);
+}
+
+/// Reads a container handle written by `write_heap` and maps the heap.
+inline std::shared_ptr<SharedHeap> read_heap(Reader& r, std::uint32_t kind, std::uint32_t tag) {
+  auto header = read_segment(r);
+  check_shared_object(r, *header, kind, tag, HeapLayout::data);
+  auto file = read_segment(r);
+  if (!file->is_descriptor()) r.fail("a shared container handle names no heap file");
+  if (r.read<std::uint32_t>() != tag) r.fail("the shared container holds another element type");
+  return std::make_shared<SharedHeap>(std::move(header), std::move(file));
+}
+
+}  // namespace procpool::detail

@@ -1,0 +1,326 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <procpool/codec.hpp>
+#include <procpool/detail/shared_heap.hpp>
+#include <procpool/queue.hpp>
+
+namespace procpool {
+
+namespace detail {
+
+struct ListAccess;
+
+/// The untyped engine of `List<T>`: encoded items in a `SharedHeap`, found through an index of
+/// fixed-size chunks (so growing never copies the items or the index, only the small directory
+/// of chunks).
+///
+/// Roots: 0 = item count, 1 = directory block, 2 = directory capacity, 3 = chunks allocated.
+/// Index slots at or past the count are unused, so they are written without logging; the count
+/// is the last word each operation changes.
+class ByteList {
+ public:
+  static constexpr std::uint64_t chunk = 4095;  // slots per chunk: a 32 KiB block
+  enum : std::size_t { count_root, dir_root, dir_cap_root, chunks_root };
+
+  explicit ByteList(std::uint32_t tag) : h_(std::make_shared<SharedHeap>(kind_list, tag)) {}
+  explicit ByteList(std::shared_ptr<SharedHeap> h) : h_(std::move(h)) {}
+
+  SharedHeap& heap() noexcept { return *h_; }
+  const SharedHeap& heap() const noexcept { return *h_; }
+
+  /// Appends the items of `items`, each `n`-byte item preceded by its 8-byte length.
+  void append(std::span<const std::byte> items) {
+    HeapLock l(*h_);
+    HeapTxn t(*h_);
+    std::uint64_t n = h_->root(count_root);
+    for (std::size_t pos = 0; pos < items.size(); ++n) {
+      std::uint64_t len;
+      std::memcpy(&len, items.data() + pos, 8);
+      pos += 8;
+      const std::uint64_t item = h_->alloc(static_cast<std::size_t>(len));
+      std::memcpy(h_->payload(item), items.data() + pos, static_cast<std::size_t>(len));
+      pos += static_cast<std::size_t>(len);
+      const std::uint64_t c = slot_chunk(n);
+      h_->words(c)[n % chunk] = item;
+    }
+    h_->set_root(count_root, n);
+    t.commit();
+  }
+
+  /// Appends one item.
+  void push(std::span<const std::byte> item) {
+    HeapLock l(*h_);
+    HeapTxn t(*h_);
+    const std::uint64_t n = h_->root(count_root);
+    const std::uint64_t off = h_->alloc(item.size());
+    std::memcpy(h_->payload(off), item.data(), item.size());
+    const std::uint64_t c = slot_chunk(n);
+    h_->words(c)[n % chunk] = off;
+    h_->set_root(count_root, n + 1);
+    t.commit();
+  }
+
+  /// Copies item `i` into `out`; false if there is none.
+  bool get(std::uint64_t i, Buffer& out, std::uint64_t& size) {
+    HeapLock l(*h_);
+    size = h_->root(count_root);
+    if (i >= size) return false;
+    copy_out(item_at(i), out);
+    return true;
+  }
+
+  /// Replaces item `i`; false if there is none.
+  bool set(std::uint64_t i, std::span<const std::byte> item, std::uint64_t& size) {
+    HeapLock l(*h_);
+    size = h_->root(count_root);
+    if (i >= size) return false;
+    HeapTxn t(*h_);
+    const std::uint64_t off = h_->alloc(item.size());
+    std::memcpy(h_->payload(off), item.data(), item.size());
+    const std::uint64_t c = chunk_of(i);
+    const std::uint64_t old = h_->words(c)[i % chunk];
+    h_->set_heap(c + 8 + (i % chunk) * 8, off);
+    h_->free(old);
+    t.commit();
+    return true;
+  }
+
+  /// Takes the last item out into `out`; false if empty.
+  bool pop(Buffer& out) {
+    HeapLock l(*h_);
+    const std::uint64_t n = h_->root(count_root);
+    if (n == 0) return false;
+    HeapTxn t(*h_);
+    const std::uint64_t off = item_at(n - 1);
+    copy_out(off, out);
+    h_->free(off);
+    h_->set_root(count_root, n - 1);
+    t.commit();
+    return true;
+  }
+
+  std::uint64_t size() {
+    HeapLock l(*h_);
+    return h_->root(count_root);
+  }
+
+  void clear() {
+    HeapLock l(*h_);
+    HeapTxn t(*h_);
+    for (std::size_t r = 0; r < heap_roots; ++r)
+      if (h_->root(r) != 0) h_->set_root(r, 0);
+    h_->free_all();
+    t.commit();
+  }
+
+  /// Every item, each preceded by its 8-byte length.
+  void copy_all(Buffer& out) {
+    HeapLock l(*h_);
+    const std::uint64_t n = h_->root(count_root);
+    out.clear();
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const std::uint64_t off = item_at(i);
+      const std::uint64_t len = h_->length(off);
+      out.append(&len, 8);
+      out.append(h_->payload(off), static_cast<std::size_t>(len));
+    }
+  }
+
+ private:
+  friend struct ListAccess;
+
+  std::uint64_t chunk_of(std::uint64_t i) const noexcept {
+    return h_->words(h_->root(dir_root))[i / chunk];
+  }
+  std::uint64_t item_at(std::uint64_t i) const noexcept {
+    return h_->words(chunk_of(i))[i % chunk];
+  }
+
+  void copy_out(std::uint64_t off, Buffer& out) const {
+    const std::size_t len = h_->length(off);
+    out.resize(len);
+    std::memcpy(out.data(), h_->payload(off), len);
+  }
+
+  // The chunk that holds slot `n` (the first past the end), allocated if needed.
+  std::uint64_t slot_chunk(std::uint64_t n) {
+    const std::uint64_t c = n / chunk;
+    const std::uint64_t have = h_->root(chunks_root);
+    if (c < have) return h_->words(h_->root(dir_root))[c];
+    std::uint64_t cap = h_->root(dir_cap_root);
+    if (c == cap) {
+      // The directory is full: a twice larger copy replaces it.
+      const std::uint64_t new_cap = cap == 0 ? 16 : cap * 2;
+      const std::uint64_t dir = h_->alloc(static_cast<std::size_t>(new_cap * 8));
+      const std::uint64_t old = h_->root(dir_root);
+      if (cap) std::memcpy(h_->payload(dir), h_->payload(old), static_cast<std::size_t>(cap * 8));
+      h_->set_root(dir_root, dir);
+      h_->set_root(dir_cap_root, new_cap);
+      if (old) h_->free(old);
+    }
+    const std::uint64_t block = h_->alloc(static_cast<std::size_t>(chunk * 8));
+    h_->words(h_->root(dir_root))[c] = block;
+    h_->set_root(chunks_root, c + 1);
+    return block;
+  }
+
+  std::shared_ptr<SharedHeap> h_;
+};
+
+}  // namespace detail
+
+/// A list shared by processes, like the proxy `multiprocessing.Manager().list()` returns, but
+/// with no server process: the items live in shared memory (encoded with `Codec`), and every
+/// operation is done by the calling process itself under the list's robust lock. Passed to a task
+/// or a `Process` (any start method), it refers to the same list; so do copies.
+///
+/// Every operation is atomic, also when the process doing it is killed in the middle: the others
+/// see the list before or after it, never torn, and none waits forever (see
+/// `detail::SharedHeap`). The list grows as needed, memory permitting; running out is a
+/// `SystemError` for that call and leaves the list as it was.
+template <class T, class Codec = BinaryCodec>
+class List {
+ public:
+  using value_type = T;
+
+  List() : l_(std::make_shared<detail::ByteList>(tag())) {}
+  /// A list holding the items of `items` (any input range).
+  template <std::ranges::input_range R>
+  requires(!std::same_as<std::remove_cvref_t<R>, List>) explicit List(R&& items) : List() {
+    extend(std::forward<R>(items));
+  }
+  List(std::initializer_list<T> items) : List() { extend(items); }
+
+  /// Appends `v`.
+  void push_back(const T& v) { l_->push(encode(v)); }
+
+  /// Appends every item of `items`, all or none.
+  template <std::ranges::input_range R>
+  void extend(R&& items) {
+    auto& b = detail::heap_scratch(0);
+    b.clear();
+    for (const auto& v : items) {
+      const std::size_t at = b.size();
+      b.grow(8);
+      Writer w(b);
+      detail::encode_value<Codec, T>(w, v);
+      const std::uint64_t len = b.size() - at - 8;
+      std::memcpy(b.data() + at, &len, 8);
+    }
+    l_->append(b.span());
+    trim(b);
+  }
+
+  /// Item `i`; `std::out_of_range` if there is none.
+  T at(std::size_t i) const {
+    auto& b = detail::heap_scratch(1);
+    std::uint64_t n = 0;
+    if (!l_->get(i, b, n)) throw out_of_range("at", i, n);
+    return decode(b);
+  }
+
+  /// Replaces item `i`; `std::out_of_range` if there is none.
+  void set(std::size_t i, const T& v) {
+    std::uint64_t n = 0;
+    if (!l_->set(i, encode(v), n)) throw out_of_range("set", i, n);
+  }
+
+  /// Removes and returns the last item; empty if the list is.
+  std::optional<T> pop_back() {
+    auto& b = detail::heap_scratch(1);
+    if (!l_->pop(b)) return std::nullopt;
+    return decode(b);
+  }
+
+  std::size_t size() const { return static_cast<std::size_t>(l_->size()); }
+  bool empty() const { return size() == 0; }
+  /// Removes every item and gives the memory back.
+  void clear() { l_->clear(); }
+
+  /// A copy of every item, taken at one instant.
+  std::vector<T> snapshot() const {
+    auto& b = detail::heap_scratch(1);
+    l_->copy_all(b);
+    std::vector<T> out;
+    Reader r(b.span());
+    while (!r.at_end()) {
+      const auto len = r.read<std::uint64_t>();
+      Reader item(r.read_bytes(static_cast<std::size_t>(len)));
+      out.push_back(detail::decode_value<Codec, T>(item));
+      if (!item.at_end()) item.fail("trailing bytes after a List item");
+    }
+    trim(b);
+    return out;
+  }
+
+ private:
+  friend struct codec<List<T, Codec>>;
+  friend struct detail::ListAccess;
+  explicit List(std::shared_ptr<detail::ByteList> l) : l_(std::move(l)) {}
+
+  static std::uint32_t tag() { return detail::type_tag(typeid(T).name(), typeid(Codec).name()); }
+
+  static std::out_of_range out_of_range(const char* what, std::size_t i, std::uint64_t n) {
+    return std::out_of_range("procpool::List::" + std::string(what) + ": index " +
+                             std::to_string(i) + " is out of range for a List of " +
+                             std::to_string(n) + " items");
+  }
+
+  static std::span<const std::byte> encode(const T& v) {
+    auto& b = detail::heap_scratch(0);
+    b.clear();
+    Writer w(b);
+    detail::encode_value<Codec, T>(w, v);
+    return b.span();
+  }
+
+  static T decode(detail::Buffer& b) {
+    Reader r(b.span());
+    T v = detail::decode_value<Codec, T>(r);
+    if (!r.at_end()) r.fail("trailing bytes after a List item");
+    trim(b);
+    return v;
+  }
+
+  static void trim(detail::Buffer& b) {
+    if (b.capacity() > (std::size_t{16} << 20)) b = detail::Buffer();
+  }
+
+  std::shared_ptr<detail::ByteList> l_;
+};
+
+namespace detail {
+/// The engine under a list (for tests that die holding its lock).
+struct ListAccess {
+  template <class L>
+  static ByteList& engine(L& l) noexcept {
+    return *l.l_;
+  }
+};
+}  // namespace detail
+
+template <class T, class C>
+struct codec<List<T, C>> {
+  static void encode(Writer& w, const List<T, C>& l) {
+    detail::write_heap(w, l.l_->heap(), List<T, C>::tag());
+  }
+  static List<T, C> decode(Reader& r) {
+    auto h = detail::read_heap(r, detail::kind_list, List<T, C>::tag());
+    return List<T, C>(std::make_shared<detail::ByteList>(std::move(h)));
+  }
+};
+
+}  // namespace procpool
