@@ -38,6 +38,16 @@ inline std::atomic<std::size_t>& heap_reserve_bytes() {
   return n;
 }
 
+/// Tests only: called at every point of a heap operation where a process might die (a test
+/// kills itself at the n-th call to check that every such death is repaired).
+inline void (*&heap_step_hook())() {
+  static void (*f)() = nullptr;
+  return f;
+}
+inline void heap_step() {
+  if (auto f = heap_step_hook()) f();
+}
+
 inline constexpr std::size_t heap_classes = 192;
 inline constexpr std::size_t heap_journal_capacity = 512;
 inline constexpr std::size_t heap_roots = 8;
@@ -166,8 +176,10 @@ class SharedHeap {
       std::atomic_signal_fence(std::memory_order_seq_cst);  // the record before the count
       state_->undo_count = n + 1;
       std::atomic_signal_fence(std::memory_order_seq_cst);  // the count before the change
+      heap_step();
     }
     *p = value;
+    heap_step();
   }
   void set_root(std::size_t i, std::uint64_t v) { set(state_where(&state_->root[i]), v); }
   void set_heap(std::uint64_t off, std::uint64_t v) { set(in_heap | off, v); }
@@ -178,6 +190,7 @@ class SharedHeap {
     std::atomic_signal_fence(std::memory_order_seq_cst);
     state_->undo_count = 0;
     std::atomic_signal_fence(std::memory_order_seq_cst);
+    heap_step();
     logged_.clear();
     if (release_all_) {
       release_all_ = false;
@@ -213,11 +226,19 @@ class SharedHeap {
     const std::uint64_t size = class_size(c);
     std::uint64_t off = state_->free_head[c];
     if (off != 0) {
-      if (size >= heap_release_min)  // its memory may have been given back: take it again
+      if (size >= heap_release_min) {
+        // Its memory may have been given back: take it again, and if this operation freed it,
+        // keep the commit from giving it back.
         posix::check(posix::commit_range(file_->fd(), static_cast<std::size_t>(off),
                                          static_cast<std::size_t>(size)),
                      "fallocate (shared container memory)");
-      set(state_where(&state_->free_head[c]), *word(in_heap | (off + 8)));
+        std::erase_if(release_,
+                      [&](const auto& r) { return r.first >= off && r.first < off + size; });
+      }
+      const std::uint64_t next = *word(in_heap | (off + 8));
+      set(state_where(&state_->free_head[c]), next);
+      // The caller's bytes overwrite the link: logged, so that an undo relinks the block.
+      set_heap(off + 8, 0);
     } else {
       off = state_->top;
       if (off + size > state_->committed) grow(off + size);
@@ -299,13 +320,13 @@ class SharedHeap {
   // Only the first change of a word in an operation needs its old value.
   bool logged(std::uint64_t where) {
     const std::uint64_t n = state_->undo_count;
-    if (n <= 16) {
+    if (n < 16) {
       for (std::uint64_t i = 0; i < n; ++i)
         if (state_->undo[i].where == where) return true;
-      if (n == 16)
-        for (std::uint64_t i = 0; i < n; ++i) logged_.insert(state_->undo[i].where);
       return false;
     }
+    if (logged_.empty())
+      for (std::uint64_t i = 0; i < n; ++i) logged_.insert(state_->undo[i].where);
     return !logged_.insert(where).second;
   }
 
@@ -319,6 +340,7 @@ class SharedHeap {
     posix::check(posix::commit_range(file_->fd(), static_cast<std::size_t>(have),
                                      static_cast<std::size_t>(want - have)),
                  "fallocate (shared container memory)");
+    heap_step();
     map_more(want);
     state_->committed = want;
   }
