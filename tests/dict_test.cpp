@@ -13,6 +13,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <support/heap_check.hpp>
 #include <support/test_support.hpp>
 #include <utility>
 #include <vector>
@@ -302,6 +303,8 @@ TEST_CASE("Dict: a process dying at any step of any operation leaves it before o
       REQUIRE(p.join_for(30s));
       INFO("op " << op << " step " << step);
       const auto now = d.snapshot();
+      auto& heap = procpool::detail::DictAccess::engine(d).heap();
+      REQUIRE(procpool_test::heap_problem(heap, procpool_test::dict_blocks(heap)) == "");
       if (p.exitcode() == 0) {
         REQUIRE(now == after);
         ++completed;
@@ -337,6 +340,8 @@ TEST_CASE("Dict: processes SIGKILLed in the middle of operations: no torn value,
   CHECK(steady.exitcode() == -SIGKILL);  // 2 would mean it saw a torn value
   auto all = d.snapshot();
   CHECK(all.size() == d.size());
+  auto& heap = procpool::detail::DictAccess::engine(d).heap();
+  CHECK(procpool_test::heap_problem(heap, procpool_test::dict_blocks(heap)) == "");
   for (auto& [k, v] : all) {
     REQUIRE(intact(v));
     REQUIRE(d.get(k)->a == v.a);

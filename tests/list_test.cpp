@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <support/heap_check.hpp>
 #include <support/test_support.hpp>
 #include <utility>
 #include <vector>
@@ -361,6 +362,8 @@ TEST_CASE("List: a process dying at any step of any operation leaves it before o
       REQUIRE(p.join_for(30s));
       INFO("op " << op << " step " << step);
       const auto now = l.snapshot();  // also proves the lock is free again
+      auto& heap = procpool::detail::ListAccess::engine(l).heap();
+      REQUIRE(procpool_test::heap_problem(heap, procpool_test::list_blocks(heap)) == "");
       if (p.exitcode() == 0) {
         REQUIRE(now == after);
         ++completed;  // then once more from the new state
@@ -397,6 +400,8 @@ TEST_CASE("List: processes SIGKILLed in the middle of operations: no torn item, 
   auto all = l.snapshot();
   CHECK(all.size() == l.size());
   for (auto& r : all) REQUIRE(intact(r));
+  auto& heap = procpool::detail::ListAccess::engine(l).heap();
+  CHECK(procpool_test::heap_problem(heap, procpool_test::list_blocks(heap)) == "");
   l.push_back(make_rec(7));
   CHECK(l.at(l.size() - 1).id == 7);
 }
