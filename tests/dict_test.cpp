@@ -13,7 +13,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
-#include <support/heap_check.hpp>
+#include <support/container_support.hpp>
 #include <support/test_support.hpp>
 #include <utility>
 #include <vector>
@@ -24,6 +24,7 @@
 #include <procpool/procpool.hpp>
 
 using namespace std::chrono_literals;
+using procpool_test::Picky;
 
 namespace {
 
@@ -45,24 +46,6 @@ Pair make_pair_value(std::uint64_t a) {
 bool intact(const Pair& p) {
   return p.b == make_pair_value(p.a).b;
 }
-
-/// A type whose encoding fails for negative values.
-struct Picky {
-  int x = 0;
-};
-
-}  // namespace
-
-template <>
-struct procpool::codec<Picky> {
-  static void encode(procpool::Writer& w, const Picky& p) {
-    if (p.x < 0) throw std::invalid_argument("negative Picky");
-    w.write(p.x);
-  }
-  static Picky decode(procpool::Reader& r) { return Picky{r.read<int>()}; }
-};
-
-namespace {
 
 using Counters = procpool::Dict<std::string, long>;
 
@@ -101,11 +84,6 @@ void churn(procpool::Dict<int, Pair> d, std::uint64_t seed) {
   }
 }
 
-std::atomic<long> steps_left{0};
-void die_at_step() {
-  if (--steps_left == 0) ::kill(::getpid(), SIGKILL);
-}
-
 void do_op(procpool::Dict<std::string, std::string>& d, int op) {
   switch (op) {
     case 0:
@@ -128,9 +106,9 @@ void do_op(procpool::Dict<std::string, std::string>& d, int op) {
   }
 }
 
+// Does operation `op`, dying at its `step`-th step if it has that many (exit 0 if not).
 int op_dying_at(procpool::Dict<std::string, std::string> d, int op, long step) {
-  steps_left = step;
-  procpool::detail::heap_step_hook() = &die_at_step;
+  procpool_test::die_at_step(step);
   do_op(d, op);
   procpool::detail::heap_step_hook() = nullptr;
   return 0;
@@ -145,16 +123,6 @@ void read_while_growing(procpool::Dict<int, std::string> d, procpool::Value<int>
     if (auto v = d.get(k); v && *v != std::to_string(k * 3)) ::_exit(2);
     reads.store(reads.load() + 1);
   }
-}
-
-std::pair<std::size_t, std::size_t> memfds(pid_t pid) {
-  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
-  std::string line;
-  std::pair<std::size_t, std::size_t> n{0, 0};
-  while (std::getline(maps, line))
-    if (line.find("/memfd:procpool") != std::string::npos) ++n.first;
-  for (const auto& t : procpool_test::fd_targets(pid)) n.second += t.rfind("/memfd:", 0) == 0;
-  return n;
 }
 
 }  // namespace
@@ -365,7 +333,7 @@ TEST_CASE("Dict: grows to 200,000 entries while another process reads", "[dict]"
 
 TEST_CASE("Dict: leaves no descriptor, mapping or /dev/shm entry behind", "[dict]") {
   const auto fds = procpool_test::count_open_fds();
-  const auto maps = memfds(::getpid());
+  const auto maps = procpool_test::memfds(::getpid());
   for (int i = 0; i < 2000; ++i) {
     procpool::Dict<int, int> d;
     d.insert_or_assign(i, i);
@@ -373,21 +341,22 @@ TEST_CASE("Dict: leaves no descriptor, mapping or /dev/shm entry behind", "[dict
     CHECK(copy.size() == 1);
   }
   CHECK(procpool_test::count_open_fds() == fds);
-  CHECK(memfds(::getpid()) == maps);
+  CHECK(procpool_test::memfds(::getpid()) == maps);
   {
     procpool::Pool pool(procpool_test::workers(1));
     REQUIRE(pool.apply(
                 +[](int x) { return x; }, 1) == 1);
     const pid_t w = pool.pids().at(0);
-    const auto base = memfds(w);
+    const auto base = procpool_test::memfds(w);
     for (int i = 0; i < 300; ++i) {
       procpool::Dict<int, int> d;
       d.insert_or_assign(0, i);
       REQUIRE(pool.apply(
                   +[](procpool::Dict<int, int> s) { return *s.get(0); }, d) == i);
     }
-    procpool_test::wait_until([&] { return memfds(w).first <= base.first + 2; }, 10s);
-    const auto after = memfds(w);
+    procpool_test::wait_until([&] { return procpool_test::memfds(w).first <= base.first + 2; },
+                              10s);
+    const auto after = procpool_test::memfds(w);
     INFO("worker memfd mappings " << base.first << " -> " << after.first << ", descriptors "
                                   << base.second << " -> " << after.second);
     CHECK(after.first <= base.first + 2);
@@ -395,9 +364,5 @@ TEST_CASE("Dict: leaves no descriptor, mapping or /dev/shm entry behind", "[dict
   }
   CHECK(procpool_test::count_open_fds() == fds);
   CHECK(procpool_test::live_children().empty());
-  std::size_t shm = 0;
-  for (auto it = std::filesystem::directory_iterator("/dev/shm");
-       it != std::filesystem::directory_iterator(); ++it)
-    shm += it->path().filename().string().find("procpool") != std::string::npos;
-  CHECK(shm == 0);
+  CHECK(procpool_test::procpool_shm_entries() == 0);
 }

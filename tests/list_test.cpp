@@ -15,7 +15,7 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <support/heap_check.hpp>
+#include <support/container_support.hpp>
 #include <support/test_support.hpp>
 #include <utility>
 #include <vector>
@@ -28,6 +28,7 @@
 #include <procpool/procpool.hpp>
 
 using namespace std::chrono_literals;
+using procpool_test::Picky;
 
 namespace {
 
@@ -49,24 +50,6 @@ Rec make_rec(std::uint64_t id) {
 bool intact(const Rec& r) {
   return r.text == make_rec(r.id).text;
 }
-
-/// A type whose encoding fails for negative values.
-struct Picky {
-  int x = 0;
-};
-
-}  // namespace
-
-template <>
-struct procpool::codec<Picky> {
-  static void encode(procpool::Writer& w, const Picky& p) {
-    if (p.x < 0) throw std::invalid_argument("negative Picky");
-    w.write(p.x);
-  }
-  static Picky decode(procpool::Reader& r) { return Picky{r.read<int>()}; }
-};
-
-namespace {
 
 std::string text_of(int i) {
   return "item-" + std::to_string(i) + std::string(static_cast<std::size_t>(i % 7), '*');
@@ -118,12 +101,6 @@ void churn(procpool::List<Rec> l, std::uint64_t seed) {
   }
 }
 
-// Dies at the n-th step of the next list operation (see detail::heap_step_hook).
-std::atomic<long> steps_left{0};
-void die_at_step() {
-  if (--steps_left == 0) ::kill(::getpid(), SIGKILL);
-}
-
 void do_op(procpool::List<std::string>& l, int op) {
   switch (op) {
     case 0:
@@ -146,9 +123,9 @@ void do_op(procpool::List<std::string>& l, int op) {
   }
 }
 
+// Does operation `op`, dying at its `step`-th step if it has that many (exit 0 if not).
 int op_dying_at(procpool::List<std::string> l, int op, long step) {
-  steps_left = step;
-  procpool::detail::heap_step_hook() = &die_at_step;
+  procpool_test::die_at_step(step);
   do_op(l, op);
   procpool::detail::heap_step_hook() = nullptr;
   return 0;
@@ -197,26 +174,6 @@ int push_past_address_limit(procpool::List<std::string> l) {
   }
   if (l.size() != 2 || l.at(0) != "a" || l.at(1) != "b") return 5;
   return 0;
-}
-
-// Mappings and descriptors of memory files in process `pid`.
-std::pair<std::size_t, std::size_t> worker_memfds(pid_t pid) {
-  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
-  std::string line;
-  std::pair<std::size_t, std::size_t> n{0, 0};
-  while (std::getline(maps, line))
-    if (line.find("/memfd:procpool") != std::string::npos) ++n.first;
-  for (const auto& t : procpool_test::fd_targets(pid)) n.second += t.rfind("/memfd:", 0) == 0;
-  return n;
-}
-
-std::size_t memfd_maps() {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  std::size_t n = 0;
-  while (std::getline(maps, line))
-    if (line.find("/memfd:procpool") != std::string::npos) ++n;
-  return n;
 }
 
 }  // namespace
@@ -459,7 +416,7 @@ TEST_CASE("List: running out of address space is an error for that call; the lis
 
 TEST_CASE("List: leaves no descriptor, mapping or /dev/shm entry behind", "[list]") {
   const auto fds = procpool_test::count_open_fds();
-  const auto maps = memfd_maps();
+  const auto maps = procpool_test::memfds(::getpid());
   for (int i = 0; i < 2000; ++i) {
     procpool::List<int> l{i};
     l.push_back(i);
@@ -467,21 +424,22 @@ TEST_CASE("List: leaves no descriptor, mapping or /dev/shm entry behind", "[list
     CHECK(copy.size() == 2);
   }
   CHECK(procpool_test::count_open_fds() == fds);
-  CHECK(memfd_maps() == maps);
+  CHECK(procpool_test::memfds(::getpid()) == maps);
   {
     procpool::Pool pool(procpool_test::workers(1));
     REQUIRE(pool.apply(
                 +[](int x) { return x; }, 1) == 1);
     const pid_t w = pool.pids().at(0);
-    const auto base = worker_memfds(w);
+    const auto base = procpool_test::memfds(w);
     for (int i = 0; i < 300; ++i) {
       procpool::List<int> l{i};
       REQUIRE(pool.apply(
                   +[](procpool::List<int> s) { return s.at(0); }, l) == i);
     }
     // The worker lets go of every list the parent destroyed: mappings and descriptors.
-    procpool_test::wait_until([&] { return worker_memfds(w).first <= base.first + 2; }, 10s);
-    const auto after = worker_memfds(w);
+    procpool_test::wait_until([&] { return procpool_test::memfds(w).first <= base.first + 2; },
+                              10s);
+    const auto after = procpool_test::memfds(w);
     INFO("worker memfd mappings " << base.first << " -> " << after.first << ", descriptors "
                                   << base.second << " -> " << after.second);
     CHECK(after.first <= base.first + 2);
@@ -489,9 +447,5 @@ TEST_CASE("List: leaves no descriptor, mapping or /dev/shm entry behind", "[list
   }
   CHECK(procpool_test::count_open_fds() == fds);
   CHECK(procpool_test::live_children().empty());
-  std::size_t shm = 0;
-  for (auto it = std::filesystem::directory_iterator("/dev/shm");
-       it != std::filesystem::directory_iterator(); ++it)
-    shm += it->path().filename().string().find("procpool") != std::string::npos;
-  CHECK(shm == 0);
+  CHECK(procpool_test::procpool_shm_entries() == 0);
 }

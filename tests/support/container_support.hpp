@@ -1,9 +1,20 @@
 #pragma once
-// Checks the free lists of a shared container's heap against the blocks the container uses, so a
-// test finds a broken free list at once rather than as a torn item much later.
+// Helpers for the List and Dict tests: a check of a container heap's free lists (so a test finds
+// a broken free list at once rather than as a torn item much later), dying at a chosen step of an
+// operation, a type that cannot always be encoded, and memory-file counts. Test code only, so
+// POSIX headers are fine here.
+#include <atomic>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <set>
+#include <stdexcept>
 #include <string>
+#include <support/test_support.hpp>
+#include <utility>
+
+#include <signal.h>
+#include <unistd.h>
 
 #include <procpool/detail/shared_heap.hpp>
 #include <procpool/list.hpp>
@@ -54,4 +65,50 @@ inline std::set<std::uint64_t> dict_blocks(procpool::detail::SharedHeap& h) {
   return out;
 }
 
+/// Makes this process die (SIGKILL) at the `n`-th step of its next container operations (see
+/// `detail::heap_step_hook`).
+inline std::atomic<long> steps_left{0};
+inline void die_at_step(long n) {
+  steps_left = n;
+  procpool::detail::heap_step_hook() = +[] {
+    if (--steps_left == 0) ::kill(::getpid(), SIGKILL);
+  };
+}
+
+/// Mappings and descriptors of procpool memory files in process `pid`.
+inline std::pair<std::size_t, std::size_t> memfds(pid_t pid) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  std::pair<std::size_t, std::size_t> n{0, 0};
+  while (std::getline(maps, line))
+    if (line.find("/memfd:procpool") != std::string::npos) ++n.first;
+  for (const auto& t : fd_targets(pid)) n.second += t.rfind("/memfd:", 0) == 0;
+  return n;
+}
+
+/// Entries of /dev/shm that procpool could have made.
+inline std::size_t procpool_shm_entries() {
+  std::size_t n = 0;
+  for (auto it = std::filesystem::directory_iterator("/dev/shm");
+       it != std::filesystem::directory_iterator(); ++it)
+    n += it->path().filename().string().find("procpool") != std::string::npos;
+  return n;
+}
+
+/// A type whose encoding fails for negative values.
+struct Picky {
+  int x = 0;
+};
+
 }  // namespace procpool_test
+
+template <>
+struct procpool::codec<procpool_test::Picky> {
+  static void encode(procpool::Writer& w, const procpool_test::Picky& p) {
+    if (p.x < 0) throw std::invalid_argument("negative Picky");
+    w.write(p.x);
+  }
+  static procpool_test::Picky decode(procpool::Reader& r) {
+    return procpool_test::Picky{r.read<int>()};
+  }
+};
