@@ -156,6 +156,9 @@ std::uint64_t vm_size_kb() {
 // Pushes an item that needs more address space than RLIMIT_AS leaves: exit 0 if that failed
 // cleanly and the list is intact.
 int push_past_address_limit(procpool::List<std::string> l) {
+  const std::string big(std::size_t{100} << 20, 'q');
+  procpool::List<std::string> warm;
+  warm.push_back(big);  // this thread's encoding buffer is large enough from now on
   auto& heap = procpool::detail::ListAccess::engine(l).heap();
   {
     procpool::detail::HeapLock lock(heap);
@@ -166,7 +169,6 @@ int push_past_address_limit(procpool::List<std::string> l) {
   rlimit lim{};
   lim.rlim_cur = lim.rlim_max = (vm_size_kb() + 64 * 1024) * 1024;
   if (::setrlimit(RLIMIT_AS, &lim) != 0) return 3;
-  const std::string big(8 << 20, 'q');
   try {
     l.push_back(big);
     return 4;
@@ -448,4 +450,21 @@ TEST_CASE("List: leaves no descriptor, mapping or /dev/shm entry behind", "[list
   CHECK(procpool_test::count_open_fds() == fds);
   CHECK(procpool_test::live_children().empty());
   CHECK(procpool_test::procpool_shm_entries() == 0);
+}
+
+TEST_CASE("List: usable in workers whose address space is limited below the usual reservation",
+          "[list]") {
+  if (procpool_test::kSanitized) return;  // the sanitizers need address space of their own
+  auto o = procpool_test::workers(1);
+  o.memory_limit = std::size_t{1} << 30;
+  procpool::Pool pool(o);
+  procpool::List<std::string> l{"a"};
+  const auto n = pool.apply(
+      +[](procpool::List<std::string> s) {
+        for (int i = 0; i < 1000; ++i) s.push_back(std::string(10'000, 'w'));
+        return s.size();
+      },
+      l);
+  CHECK(n == 1001);
+  CHECK(l.at(1000) == std::string(10'000, 'w'));
 }

@@ -345,17 +345,26 @@ class SharedHeap {
     state_->committed = want;
   }
 
+  // Under a limit on address space (RLIMIT_AS, a pool's `memory_limit`) the usual reservation
+  // may not fit: then just what the heap needs now, mapped again as it grows.
   void map(std::uint64_t need) {
     std::size_t reserve = std::max<std::size_t>(heap_reserve_bytes().load(), 1 << 20);
     while (reserve < need) reserve *= 2;
-    posix::check(map_.map(file_->fd(), reserve), "mmap (shared container reservation)");
+    if (!map_.map(file_->fd(), reserve)) return;
+    posix::check(map_.map(file_->fd(), round_up(need)), "mmap (shared container reservation)");
   }
 
   void map_more(std::uint64_t need) {
     if (need <= map_.size()) return;
     std::size_t reserve = map_.size();
     while (reserve < need) reserve *= 2;
-    posix::check(map_.grow(reserve), "mremap (shared container reservation)");
+    if (!map_.grow(reserve)) return;
+    posix::check(map_.grow(round_up(need)), "mremap (shared container reservation)");
+  }
+
+  static std::size_t round_up(std::uint64_t n) noexcept {
+    constexpr std::uint64_t step = 2 << 20;
+    return static_cast<std::size_t>(std::max(step, (n + step - 1) / step * step));
   }
 
   std::shared_ptr<Segment> header_;
