@@ -216,6 +216,10 @@ TEST_CASE("List: every operation in one process", "[list]") {
   ints.set(49'999, -1);
   CHECK(ints.at(49'999) == -1);
   CHECK(ints.size() == 50'000);
+  // One extend that reuses many freed blocks.
+  ints.extend(std::vector<int>(want.begin() + 50'000, want.end()));
+  CHECK(ints.size() == 100'000);
+  CHECK(ints.at(99'999) == 99'999);
 }
 
 TEST_CASE("List: initial contents from a vector, an initializer list and a single-pass range",

@@ -225,6 +225,9 @@ class SharedHeap {
     const std::size_t c = size_class(len + 8 < 16 ? 16 : len + 8);
     const std::uint64_t size = class_size(c);
     std::uint64_t off = state_->free_head[c];
+    // Taking a free block costs two undo records: an operation that takes many (a long extend)
+    // goes on with fresh space once the journal runs low.
+    if (off != 0 && state_->undo_count + 64 > heap_journal_capacity) off = 0;
     if (off != 0) {
       if (size >= heap_release_min) {
         // Its memory may have been given back: take it again, and if this operation freed it,
