@@ -15,6 +15,7 @@
 #include <string>
 #include <support/container_support.hpp>
 #include <support/test_support.hpp>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -365,4 +366,16 @@ TEST_CASE("Dict: leaves no descriptor, mapping or /dev/shm entry behind", "[dict
   CHECK(procpool_test::count_open_fds() == fds);
   CHECK(procpool_test::live_children().empty());
   CHECK(procpool_test::procpool_shm_entries() == 0);
+}
+
+TEST_CASE("Dict: threads of one process and another process update one counter at once", "[dict]") {
+  Counters d;
+  procpool::Process other(&count_up, d, 2000, 9);
+  other.start();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) threads.emplace_back([d, t] { count_up(d, 2000, t); });
+  for (auto& t : threads) t.join();
+  REQUIRE(other.join_for(60s));
+  CHECK(other.exitcode() == 0);
+  CHECK(d.get("total") == std::optional<long>(4 * 2000));
 }
