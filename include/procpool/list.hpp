@@ -1,5 +1,7 @@
 #pragma once
 
+#include <procpool/detail/cxx20.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
