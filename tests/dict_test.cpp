@@ -167,7 +167,7 @@ TEST_CASE("Dict: every operation in one process", "[dict]") {
   CHECK(snap.back() == std::pair<int, std::string>{19'998, "again"});
   // Erasing and inserting new keys for a long while keeps the heap bounded: after a few rounds
   // it stops growing, as freed space is reused.
-  auto& heap = procpool::detail::DictAccess::engine(big).heap();
+  auto& heap = procpool::detail::ContainerAccess::engine(big).heap();
   std::uint64_t top = 0;
   for (int round = 0; round < 20; ++round) {
     if (round == 5) top = heap.state().top;
@@ -254,39 +254,26 @@ TEST_CASE("Dict: four processes counting with update at once lose no update", "[
 
 TEST_CASE("Dict: a process dying at any step of any operation leaves it before or after",
           "[dict]") {
-  const procpool::ProcessOptions fork{procpool::StartMethod::fork};
+  using D = procpool::Dict<std::string, std::string>;
   for (int op = 0; op < 6; ++op) {
-    procpool::Dict<std::string, std::string> d;
+    D d;
     // 8 entries with one hole: the entries are full, so a new key rebuilds them.
     for (int i = 0; i < 8; ++i) d.insert_or_assign("k" + std::to_string(i), std::to_string(i));
     (void)d.erase("k5");
-    int completed = 0;
-    for (long step = 1; completed < 2 && step < 200; ++step) {
-      const auto before = d.snapshot();
-      procpool::Dict<std::string, std::string> model;
-      for (auto& [k, v] : before) model.insert_or_assign(k, v);
-      do_op(model, op);
-      const auto after = model.snapshot();
-      procpool::Process p(fork, &op_dying_at, d, op, step);
-      p.start();
-      REQUIRE(p.join_for(30s));
-      INFO("op " << op << " step " << step);
-      const auto now = d.snapshot();
-      auto& heap = procpool::detail::DictAccess::engine(d).heap();
-      REQUIRE(procpool_test::heap_problem(heap, procpool_test::dict_blocks(heap)) == "");
-      if (p.exitcode() == 0) {
-        REQUIRE(now == after);
-        ++completed;
-        step = 0;
-      } else {
-        REQUIRE(p.exitcode() == -SIGKILL);
-        REQUIRE((now == before || now == after));
-      }
-      // The index agrees with the entries.
-      for (auto& [k, v] : now) REQUIRE(d.get(k) == std::optional<std::string>(v));
-      REQUIRE(d.size() == now.size());
-    }
-    CHECK(completed == 2);
+    procpool_test::die_at_every_step(
+        d, op, &op_dying_at,
+        [](const auto& entries) {
+          D model;
+          for (auto& [k, v] : entries) model.insert_or_assign(k, v);
+          return model;
+        },
+        do_op, procpool_test::dict_blocks,
+        [](D& now) {
+          // The index agrees with the entries.
+          const auto entries = now.snapshot();
+          for (auto& [k, v] : entries) REQUIRE(now.get(k) == std::optional<std::string>(v));
+          REQUIRE(now.size() == entries.size());
+        });
   }
 }
 
@@ -309,7 +296,7 @@ TEST_CASE("Dict: processes SIGKILLed in the middle of operations: no torn value,
   CHECK(steady.exitcode() == -SIGKILL);  // 2 would mean it saw a torn value
   auto all = d.snapshot();
   CHECK(all.size() == d.size());
-  auto& heap = procpool::detail::DictAccess::engine(d).heap();
+  auto& heap = procpool::detail::ContainerAccess::engine(d).heap();
   CHECK(procpool_test::heap_problem(heap, procpool_test::dict_blocks(heap)) == "");
   for (auto& [k, v] : all) {
     REQUIRE(intact(v));

@@ -159,7 +159,7 @@ int push_past_address_limit(procpool::List<std::string> l) {
   const std::string big(std::size_t{100} << 20, 'q');
   procpool::List<std::string> warm;
   warm.push_back(big);  // this thread's encoding buffer is large enough from now on
-  auto& heap = procpool::detail::ListAccess::engine(l).heap();
+  auto& heap = procpool::detail::ContainerAccess::engine(l).heap();
   {
     procpool::detail::HeapLock lock(heap);
     procpool::detail::HeapTxn t(heap);
@@ -306,37 +306,16 @@ TEST_CASE("List: four processes appending at once lose nothing and tear nothing"
 
 TEST_CASE("List: a process dying at any step of any operation leaves it before or after",
           "[list]") {
-  const procpool::ProcessOptions fork{procpool::StartMethod::fork};
   for (int op = 0; op < 6; ++op) {
     procpool::List<std::string> l;
     // Start at the end of a full chunk, so pushes allocate a chunk (and the directory).
     std::vector<std::string> start(4095, "s");
     start[7] = std::string(70'000, 'L');
     l.extend(start);
-    int completed = 0;
-    for (long step = 1; completed < 2 && step < 200; ++step) {
-      const auto before = l.snapshot();
-      procpool::List<std::string> model;
-      model.extend(before);
-      do_op(model, op);
-      const auto after = model.snapshot();
-      procpool::Process p(fork, &op_dying_at, l, op, step);
-      p.start();
-      REQUIRE(p.join_for(30s));
-      INFO("op " << op << " step " << step);
-      const auto now = l.snapshot();  // also proves the lock is free again
-      auto& heap = procpool::detail::ListAccess::engine(l).heap();
-      REQUIRE(procpool_test::heap_problem(heap, procpool_test::list_blocks(heap)) == "");
-      if (p.exitcode() == 0) {
-        REQUIRE(now == after);
-        ++completed;  // then once more from the new state
-        step = 0;
-      } else {
-        REQUIRE(p.exitcode() == -SIGKILL);
-        REQUIRE((now == before || now == after));
-      }
-    }
-    CHECK(completed == 2);
+    procpool_test::die_at_every_step(
+        l, op, &op_dying_at,
+        [](const std::vector<std::string>& items) { return procpool::List<std::string>(items); },
+        do_op, procpool_test::list_blocks, [](auto&) {});
     // Still fully usable.
     l.push_back("last");
     CHECK(l.at(l.size() - 1) == "last");
@@ -363,7 +342,7 @@ TEST_CASE("List: processes SIGKILLed in the middle of operations: no torn item, 
   auto all = l.snapshot();
   CHECK(all.size() == l.size());
   for (auto& r : all) REQUIRE(intact(r));
-  auto& heap = procpool::detail::ListAccess::engine(l).heap();
+  auto& heap = procpool::detail::ContainerAccess::engine(l).heap();
   CHECK(procpool_test::heap_problem(heap, procpool_test::list_blocks(heap)) == "");
   l.push_back(make_rec(7));
   CHECK(l.at(l.size() - 1).id == 7);
@@ -381,7 +360,7 @@ TEST_CASE("List: grows past several GB of address space while another process re
   l.push_back(text_of(0));
   procpool::Process reader(&read_while_growing, l, stop, reads);
   reader.start();
-  auto& heap = procpool::detail::ListAccess::engine(l).heap();
+  auto& heap = procpool::detail::ContainerAccess::engine(l).heap();
   int i = 1;
   while (heap.state().committed < (std::uint64_t{6} << 30)) {
     {

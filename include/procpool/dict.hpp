@@ -22,8 +22,6 @@ namespace procpool {
 
 namespace detail {
 
-struct DictAccess;
-
 /// The untyped engine of `Dict<K, V>`, laid out as CPython's compact dict: entries (hash, block
 /// with the encoded key and value) appended in insertion order, and an open-addressing index of
 /// entry numbers (linear probing) over them. Erasing frees the key and value at once and leaves
@@ -156,8 +154,6 @@ class ByteDict {
   }
 
  private:
-  friend struct DictAccess;
-
   std::uint64_t entry_kv(std::uint64_t entry) const noexcept {
     return h_->words(h_->root(entries_root))[(entry - 1) * 2 + 1];
   }
@@ -233,15 +229,15 @@ class Dict {
   using key_type = K;
   using mapped_type = V;
 
-  Dict() : d_(std::make_shared<detail::ByteDict>(tag())) {}
+  Dict() : impl_(std::make_shared<detail::ByteDict>(tag())) {}
 
   /// Sets the value of `k` (a new key goes last in the insertion order; an existing one keeps
   /// its place).
   void insert_or_assign(const K& k, const V& v) {
     auto key = encode_key(k);
     auto value = encode<V>(v, 2);
-    detail::HeapLock l(d_->heap());
-    d_->put(d_->find(key), key, value);
+    detail::HeapLock l(impl_->heap());
+    impl_->put(impl_->find(key), key, value);
   }
 
   /// The value of `k`, if it is there.
@@ -249,27 +245,27 @@ class Dict {
     auto key = encode_key(k);
     auto& b = detail::heap_scratch(2);
     {
-      detail::HeapLock l(d_->heap());
-      auto f = d_->find(key);
+      detail::HeapLock l(impl_->heap());
+      auto f = impl_->find(key);
       if (f.entry == 0) return std::nullopt;
-      d_->value_of(f, b);
+      impl_->value_of(f, b);
     }
     return decode_value(b);
   }
 
   bool contains(const K& k) const {
     auto key = encode_key(k);
-    detail::HeapLock l(d_->heap());
-    return d_->find(key).entry != 0;
+    detail::HeapLock l(impl_->heap());
+    return impl_->find(key).entry != 0;
   }
 
   /// Removes `k`; false if it was not there.
   bool erase(const K& k) {
     auto key = encode_key(k);
-    detail::HeapLock l(d_->heap());
-    auto f = d_->find(key);
+    detail::HeapLock l(impl_->heap());
+    auto f = impl_->find(key);
     if (f.entry == 0) return false;
-    d_->remove(f);
+    impl_->remove(f);
     return true;
   }
 
@@ -284,31 +280,31 @@ class Dict {
     const auto encoded = encode_key(k);
     key_copy.append(encoded.data(), encoded.size());
     const std::span<const std::byte> key = key_copy.span();
-    detail::HeapLock l(d_->heap());
-    auto found = d_->find(key);
+    detail::HeapLock l(impl_->heap());
+    auto found = impl_->find(key);
     std::optional<V> current;
     if (found.entry != 0) {
       auto& b = detail::heap_scratch(2);
-      d_->value_of(found, b);
+      impl_->value_of(found, b);
       current = decode_value(b);
     }
     V next = std::forward<F>(f)(std::move(current));
     auto value = encode<V>(next, 2);
-    d_->put(found, key, value);
+    impl_->put(found, key, value);
     return next;
   }
 
-  std::size_t size() const { return static_cast<std::size_t>(d_->size()); }
+  std::size_t size() const { return static_cast<std::size_t>(impl_->size()); }
   bool empty() const { return size() == 0; }
   /// Removes every entry and gives the memory back.
-  void clear() { d_->clear(); }
+  void clear() { impl_->clear(); }
 
   /// A copy of every entry, taken at one instant, in insertion order.
   std::vector<std::pair<K, V>> snapshot() const {
     auto& b = detail::heap_scratch(2);
     {
-      detail::HeapLock l(d_->heap());
-      d_->copy_all(b);
+      detail::HeapLock l(impl_->heap());
+      impl_->copy_all(b);
     }
     std::vector<std::pair<K, V>> out;
     Reader r(b.span());
@@ -327,8 +323,8 @@ class Dict {
 
  private:
   friend struct codec<Dict<K, V, Codec>>;
-  friend struct detail::DictAccess;
-  explicit Dict(std::shared_ptr<detail::ByteDict> d) : d_(std::move(d)) {}
+  friend struct detail::ContainerAccess;
+  explicit Dict(std::shared_ptr<detail::ByteDict> d) : impl_(std::move(d)) {}
 
   static std::uint32_t tag() {
     return detail::type_tag(typeid(std::pair<K, V>).name(), typeid(Codec).name());
@@ -352,23 +348,13 @@ class Dict {
     return v;
   }
 
-  std::shared_ptr<detail::ByteDict> d_;
+  std::shared_ptr<detail::ByteDict> impl_;
 };
-
-namespace detail {
-/// The engine under a dictionary (for tests that die holding its lock).
-struct DictAccess {
-  template <class D>
-  static ByteDict& engine(D& d) noexcept {
-    return *d.d_;
-  }
-};
-}  // namespace detail
 
 template <class K, class V, class C>
 struct codec<Dict<K, V, C>> {
   static void encode(Writer& w, const Dict<K, V, C>& d) {
-    detail::write_heap(w, d.d_->heap(), Dict<K, V, C>::tag());
+    detail::write_heap(w, d.impl_->heap(), Dict<K, V, C>::tag());
   }
   static Dict<K, V, C> decode(Reader& r) {
     auto h = detail::read_heap(r, detail::kind_dict, Dict<K, V, C>::tag());

@@ -23,8 +23,6 @@ namespace procpool {
 
 namespace detail {
 
-struct ListAccess;
-
 /// The untyped engine of `List<T>`: encoded items in a `SharedHeap`, found through an index of
 /// fixed-size chunks (so growing never copies the items or the index, only the small directory
 /// of chunks).
@@ -142,8 +140,6 @@ class ByteList {
   }
 
  private:
-  friend struct ListAccess;
-
   std::uint64_t chunk_of(std::uint64_t i) const noexcept {
     return h_->words(h_->root(dir_root))[i / chunk];
   }
@@ -198,7 +194,7 @@ class List {
  public:
   using value_type = T;
 
-  List() : l_(std::make_shared<detail::ByteList>(tag())) {}
+  List() : impl_(std::make_shared<detail::ByteList>(tag())) {}
   /// A list holding the items of `items` (any input range).
   template <std::ranges::input_range R>
   requires(!std::same_as<std::remove_cvref_t<R>, List>) explicit List(R&& items) : List() {
@@ -207,7 +203,7 @@ class List {
   List(std::initializer_list<T> items) : List() { extend(items); }
 
   /// Appends `v`.
-  void push_back(const T& v) { l_->push(encode(v)); }
+  void push_back(const T& v) { impl_->push(encode(v)); }
 
   /// Appends every item of `items`, all or none.
   template <std::ranges::input_range R>
@@ -222,7 +218,7 @@ class List {
       const std::uint64_t len = b.size() - at - 8;
       std::memcpy(b.data() + at, &len, 8);
     }
-    l_->append(b.span());
+    impl_->append(b.span());
     trim(b);
   }
 
@@ -230,32 +226,32 @@ class List {
   T at(std::size_t i) const {
     auto& b = detail::heap_scratch(1);
     std::uint64_t n = 0;
-    if (!l_->get(i, b, n)) throw out_of_range("at", i, n);
+    if (!impl_->get(i, b, n)) throw out_of_range("at", i, n);
     return decode(b);
   }
 
   /// Replaces item `i`; `std::out_of_range` if there is none.
   void set(std::size_t i, const T& v) {
     std::uint64_t n = 0;
-    if (!l_->set(i, encode(v), n)) throw out_of_range("set", i, n);
+    if (!impl_->set(i, encode(v), n)) throw out_of_range("set", i, n);
   }
 
   /// Removes and returns the last item; empty if the list is.
   std::optional<T> pop_back() {
     auto& b = detail::heap_scratch(1);
-    if (!l_->pop(b)) return std::nullopt;
+    if (!impl_->pop(b)) return std::nullopt;
     return decode(b);
   }
 
-  std::size_t size() const { return static_cast<std::size_t>(l_->size()); }
+  std::size_t size() const { return static_cast<std::size_t>(impl_->size()); }
   bool empty() const { return size() == 0; }
   /// Removes every item and gives the memory back.
-  void clear() { l_->clear(); }
+  void clear() { impl_->clear(); }
 
   /// A copy of every item, taken at one instant.
   std::vector<T> snapshot() const {
     auto& b = detail::heap_scratch(1);
-    l_->copy_all(b);
+    impl_->copy_all(b);
     std::vector<T> out;
     Reader r(b.span());
     while (!r.at_end()) {
@@ -270,8 +266,8 @@ class List {
 
  private:
   friend struct codec<List<T, Codec>>;
-  friend struct detail::ListAccess;
-  explicit List(std::shared_ptr<detail::ByteList> l) : l_(std::move(l)) {}
+  friend struct detail::ContainerAccess;
+  explicit List(std::shared_ptr<detail::ByteList> l) : impl_(std::move(l)) {}
 
   static std::uint32_t tag() { return detail::type_tag(typeid(T).name(), typeid(Codec).name()); }
 
@@ -301,23 +297,13 @@ class List {
     if (b.capacity() > (std::size_t{16} << 20)) b = detail::Buffer();
   }
 
-  std::shared_ptr<detail::ByteList> l_;
+  std::shared_ptr<detail::ByteList> impl_;
 };
-
-namespace detail {
-/// The engine under a list (for tests that die holding its lock).
-struct ListAccess {
-  template <class L>
-  static ByteList& engine(L& l) noexcept {
-    return *l.l_;
-  }
-};
-}  // namespace detail
 
 template <class T, class C>
 struct codec<List<T, C>> {
   static void encode(Writer& w, const List<T, C>& l) {
-    detail::write_heap(w, l.l_->heap(), List<T, C>::tag());
+    detail::write_heap(w, l.impl_->heap(), List<T, C>::tag());
   }
   static List<T, C> decode(Reader& r) {
     auto h = detail::read_heap(r, detail::kind_list, List<T, C>::tag());

@@ -4,6 +4,8 @@
 // operation, a type that cannot always be encoded, and memory-file counts. Test code only, so
 // POSIX headers are fine here.
 #include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -73,6 +75,41 @@ inline void die_at_step(long n) {
   procpool::detail::heap_step_hook() = +[] {
     if (--steps_left == 0) ::kill(::getpid(), SIGKILL);
   };
+}
+
+/// Kills a process doing operation `op` on `c` at its 1st, 2nd, ... step, until the operation has
+/// run to its end twice, and checks after each death that `c` is as before or after the operation,
+/// that its heap is sound and that `check(c)` holds. `child(c, op, step)` runs in the process
+/// (through `die_at_step`); `copy(snapshot)` makes a container to run the operation on for the
+/// expected outcome; `blocks(heap)` lists the blocks the container uses.
+template <class C, class Child, class Copy, class Op, class Blocks, class Check>
+void die_at_every_step(C& c, int op, Child child, Copy copy, Op do_op, Blocks blocks, Check check) {
+  using namespace std::chrono_literals;
+  const procpool::ProcessOptions fork{procpool::StartMethod::fork};
+  int completed = 0;
+  for (long step = 1; completed < 2 && step < 200; ++step) {
+    const auto before = c.snapshot();
+    C model = copy(before);
+    do_op(model, op);
+    const auto after = model.snapshot();
+    procpool::Process p(fork, child, c, op, step);
+    p.start();
+    REQUIRE(p.join_for(30s));
+    INFO("op " << op << " step " << step);
+    const auto now = c.snapshot();  // also proves the lock is free again
+    auto& heap = procpool::detail::ContainerAccess::engine(c).heap();
+    REQUIRE(heap_problem(heap, blocks(heap)) == "");
+    check(c);
+    if (p.exitcode() == 0) {
+      REQUIRE(now == after);
+      ++completed;  // then once more from the new state
+      step = 0;
+    } else {
+      REQUIRE(p.exitcode() == -SIGKILL);
+      REQUIRE((now == before || now == after));
+    }
+  }
+  CHECK(completed == 2);
 }
 
 /// Mappings and descriptors of procpool memory files in process `pid`.

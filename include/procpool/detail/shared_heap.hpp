@@ -381,6 +381,14 @@ class SharedHeap {
   bool release_all_ = false;
 };
 
+/// The engine under a `List` or `Dict` (for tests that check its heap or die holding its lock).
+struct ContainerAccess {
+  template <class C>
+  static auto& engine(C& c) noexcept {
+    return *c.impl_;
+  }
+};
+
 /// Holds a heap's lock for a scope.
 class HeapLock {
  public:
