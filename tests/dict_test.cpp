@@ -280,24 +280,8 @@ TEST_CASE("Dict: a process dying at any step of any operation leaves it before o
 TEST_CASE("Dict: processes SIGKILLed in the middle of operations: no torn value, no deadlock",
           "[dict]") {
   procpool::Dict<int, Pair> d;
-  procpool::Process steady(&churn, d, std::uint64_t{1});
-  steady.start();
-  std::mt19937 rng(9);
-  for (int round = 0; round < 8; ++round) {
-    procpool::Process victim(&churn, d, std::uint64_t{100 + static_cast<unsigned>(round)});
-    victim.start();
-    procpool_test::sleep_ms(5 + static_cast<int>(rng() % 40));
-    victim.kill();
-    REQUIRE(victim.join_for(30s));
-    CHECK(victim.exitcode() == -SIGKILL);
-  }
-  steady.kill();
-  REQUIRE(steady.join_for(30s));
-  CHECK(steady.exitcode() == -SIGKILL);  // 2 would mean it saw a torn value
+  procpool_test::kill_while_churning(d, &churn, procpool_test::dict_blocks);
   auto all = d.snapshot();
-  CHECK(all.size() == d.size());
-  auto& heap = procpool::detail::ContainerAccess::engine(d).heap();
-  CHECK(procpool_test::heap_problem(heap, procpool_test::dict_blocks(heap)) == "");
   for (auto& [k, v] : all) {
     REQUIRE(intact(v));
     REQUIRE(d.get(k)->a == v.a);

@@ -325,25 +325,8 @@ TEST_CASE("List: a process dying at any step of any operation leaves it before o
 TEST_CASE("List: processes SIGKILLed in the middle of operations: no torn item, no deadlock",
           "[list]") {
   procpool::List<Rec> l;
-  procpool::Process steady(&churn, l, std::uint64_t{1});
-  steady.start();
-  std::mt19937 rng(5);
-  for (int round = 0; round < 8; ++round) {
-    procpool::Process victim(&churn, l, std::uint64_t{100 + static_cast<unsigned>(round)});
-    victim.start();
-    procpool_test::sleep_ms(5 + static_cast<int>(rng() % 40));
-    victim.kill();
-    REQUIRE(victim.join_for(30s));
-    CHECK(victim.exitcode() == -SIGKILL);
-  }
-  steady.kill();
-  REQUIRE(steady.join_for(30s));
-  CHECK(steady.exitcode() == -SIGKILL);  // 2 would mean it saw a torn item
+  procpool_test::kill_while_churning(l, &churn, procpool_test::list_blocks);
   auto all = l.snapshot();
-  CHECK(all.size() == l.size());
-  for (auto& r : all) REQUIRE(intact(r));
-  auto& heap = procpool::detail::ContainerAccess::engine(l).heap();
-  CHECK(procpool_test::heap_problem(heap, procpool_test::list_blocks(heap)) == "");
   l.push_back(make_rec(7));
   CHECK(l.at(l.size() - 1).id == 7);
 }

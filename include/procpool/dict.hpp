@@ -125,11 +125,7 @@ class ByteDict {
 
   void clear() {
     HeapLock l(*h_);
-    HeapTxn t(*h_);
-    for (std::size_t r = 0; r < heap_roots; ++r)
-      if (h_->root(r) != 0) h_->set_root(r, 0);
-    h_->free_all();
-    t.commit();
+    h_->clear();
   }
 
   std::uint64_t size() {

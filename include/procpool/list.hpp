@@ -119,11 +119,7 @@ class ByteList {
 
   void clear() {
     HeapLock l(*h_);
-    HeapTxn t(*h_);
-    for (std::size_t r = 0; r < heap_roots; ++r)
-      if (h_->root(r) != 0) h_->set_root(r, 0);
-    h_->free_all();
-    t.commit();
+    h_->clear();
   }
 
   /// Every item, each preceded by its 8-byte length.

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -110,6 +111,31 @@ void die_at_every_step(C& c, int op, Child child, Copy copy, Op do_op, Blocks bl
     }
   }
   CHECK(completed == 2);
+}
+
+/// Runs `churn(c, seed)` (mixed operations until killed) in a steady process and in 8 victims
+/// SIGKILLed after a random 5-45 ms each, then checks that nobody saw a torn item (the churn exits
+/// 2 then) or deadlocked, and that the heap is sound.
+template <class C, class Churn, class Blocks>
+void kill_while_churning(C& c, Churn churn, Blocks blocks) {
+  using namespace std::chrono_literals;
+  procpool::Process steady(churn, c, std::uint64_t{1});
+  steady.start();
+  std::mt19937 rng(9);
+  for (int round = 0; round < 8; ++round) {
+    procpool::Process victim(churn, c, std::uint64_t{100 + static_cast<unsigned>(round)});
+    victim.start();
+    sleep_ms(5 + static_cast<int>(rng() % 40));
+    victim.kill();
+    REQUIRE(victim.join_for(30s));
+    CHECK(victim.exitcode() == -SIGKILL);
+  }
+  steady.kill();
+  REQUIRE(steady.join_for(30s));
+  CHECK(steady.exitcode() == -SIGKILL);  // 2 would mean it saw a torn item
+  auto& heap = procpool::detail::ContainerAccess::engine(c).heap();
+  CHECK(heap_problem(heap, blocks(heap)) == "");
+  CHECK(c.snapshot().size() == c.size());
 }
 
 /// Mappings and descriptors of procpool memory files in process `pid`.

@@ -264,12 +264,21 @@ class SharedHeap {
     }
   }
 
-  /// Forgets every block (for `clear`): the memory goes back to the system after the commit.
-  void free_all() {
-    for (std::size_t c = 0; c < heap_classes; ++c)
-      if (state_->free_head[c] != 0) set(state_where(&state_->free_head[c]), 0);
-    set(state_where(&state_->top), heap_first);
+  /// Empties the container (as one operation, under the lock): its roots go to 0 and every
+  /// block is forgotten; the memory goes back to the system after the commit.
+  void clear() {
+    try {
+      for (std::size_t r = 0; r < heap_roots; ++r)
+        if (state_->root[r] != 0) set_root(r, 0);
+      for (std::size_t c = 0; c < heap_classes; ++c)
+        if (state_->free_head[c] != 0) set(state_where(&state_->free_head[c]), 0);
+      set(state_where(&state_->top), heap_first);
+    } catch (...) {
+      rollback();
+      throw;
+    }
     release_all_ = true;
+    commit();
   }
 
   std::size_t length(std::uint64_t off) const noexcept {
