@@ -153,15 +153,21 @@ class Completion {
     return ok;
   }
 
-  /// Records job `i`'s outcome; returns true if that completed the whole state.
-  bool settle(std::size_t i, JobOutcome&& o) {
+  /// Records job `i`'s outcome, made of `job_items` tasks. `account()` runs, under this state's
+  /// lock and before any waiter can see the result, only if the outcome is the one recorded (not
+  /// one that came after a cancel): so each task is counted once in the pool's statistics.
+  /// Returns true if the outcome was recorded.
+  template <class Account>
+  bool settle(std::size_t i, JobOutcome&& o, std::uint32_t job_items, Account&& account) {
     std::vector<std::function<void(Completion&)>> run;
     {
       std::lock_guard lock(m_);
       if (done() || settled(i)) return false;
       outcomes_[i] = std::move(o);
       mark(i);
-      if (--remaining_ > 0) return false;
+      settled_items_ += job_items;
+      account();
+      if (--remaining_ > 0) return true;
       done_.store(true, std::memory_order_release);
       run.swap(callbacks_);
     }
@@ -169,13 +175,16 @@ class Completion {
     return true;
   }
 
-  /// Fails every job not yet settled (cancel, terminate). Returns false if already complete.
-  bool fail_all(const ErrorInfo& e) {
+  /// Fails every job not yet settled (cancel, terminate); `account(n)` receives the number of
+  /// tasks that had no outcome yet, as settle's does. Returns false if already complete.
+  template <class Account>
+  bool fail_all(const ErrorInfo& e, Account&& account) {
     std::vector<std::function<void(Completion&)>> run;
     {
       std::lock_guard lock(m_);
       if (done()) return false;
       forced_error_ = e;
+      account(items > settled_items_ ? items - settled_items_ : 0);
       done_.store(true, std::memory_order_release);
       run.swap(callbacks_);
     }
@@ -271,6 +280,7 @@ class Completion {
   std::vector<JobOutcome> outcomes_;
   std::vector<std::uint64_t> bits_;
   std::size_t remaining_;
+  std::uint64_t settled_items_ = 0;  // tasks in the jobs settled so far
   std::optional<ErrorInfo> forced_error_;
   std::vector<std::function<void(Completion&)>> callbacks_;
 };

@@ -152,15 +152,13 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
     ErrorInfo e;
     e.kind = ErrorInfo::Kind::cancelled;
     e.message = "the task was cancelled";
-    if (!c->fail_all(e)) return false;
+    // Every task of `c` without an outcome fails now, wherever it is (queued, in a worker's
+    // window, running): whatever comes back for it later is not counted again.
+    if (!c->fail_all(e, [&](std::uint64_t n) { failed_.fetch_add(n, std::memory_order_relaxed); }))
+      return false;
     {
       std::lock_guard lock(m_);
-      auto it = std::remove_if(pending_.begin(), pending_.end(),
-                               [&](const Job& j) { return j.completion == c; });
-      std::size_t dropped = 0;
-      for (auto i = it; i != pending_.end(); ++i) dropped += i->count;
-      pending_.erase(it, pending_.end());
-      stats_.failed += dropped;
+      std::erase_if(pending_, [&](const Job& j) { return j.completion == c; });
       cancels_.push_back({c, kill_running});
       ++requests_;
     }
@@ -199,8 +197,14 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
   }
 
   Stats stats() const {
-    std::lock_guard lock(m_);
-    return stats_;
+    Stats s;
+    {
+      std::lock_guard lock(m_);
+      s = stats_;
+    }
+    s.completed = completed_.load(std::memory_order_relaxed);
+    s.failed = failed_.load(std::memory_order_relaxed);
+    return s;
   }
 
   std::vector<pid_t> pids() const {
@@ -959,12 +963,10 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
     for_each_item(o.payload(), o.count, [&](const ItemView& it) {
       (it.status == ItemStatus::ok ? ok_items : failed_items)++;
     });
-    if (!job.completion->done()) {
-      std::lock_guard lock(m_);
-      stats_.completed += ok_items;
-      stats_.failed += failed_items;
-    }
-    job.completion->settle(job.index, std::move(o));
+    job.completion->settle(job.index, std::move(o), job.count, [&] {
+      completed_.fetch_add(ok_items, std::memory_order_relaxed);
+      failed_.fetch_add(failed_items, std::memory_order_relaxed);
+    });
     return true;
   }
 
@@ -997,15 +999,12 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
   }
 
   void fail_jobs(std::deque<Job>& jobs, const ErrorInfo& e) {
-    std::uint64_t items = 0;
     for (auto& j : jobs) {
-      if (!j.completion->done()) items += j.count;
       JobOutcome o;
       o.error = e;
-      j.completion->settle(j.index, std::move(o));
+      j.completion->settle(j.index, std::move(o), j.count,
+                           [&] { failed_.fetch_add(j.count, std::memory_order_relaxed); });
     }
-    std::lock_guard lock(m_);
-    stats_.failed += items;
   }
 
   void on_death(std::size_t slot) {
@@ -1373,7 +1372,9 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
   // it last looked (pending work that no worker has room for is no reason to stay awake).
   std::uint64_t requests_ = 0;
   std::uint64_t seen_requests_ = 0;
-  Stats stats_;
+  Stats stats_;  // submitted and restarts; the outcomes are counted in the atomics below
+  // Counted while a Completion's lock is held (see Completion::settle), never under m_.
+  std::atomic<std::uint64_t> completed_{0}, failed_{0};
   std::vector<pid_t> live_pids_;
   std::atomic<bool> sleeping_{false};
   std::atomic<std::uint64_t> next_id_{1};
