@@ -155,7 +155,9 @@ class ImapState {
       }
     } learn;
     if (ready_->count.load(std::memory_order_acquire) == 0) {
-      learn = {core_.get(), Clock::now()};
+      // Set in place: assigning a Learn would destroy a temporary, which reports a wait of zero.
+      learn.core = core_.get();
+      learn.t0 = Clock::now();
       help_until_ready(deadline);
     }
     std::unique_lock lock(ready_->m);
