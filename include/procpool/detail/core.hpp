@@ -626,7 +626,8 @@ class Core final : public Driver, public std::enable_shared_from_this<Core> {
       if (!best) break;
       Job job = std::move(pending_.front());
       pending_.pop_front();
-      if (job.completion->done()) {  // cancelled while queued
+      if (job.completion->done()) {  // cancelled while queued: look at the next one
+        sent_any = true;
         continue;
       }
       best->inflight.push_back(std::move(job));
