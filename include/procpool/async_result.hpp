@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -22,8 +23,17 @@ class Pool;
 
 namespace detail {
 
-class Core;
-bool cancel_in(Core& core, const std::shared_ptr<Completion>& c, bool kill_running);
+/// A wait's length for a message: "250 ms", "2.5 s".
+template <class Rep, class Period>
+std::string describe(std::chrono::duration<Rep, Period> d) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+  if (us < 1000) return std::to_string(us) + " us";
+  if (us < 10'000'000) {
+    const auto ms = us / 1000, frac = (us % 1000) / 100;
+    return std::to_string(ms) + (frac != 0 ? "." + std::to_string(frac) : std::string()) + " ms";
+  }
+  return std::to_string(us / 1'000'000) + " s";
+}
 
 template <class T>
 using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
@@ -46,7 +56,7 @@ class TypedCompletion : public Completion {
         } catch (const CodecError& e) {
           ErrorInfo info;
           info.kind = ErrorInfo::Kind::codec;
-          info.message = strip(e.what());
+          info.message = bare_message(e);
           error = std::move(info);
         }
       }
@@ -57,11 +67,6 @@ class TypedCompletion : public Completion {
   std::optional<ErrorInfo> error;
 
  private:
-  static std::string strip(const char* what) {
-    std::string s(what);
-    if (s.rfind("procpool: ", 0) == 0) s.erase(0, 10);
-    return s;
-  }
   Materialize materialize_;
   std::once_flag once_;
 };
@@ -90,7 +95,7 @@ class AsyncResult {
   template <class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) {
     check();
-    if (!s_->wait_for(timeout)) throw TimeoutError("no result within the timeout");
+    if (!s_->wait_for(timeout)) throw TimeoutError("no result within " + detail::describe(timeout));
     return take();
   }
 
@@ -115,7 +120,7 @@ class AsyncResult {
   bool successful() const {
     check();
     if (!s_->done())
-      throw std::logic_error("procpool: successful() called before the result is ready");
+      throw std::logic_error(detail::prefixed("successful() called before the result is ready"));
     s_->resolve();
     return !s_->error;
   }
@@ -124,9 +129,9 @@ class AsyncResult {
   /// Returns true unless the task had already finished; `get()` then throws `Cancelled`.
   bool cancel() {
     check();
-    auto core = s_->core.lock();
-    if (!core) return false;  // its pool is gone, and so every task of it has finished
-    return detail::cancel_in(*core, s_, true);
+    auto pool = s_->pool.lock();
+    if (!pool) return false;  // its pool is gone, and so every task of it has finished
+    return pool->cancel(s_, true);
   }
 
   /// Registers callbacks, like Python's callback / error_callback. `on_value` receives the value
@@ -169,7 +174,7 @@ class AsyncResult {
 
  private:
   void check() const {
-    if (!s_) throw std::logic_error("procpool: AsyncResult does not refer to a task");
+    if (!s_) throw std::logic_error(detail::prefixed("AsyncResult does not refer to a task"));
   }
 
   T take() {

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -11,11 +12,30 @@
 
 namespace procpool {
 
+namespace detail {
+/// The one place the prefix of procpool's messages is spelled.
+inline constexpr std::string_view error_prefix = "procpool: ";
+inline std::string prefixed(std::string_view msg) {
+  std::string s;
+  s.reserve(error_prefix.size() + msg.size());
+  s.append(error_prefix).append(msg);
+  return s;
+}
+}  // namespace detail
+
 /// Base of every error procpool throws. `what()` starts with "procpool: ".
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& msg) : std::runtime_error("procpool: " + msg) {}
+  explicit Error(const std::string& msg) : std::runtime_error(detail::prefixed(msg)) {}
 };
+
+namespace detail {
+/// An Error's message without the prefix its constructor added: for an error that travels (from
+/// a worker, or into an ErrorInfo) and is prefixed again where it is thrown anew.
+inline std::string bare_message(const Error& e) {
+  return std::string(e.what() + error_prefix.size());
+}
+}  // namespace detail
 
 /// The task threw. `type_name()` is the demangled dynamic type of what it threw.
 class RemoteError : public Error {

@@ -13,12 +13,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include <procpool/async_result.hpp>
 #include <procpool/detail/completion.hpp>
-#include <procpool/detail/core.hpp>
+#include <procpool/detail/supervisor.hpp>
 #include <procpool/errors.hpp>
 
 namespace procpool {
@@ -52,9 +53,9 @@ class ImapState {
   // Decodes one chunk's items.
   using Decoder = void (*)(const Completion&, std::deque<ImapItem<R>>&);
 
-  ImapState(std::shared_ptr<Core> core, Producer produce, Decoder decode, bool ordered,
+  ImapState(std::shared_ptr<Supervisor> pool, Producer produce, Decoder decode, bool ordered,
             std::size_t window)
-      : core_(std::move(core)),
+      : pool_(std::move(pool)),
         produce_(std::move(produce)),
         decode_(decode),
         ordered_(ordered),
@@ -64,13 +65,14 @@ class ImapState {
   ~ImapState() {
     // Dropped early: whatever is still queued is discarded, so a huge input stops here.
     for (auto& c : inflight_)
-      if (!c->done()) core_->cancel(c, false);
+      if (!c->done()) pool_->cancel(c, false);
   }
   ImapState(const ImapState&) = delete;
   ImapState& operator=(const ImapState&) = delete;
 
   /// The next item, or nothing at the end. Throws TimeoutError if none arrives by `deadline`.
-  std::optional<ImapItem<R>> fetch(std::optional<Clock::time_point> deadline) {
+  std::optional<ImapItem<R>> fetch(std::optional<Clock::time_point> deadline,
+                                   const std::string& timeout = {}) {
     for (;;) {
       if (!items_.empty()) {
         ImapItem<R> it = std::move(items_.front());
@@ -89,12 +91,11 @@ class ImapState {
       std::shared_ptr<Completion> c;
       if (ordered_) {
         c = inflight_.front();
-        bool ok = deadline ? c->wait_for(*deadline - Clock::now()) : (c->wait(), true);
-        if (!ok) throw TimeoutError("no imap result within the timeout");
+        if (!c->wait_until(deadline)) throw TimeoutError("no imap result within " + timeout);
         inflight_.pop_front();
       } else {
         c = wait_ready(deadline);  // also takes it out of inflight_
-        if (!c) throw TimeoutError("no imap result within the timeout");
+        if (!c) throw TimeoutError("no imap result within " + timeout);
       }
       decode_(*c, items_);
     }
@@ -122,9 +123,7 @@ class ImapState {
         break;
       }
       auto c = job.completion;
-      c->core = core_;
-      c->driver = core_;
-      c->job_ids.push_back(job.id);
+      c->pool = pool_;
       if (!ordered_) {
         std::weak_ptr<ReadyQueue> q = ready_;
         c->on_complete([q](Completion& done) {
@@ -141,25 +140,24 @@ class ImapState {
       started.push_back(std::move(c));
     }
     if (batch.empty()) return;
-    core_->submit(batch, items);  // throws PoolClosed before anything is in flight
+    pool_->queue().submit(batch, items);  // throws PoolClosed before anything is in flight
     for (auto& c : started) inflight_.push_back(std::move(c));
   }
 
   std::shared_ptr<Completion> wait_ready(std::optional<Clock::time_point> deadline) {
+    auto ready = [this] { return ready_->count.load(std::memory_order_acquire) != 0; };
     // Only a wait that found nothing ready teaches the pool how long results take.
-    struct Learn {
-      Core* core = nullptr;
-      Clock::time_point t0;
-      ~Learn() {
-        if (core) core->waited(Clock::now() - t0);
-      }
-    } learn;
-    if (ready_->count.load(std::memory_order_acquire) == 0) {
-      // Set in place: assigning a Learn would destroy a temporary, which reports a wait of zero.
-      learn.core = core_.get();
-      learn.t0 = Clock::now();
-      help_until_ready(deadline);
+    std::optional<Clock::time_point> t0;
+    if (!ready()) {
+      t0 = Clock::now();
+      (void)pool_->help(ready, deadline.value_or(Clock::time_point::max()));
     }
+    std::shared_ptr<Completion> c = take_ready(deadline);
+    if (t0) pool_->waited(Clock::now() - *t0);
+    return c;
+  }
+
+  std::shared_ptr<Completion> take_ready(std::optional<Clock::time_point> deadline) {
     std::unique_lock lock(ready_->m);
     auto pred = [&] { return !ready_->ready.empty(); };
     if (deadline) {
@@ -181,24 +179,7 @@ class ImapState {
     return nullptr;
   }
 
-  // Like Completion::wait: do the pool's I/O for a moment before sleeping.
-  void help_until_ready(std::optional<Clock::time_point> deadline) {
-    auto until = Clock::now() + core_->spin_budget();
-    if (deadline && *deadline < until) until = *deadline;
-    if (until <= Clock::now()) return;
-    core_->helping(true, false);
-    bool ok = false;
-    do {
-      core_->drive();
-      for (int i = 0; i < 16 && !ok; ++i) {
-        ok = ready_->count.load(std::memory_order_acquire) != 0;
-        cpu_relax();
-      }
-    } while (!ok && Clock::now() < until);
-    core_->helping(false, !ok);
-  }
-
-  std::shared_ptr<Core> core_;
+  std::shared_ptr<Supervisor> pool_;
   Producer produce_;
   Decoder decode_;
   bool ordered_;
@@ -228,7 +209,7 @@ class ImapRange {
   std::optional<value_type> next(std::chrono::duration<Rep, Period> timeout) {
     auto deadline =
         detail::Clock::now() + std::chrono::duration_cast<detail::Clock::duration>(timeout);
-    return unwrap(s_->fetch(deadline));
+    return unwrap(s_->fetch(deadline, detail::describe(timeout)));
   }
 
   /// The next result, waiting as long as it takes; empty at the end.

@@ -28,7 +28,11 @@ inline void init(int argc, char** argv) {
   auto& state = posix::InitState::get();
   if (state.called.exchange(true)) return;
   for (int i = 0; i < argc; ++i) state.argv.emplace_back(argv[i] ? argv[i] : "");
-  // Without a fork server, forkserver pools report the failure when they start.
+  // The fork server is started here even if no forkserver pool will ever be made: it must be
+  // forked while the program has a single thread (a fork of a threaded program copies locks
+  // other threads hold), and which start method later pools and processes use is only known
+  // later (Options, set_start_method). It is one sleeping process, started once. Without it,
+  // forkserver pools report the failure when they start.
   (void)posix::start_forkserver(&detail::launched_worker_main);
 }
 

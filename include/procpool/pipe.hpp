@@ -120,7 +120,7 @@ class Pipe {
   static std::uint32_t tag() { return detail::type_tag(typeid(T).name(), typeid(Codec).name()); }
 
   void check_open() const {
-    if (!end_->seg) throw std::logic_error("procpool: use of a closed Pipe end");
+    if (!end_->seg) throw std::logic_error(detail::prefixed("use of a closed Pipe end"));
   }
 
   std::optional<T> recv_until(std::int64_t deadline_ns) {

@@ -19,8 +19,9 @@
 #include <procpool/async_result.hpp>
 #include <procpool/codec.hpp>
 #include <procpool/cpu.hpp>
-#include <procpool/detail/core.hpp>
 #include <procpool/detail/invoke.hpp>
+#include <procpool/detail/local/transport.hpp>
+#include <procpool/detail/supervisor.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/imap.hpp>
@@ -32,10 +33,6 @@
 namespace procpool {
 
 namespace detail {
-
-inline bool cancel_in(Core& core, const std::shared_ptr<Completion>& c, bool kill_running) {
-  return core.cancel(c, kill_running);
-}
 
 /// The types that travel for one element of a starmap input: the element's tuple elements.
 template <class F, class Tuple, class = std::make_index_sequence<std::tuple_size_v<Tuple>>>
@@ -118,7 +115,7 @@ void decode_chunk(const Completion& c, std::deque<ImapItem<R>>& out) {
       } catch (const CodecError& e) {
         ErrorInfo info;
         info.kind = ErrorInfo::Kind::codec;
-        info.message = std::string(e.what()).substr(10);  // drop "procpool: "
+        info.message = bare_message(e);
         it.error = std::move(info);
       }
     } else {
@@ -163,10 +160,10 @@ class Pool {
 
   /// Waits for every submitted task, then for the workers to exit (`close()` + `join()`).
   ~Pool() {
-    if (!core_) return;
-    core_->close();
+    if (!engine_) return;
+    engine_->queue().close();
     try {
-      core_->join();
+      engine_->join();
     } catch (...) {
       // join() from a result callback: the pool's thread finishes on its own.
     }
@@ -227,41 +224,33 @@ class Pool {
   }
 
   /// No more submissions; queued and running tasks still finish.
-  void close() { core_->close(); }
+  void close() { engine_->queue().close(); }
   /// Stops the workers now; unfinished tasks fail with `Cancelled`.
-  void terminate() { core_->terminate(); }
+  void terminate() { engine_->queue().terminate(); }
   /// Waits until every worker has exited. Only after `close()` or `terminate()`.
-  void join() { core_->join(); }
+  void join() { engine_->join(); }
 
-  std::size_t size() const { return core_->size(); }
-  std::vector<pid_t> pids() const { return core_->pids(); }
-  Stats stats() const { return core_->stats(); }
+  std::size_t size() const { return engine_->size(); }
+  std::vector<pid_t> pids() const { return engine_->queue().pids(); }
+  Stats stats() const { return engine_->queue().stats(); }
   /// How many chunks an imap keeps in flight.
   std::size_t imap_window() const { return 32 * size() + 8; }
 
  private:
   void start(Options opts, detail::Buffer init_task,
              std::vector<std::shared_ptr<detail::Segment>> init_segments) {
-    auto& init = detail::posix::InitState::get();
-    if (detail::posix::started_as_worker())
-      throw Error(
-          "this program was started as a procpool worker but did not call "
-          "procpool::init(argc, argv) first thing in main");
-    if (opts.start != StartMethod::fork && !init.called)
-      throw Error(std::string(opts.start == StartMethod::spawn ? "StartMethod::spawn"
-                                                               : "StartMethod::forkserver") +
-                  " needs procpool::init(argc, argv) called first thing in main");
-    if (opts.start == StartMethod::forkserver && !init.forkserver)
-      throw Error("the fork server could not be started by procpool::init");
+    detail::local::check_can_start(opts.start, "Pool");
     if (opts.processes == 0) opts.processes = cpu_count();
     if (opts.processes > 4096)
-      throw std::invalid_argument("procpool: Options::processes " + std::to_string(opts.processes) +
-                                  " is above the limit of 4096");
+      throw std::invalid_argument(detail::prefixed(
+          "Options::processes " + std::to_string(opts.processes) + " is above the limit of 4096"));
     if (opts.task_timeout.count() < 0)
-      throw std::invalid_argument("procpool: Options::task_timeout is negative");
+      throw std::invalid_argument(detail::prefixed("Options::task_timeout is negative"));
     opts_ = opts;
-    core_ = std::make_shared<detail::Core>(opts, std::move(init_task), std::move(init_segments));
-    core_->start();
+    auto transport =
+        std::make_unique<detail::local::LocalTransport>(opts, init_task, std::move(init_segments));
+    engine_ = std::make_shared<detail::Supervisor>(opts, std::move(transport));
+    engine_->start();
   }
 
   template <class W, class... A>
@@ -287,8 +276,9 @@ class Pool {
     return at;
   }
 
-  static void end_task(detail::Buffer& b, std::size_t at, std::uint32_t count) {
-    detail::finish_frame(b, at, count);
+  // `timed`: the job has a time limit, so the worker notes when each of its tasks starts.
+  static void end_task(detail::Buffer& b, std::size_t at, std::uint32_t count, bool timed) {
+    detail::finish_frame(b, at, count, timed ? detail::frame_timed : std::uint8_t{0});
     std::size_t bytes = b.size() - at - sizeof(detail::FrameHeader);
     if (bytes > detail::max_frame)
       throw CodecError("task arguments of " + std::to_string(bytes) +
@@ -307,17 +297,16 @@ class Pool {
     using R = std::remove_cvref_t<detail::apply_result_t<F, W>>;
     auto c = std::make_shared<detail::TypedCompletion<R>>(1, &detail::materialize_single<Codec, R>);
     detail::Job j;
-    j.id = core_->next_id();
+    j.id = engine_->queue().next_id();
     std::size_t at = begin_task<F, W>(j.frame, j.id, f);
     add_item_to<W>(j, std::forward<A>(args)...);
-    end_task(j.frame, at, 1);
-    j.completion = c;
     j.timeout_ns = to_ns(limit);
-    c->core = core_;
-    c->driver = core_;
-    c->job_ids.push_back(j.id);
+    j.task = detail::task_name_of(f);
+    end_task(j.frame, at, 1, j.timeout_ns > 0);
+    j.completion = c;
+    c->pool = engine_;
     c->items = 1;
-    core_->submit(std::move(j));
+    engine_->queue().submit(std::move(j));
     return AsyncResult<R>(std::move(c));
   }
 
@@ -361,6 +350,8 @@ class Pool {
     constexpr std::size_t chunk_bytes = 4 << 20;
     std::vector<detail::Job> jobs;
     std::size_t n = 0;
+    const std::int64_t limit = to_ns(opts_.task_timeout);  // per task, also inside the chunk
+    const bool timed = limit > 0;
     if constexpr (std::ranges::sized_range<Range>) {
       // The count is known: elements go straight into their chunk's frame.
       n = static_cast<std::size_t>(std::ranges::size(input));
@@ -370,9 +361,9 @@ class Pool {
       for (auto&& e : input) {
         if (jobs.empty() || jobs.back().count == chunksize ||
             jobs.back().frame.size() - at > chunk_bytes) {
-          if (!jobs.empty()) end_task(jobs.back().frame, at, jobs.back().count);
+          if (!jobs.empty()) end_task(jobs.back().frame, at, jobs.back().count, timed);
           detail::Job& j = jobs.emplace_back();
-          j.id = core_->next_id();
+          j.id = engine_->queue().next_id();
           j.count = 0;
           at = begin_task<F, W>(j.frame, j.id, f);
         }
@@ -381,7 +372,7 @@ class Pool {
         add_element<Star, W>(j.frame, std::forward<decltype(e)>(e));
         ++j.count;
       }
-      if (!jobs.empty()) end_task(jobs.back().frame, at, jobs.back().count);
+      if (!jobs.empty()) end_task(jobs.back().frame, at, jobs.back().count, timed);
     } else {
       // Staged first: the element count sizes the chunks.
       detail::Buffer staged;
@@ -403,7 +394,7 @@ class Pool {
         while (i < n && i - first < chunksize && (i == first || ends[i] - start <= chunk_bytes))
           ++i;
         detail::Job& j = jobs.emplace_back();
-        j.id = core_->next_id();
+        j.id = engine_->queue().next_id();
         std::size_t at = begin_task<F, W>(j.frame, j.id, f);
         j.frame.append(staged.data() + start, ends[i - 1] - start);
         if (!segments.empty()) {
@@ -412,31 +403,31 @@ class Pool {
                                segments.begin() + static_cast<std::ptrdiff_t>(segment_ends[i - 1]));
         }
         j.count = static_cast<std::uint32_t>(i - first);
-        end_task(j.frame, at, j.count);
+        end_task(j.frame, at, j.count, timed);
       }
     }
 
     auto c = std::make_shared<detail::TypedCompletion<Vec>>(jobs.size(),
                                                             &detail::materialize_map<Codec, R>);
-    c->core = core_;
-    c->driver = core_;
+    c->pool = engine_;
     c->items = static_cast<std::uint32_t>(std::min<std::size_t>(n, UINT32_MAX));
     for (std::size_t k = 0; k < jobs.size(); ++k) {
       detail::Job& j = jobs[k];
       j.completion = c;
       j.index = static_cast<std::uint32_t>(k);
-      j.timeout_ns = to_ns(opts_.task_timeout);  // per task, also inside the chunk
-      c->job_ids.push_back(j.id);
+      j.timeout_ns = limit;
+      j.task = detail::task_name_of(f);
     }
-    core_->submit(jobs, n);  // also for no jobs: a closed pool refuses even an empty map
+    engine_->queue().submit(jobs, n);  // also for no jobs: a closed pool refuses even an empty map
     return AsyncResult<Vec>(std::move(c));
   }
 
   template <class F, class Range>
   auto make_imap(bool ordered, F f, Range&& input, std::size_t chunksize) {
     detail::check_task<F>();
-    if (chunksize == 0) throw std::invalid_argument("procpool: imap chunksize must be at least 1");
-    core_->check_open();
+    if (chunksize == 0)
+      throw std::invalid_argument(detail::prefixed("imap chunksize must be at least 1"));
+    engine_->queue().check_open();
     using View = std::views::all_t<Range>;
     using E = std::ranges::range_reference_t<View>;
     using W = detail::wire_args_t<F, E>;
@@ -448,13 +439,13 @@ class Pool {
       std::optional<std::ranges::iterator_t<View>> it;
     };
     auto src = std::make_shared<Source>(std::views::all(std::forward<Range>(input)));
-    detail::Core* core = core_.get();
+    detail::SubmissionQueue* queue = &engine_->queue();
     const std::int64_t limit = to_ns(opts_.task_timeout);
-    auto produce = [src, core, f, chunksize, limit](detail::Job& j) -> bool {
+    auto produce = [src, queue, f, chunksize, limit](detail::Job& j) -> bool {
       if (!src->it) src->it = std::ranges::begin(src->view);
       auto& it = *src->it;
       if (it == std::ranges::end(src->view)) return false;
-      j.id = core->next_id();
+      j.id = queue->next_id();
       std::size_t at = begin_task<F, W>(j.frame, j.id, f);
       std::uint32_t count = 0;
       while (count < chunksize && it != std::ranges::end(src->view)) {
@@ -462,21 +453,22 @@ class Pool {
         ++it;
         ++count;
       }
-      end_task(j.frame, at, count);
+      end_task(j.frame, at, count, limit > 0);
       j.count = count;
       j.timeout_ns = limit;
+      j.task = detail::task_name_of(f);
       auto c = std::make_shared<detail::Completion>(1);
       c->items = count;
       j.completion = std::move(c);
       return true;
     };
     auto state = std::make_shared<detail::ImapState<R>>(
-        core_, std::move(produce), &detail::decode_chunk<Codec, R>, ordered, imap_window());
+        engine_, std::move(produce), &detail::decode_chunk<Codec, R>, ordered, imap_window());
     return ImapRange<R>(std::move(state));
   }
 
   Options opts_;
-  std::shared_ptr<detail::Core> core_;
+  std::shared_ptr<detail::Supervisor> engine_;
 };
 
 Pool()->Pool<BinaryCodec>;

@@ -32,6 +32,7 @@
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/demangle.hpp>
 #include <procpool/detail/invoke.hpp>
+#include <procpool/detail/local/launcher.hpp>
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/launch.hpp>
 #include <procpool/detail/posix/process.hpp>
@@ -111,10 +112,10 @@ TaskRef process_task_ref(F f) {
 /// Runs process launches on one thread that lives as long as the program. A child dies with the
 /// thread that forked it (PR_SET_PDEATHSIG is per thread), so forking on the caller's thread
 /// would kill a Process as soon as that thread ended.
-class Launcher {
+class LaunchThread {
  public:
   static void run(const std::function<void()>& job) {
-    Launcher& l = get();
+    LaunchThread& l = get();
     Request req{&job, nullptr, false};
     std::unique_lock lock(l.m_);
     l.queue_.push_back(&req);
@@ -130,14 +131,14 @@ class Launcher {
     bool done;
   };
 
-  static Launcher& get() {
+  static LaunchThread& get() {
     // No mutex here: a child forked while another thread held one could never take it.
-    static std::atomic<Launcher*> current{nullptr};
+    static std::atomic<LaunchThread*> current{nullptr};
     const pid_t me = posix::current_pid();
-    Launcher* l = current.load();
+    LaunchThread* l = current.load();
     // In a child forked from this program the thread does not exist: start another.
     while (l == nullptr || l->owner_ != me) {
-      auto* fresh = new Launcher;  // never destroyed: the thread may outlive static destructors
+      auto* fresh = new LaunchThread;  // never destroyed: the thread may outlive static destructors
       if (current.compare_exchange_strong(l, fresh)) {
         std::thread([fresh] { fresh->loop(); }).detach();
         return *fresh;
@@ -171,20 +172,6 @@ class Launcher {
   std::condition_variable cv_;
   std::deque<Request*> queue_;
 };
-
-inline void check_can_start(StartMethod m, const char* what) {
-  auto& init = posix::InitState::get();
-  if (posix::started_as_worker())
-    throw Error(
-        "this program was started as a procpool worker but did not call "
-        "procpool::init(argc, argv) first thing in main");
-  if (m != StartMethod::fork && !init.called)
-    throw Error(
-        std::string(m == StartMethod::spawn ? "StartMethod::spawn" : "StartMethod::forkserver") +
-        " needs procpool::init(argc, argv) called first thing in main (" + what + ")");
-  if (m == StartMethod::forkserver && !init.forkserver)
-    throw Error("the fork server could not be started by procpool::init");
-}
 
 }  // namespace detail
 
@@ -240,9 +227,9 @@ class Process {
   /// Starts the child. A Process starts once; `std::logic_error` the second time.
   void start() {
     State& s = state();
-    if (s.started) throw std::logic_error("procpool: a Process can be started only once");
+    if (s.started) throw std::logic_error(detail::prefixed("a Process can be started only once"));
     namespace posix = detail::posix;
-    detail::check_can_start(s.opts.start, "Process::start");
+    detail::local::check_can_start(s.opts.start, "Process::start");
     for (const auto& seg : s.attachments)
       if (seg->fd() < 0)
         throw Error(
@@ -254,46 +241,29 @@ class Process {
     posix::check(posix::make_pipe(result, false), "pipe2");
     posix::check(posix::make_seqpacket_pair(control, control_child), "socketpair");
 
-    pid_t pid = 0;
-    posix::UniqueFd pidfd;
     // As Python does: what this program printed so far must not be printed again by the child
     // when it flushes its copy of the buffers.
     std::cout.flush();
     std::cerr.flush();
     std::fflush(nullptr);
-    if (s.opts.start == StartMethod::fork) {
-      detail::Launcher::run([&] {
-        detail::WorkerContext ctx;
-        ctx.task_fd = task_child.get();
-        ctx.result_fd = result.write_end.get();
-        ctx.control_fd = control_child.get();
-        posix::ChildSpec spec;
-        spec.body = &detail::worker_main;
-        spec.ctx = &ctx;
-        spec.in_child = &detail::SegmentTable::reset_in_child;
-        spec.keep[0] = ctx.task_fd;
-        spec.keep[1] = ctx.result_fd;
-        spec.keep[2] = ctx.control_fd;
-        posix::check(posix::fork_child(spec, pid, pidfd), "fork");
-      });
-    } else {
-      // A spawned worker maps status slots; a Process child has one, which nobody reads.
-      posix::UniqueFd slots;
+    // A started worker maps a status slot; a Process child has one, which nobody reads.
+    posix::UniqueFd slots;
+    if (s.opts.start != StartMethod::fork)
       posix::check(posix::make_memfd(sizeof(detail::WorkerSlot), slots), "memfd_create");
-      posix::WorkerFds fds{task_child.get(), result.write_end.get(), control_child.get(),
-                           slots.get()};
-      posix::WorkerParams params;
-      if (s.opts.start == StartMethod::spawn) {
-        detail::Launcher::run([&] {
-          posix::check(posix::spawn_worker(fds, params, pid, pidfd), "spawning a process");
-        });
-      } else {
-        posix::UniqueFd status_child;
-        posix::check(posix::make_seqpacket_pair(s.status, status_child), "socketpair");
-        posix::check(posix::forkserver_worker(fds, status_child.get(), params, pid, pidfd),
-                     "the fork server");
-      }
+    detail::local::LaunchRequest req;
+    req.fds = {task_child.get(), result.write_end.get(), control_child.get(), slots.get()};
+    s.launcher = detail::local::make_launcher(s.opts.start);
+    detail::local::Launched launched;
+    auto launch = [&] { launched = s.launcher->launch(req); };
+    // The fork server's workers are not children of this process; the others are, and must be
+    // started from the launcher thread.
+    if (s.opts.start == StartMethod::forkserver) {
+      launch();
+    } else {
+      detail::LaunchThread::run(launch);
     }
+    const pid_t pid = launched.pid;
+    posix::UniqueFd pidfd = std::move(launched.pidfd);
     s.started = true;
     s.pid = pid;
     s.pidfd = std::move(pidfd);
@@ -318,7 +288,8 @@ class Process {
   /// Waits until the child has exited.
   void join() {
     State& s = state();
-    if (!s.started) throw std::logic_error("procpool: join of a Process that was not started");
+    if (!s.started)
+      throw std::logic_error(detail::prefixed("join of a Process that was not started"));
     while (!poll_exit(-1)) {
     }
   }
@@ -327,7 +298,8 @@ class Process {
   template <class Rep, class Period>
   bool join_for(std::chrono::duration<Rep, Period> d) {
     State& s = state();
-    if (!s.started) throw std::logic_error("procpool: join of a Process that was not started");
+    if (!s.started)
+      throw std::logic_error(detail::prefixed("join of a Process that was not started"));
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(d);
     for (;;) {
@@ -374,12 +346,11 @@ class Process {
     pid_t pid = 0;
     detail::posix::UniqueFd pidfd;
     detail::posix::UniqueFd result;
-    detail::posix::UniqueFd status;  // forkserver: where the server reports the exit
-    std::unordered_map<pid_t, int> seen;
+    std::unique_ptr<detail::local::Launcher> launcher;  // how it was started, and is reaped
   };
 
   State& state() const {
-    if (!s_) throw std::logic_error("procpool: use of a moved-from Process");
+    if (!s_) throw std::logic_error(detail::prefixed("use of a moved-from Process"));
     return *s_;
   }
 
@@ -404,23 +375,19 @@ class Process {
     State& s = *s_;
     if (s.exited) return true;
     if (!posix::wait_readable(s.pidfd.get(), timeout_ms)) return false;
-    posix::ExitStatus st;
-    if (s.opts.start == StartMethod::forkserver) {
-      // The fork server reaps it and reports the status just after.
-      st = posix::await_exit_report(s.status.get(), s.pid, s.seen, 10'000);
-      if (!st.exited) {
-        st.exited = true;  // the server is gone: the program is going down
-        st.signal = posix::sig_kill;
-      }
-    } else {
-      st = posix::reap(s.pid, true);
-      if (!st.exited) return false;
+    posix::ExitStatus st = s.launcher->reap(s.pid, detail::config::process_report_ms);
+    if (!st.exited) {
+      // The fork server reaps it and reports the status just after; without a report the
+      // server is gone, and so is the program.
+      if (s.opts.start != StartMethod::forkserver) return false;
+      st.exited = true;
+      st.signal = posix::sig_kill;
     }
     s.exited = true;
     s.exitcode = st.signal != 0 ? -st.signal : st.code;
     s.pidfd.reset();
     s.result.reset();
-    s.status.reset();
+    s.launcher.reset();
     return true;
   }
 

@@ -21,17 +21,12 @@
 
 #include <procpool/codec.hpp>
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/config.hpp>
 #include <procpool/detail/posix/sync.hpp>
 #include <procpool/detail/segment.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/sync.hpp>
-
-#ifndef PROCPOOL_QUEUE_DEFAULT_BYTES
-/// The size of a queue's ring buffer when none is given: the largest encoded item it can hold,
-/// plus 8 bytes.
-#define PROCPOOL_QUEUE_DEFAULT_BYTES (std::size_t{1} << 20)
-#endif
 
 namespace procpool {
 
@@ -198,9 +193,11 @@ class ByteQueue {
   static constexpr std::int64_t spin_ns = 20'000;
 
   static std::shared_ptr<Segment> make_segment(std::size_t capacity, std::size_t bytes) {
-    if (capacity == 0) throw std::invalid_argument("procpool: a Queue needs a capacity above 0");
+    if (capacity == 0)
+      throw std::invalid_argument(detail::prefixed("a Queue needs a capacity above 0"));
     if (bytes < 64) bytes = 64;
-    if (bytes > (std::size_t{1} << 40)) throw std::length_error("procpool: Queue buffer too large");
+    if (bytes > (std::size_t{1} << 40))
+      throw std::length_error(detail::prefixed("Queue buffer too large"));
     return make_shared_object(kind_queue, 0, capacity, QueueLayout::data + bytes);
   }
 

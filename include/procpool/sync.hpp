@@ -239,7 +239,8 @@ class Condition {
            std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
   }
   bool wait_until(std::unique_lock<Mutex>& lock, std::int64_t end) {
-    if (!lock.owns_lock()) throw std::logic_error("procpool: Condition::wait needs a held lock");
+    if (!lock.owns_lock())
+      throw std::logic_error(detail::prefixed("Condition::wait needs a held lock"));
     std::uint32_t seen = seq_->load();
     lock.unlock();
     bool woke = detail::posix::futex_wait(seq_, seen, end);
@@ -259,7 +260,8 @@ class Barrier {
  public:
   explicit Barrier(std::uint32_t parties)
       : seg_(detail::make_shared_object(detail::kind_barrier, 0, parties, 128)) {
-    if (parties == 0) throw std::invalid_argument("procpool: a Barrier needs at least one party");
+    if (parties == 0)
+      throw std::invalid_argument(detail::prefixed("a Barrier needs at least one party"));
     bind();
   }
 

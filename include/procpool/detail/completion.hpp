@@ -16,15 +16,12 @@
 #include <vector>
 
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/clock.hpp>
 #include <procpool/detail/demangle.hpp>
+#include <procpool/detail/pool_handle.hpp>
 #include <procpool/detail/posix/process.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
-
-#ifndef PROCPOOL_WAIT_SPIN_US
-/// How long a caller waiting for a result polls before it sleeps.
-#define PROCPOOL_WAIT_SPIN_US 50
-#endif
 
 namespace procpool::detail {
 
@@ -87,23 +84,6 @@ struct ErrorInfo {
   }
 };
 
-class Core;
-
-/// The pool's side of waiting. A thread about to wait for a result does the pool's I/O itself
-/// for a moment (`drive`), so a result that is microseconds away reaches it without waking the
-/// pool's thread and then this one: on two cores, one party fewer competing for them.
-class Driver {
- public:
-  virtual void helping(bool on, bool gave_up) noexcept = 0;
-  virtual void drive() noexcept = 0;
-  // How long to help before sleeping: learned from how long waits took (see Core::waited).
-  virtual std::chrono::microseconds spin_budget() const noexcept = 0;
-  virtual void waited(std::chrono::nanoseconds total) noexcept = 0;
-
- protected:
-  ~Driver() = default;
-};
-
 /// What one job (a task, or a chunk of a map) came back with.
 struct JobOutcome {
   Buffer frame;                    // the whole result frame
@@ -129,27 +109,33 @@ class Completion {
 
   bool done() const noexcept { return done_.load(std::memory_order_acquire); }
 
-  void wait() {
-    if (done()) return;
-    const auto t0 = std::chrono::steady_clock::now();
-    if (!spin_until_done(std::chrono::steady_clock::duration::max())) {
-      std::unique_lock lock(m_);
-      cv_.wait(lock, [&] { return done(); });
-    }
-    learn(t0);
-  }
+  void wait() { (void)wait_until(std::nullopt); }
 
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> d) {
     if (done()) return true;
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(d);
-    bool ok = spin_until_done(limit);
+    return wait_until(Clock::now() + std::chrono::duration_cast<Clock::duration>(d));
+  }
+
+  /// Waits until complete or `deadline`; true when complete. The pool is helped first (see
+  /// PoolHandle::help), then this thread sleeps.
+  bool wait_until(std::optional<Clock::time_point> deadline) {
+    if (done()) return true;
+    const auto t0 = Clock::now();
+    bool ok = false;
+    if (auto p = pool.lock())  // not held while sleeping: the pool may go away meanwhile
+      ok = p->help([this] { return done(); }, deadline.value_or(Clock::time_point::max()));
     if (!ok) {
       std::unique_lock lock(m_);
-      ok = cv_.wait_until(lock, t0 + limit, [&] { return done(); });
+      if (deadline) {
+        ok = cv_.wait_until(lock, *deadline, [&] { return done(); });
+      } else {
+        cv_.wait(lock, [&] { return done(); });
+        ok = true;
+      }
     }
-    if (ok) learn(t0);
+    if (ok)
+      if (auto p = pool.lock()) p->waited(Clock::now() - t0);
     return ok;
   }
 
@@ -208,42 +194,11 @@ class Completion {
   /// Set when the state was failed as a whole (cancel, terminate); it wins over outcomes.
   const std::optional<ErrorInfo>& forced_error() const noexcept { return forced_error_; }
 
-  // Which jobs this state is made of, so that cancel() can find them.
-  std::weak_ptr<Core> core;
-  std::weak_ptr<Driver> driver;
-  std::vector<std::uint64_t> job_ids;
+  /// The pool this state belongs to: it cancels, and is helped while waiting.
+  std::weak_ptr<PoolHandle> pool;
   std::uint32_t items = 0;  // tasks in all its jobs
 
  private:
-  // A result that is microseconds away is cheaper to watch for than to sleep for: a sleeping
-  // thread costs a scheduler wake-up (tens of microseconds across cores).
-  bool spin_until_done(std::chrono::steady_clock::duration limit) const {
-    auto d = driver.lock();
-    std::chrono::steady_clock::duration budget =
-        d ? d->spin_budget() : std::chrono::microseconds(PROCPOOL_WAIT_SPIN_US);
-    budget = std::min(budget, limit);
-    if (budget <= std::chrono::steady_clock::duration::zero()) return done();
-    if (d) d->helping(true, false);
-    auto until = std::chrono::steady_clock::now() + budget;
-    bool ok = false;
-    do {
-      if (d) d->drive();
-      for (int i = 0; i < 16 && !ok; ++i) {
-        ok = done();
-        cpu_relax();
-      }
-      if (!ok && !d) std::this_thread::yield();  // on a busy machine, let others run
-    } while (!ok && std::chrono::steady_clock::now() < until);
-    ok = ok || done();
-    if (d) d->helping(false, !ok);
-    return ok;
-  }
-
-  // Tells the pool how long this wait took, so the next one spins only if it is likely to pay.
-  void learn(std::chrono::steady_clock::time_point t0) const {
-    if (auto d = driver.lock()) d->waited(std::chrono::steady_clock::now() - t0);
-  }
-
   bool settled(std::size_t i) const {
     return i < bits_.size() * 64 && (bits_[i / 64] >> (i % 64)) & 1;
   }
@@ -266,13 +221,15 @@ class Completion {
       cb(*this);
     } catch (const std::exception& e) {
       // A callback has nobody to report to; the pool must keep working.
-      std::fprintf(stderr, "procpool: a result callback threw %s: %s\n",
-                   current_type_name().c_str(), e.what());
+      report(prefixed("a result callback threw " + current_type_name() + ": " + e.what()));
     } catch (...) {
-      std::fprintf(stderr, "procpool: a result callback threw %s\n", current_type_name().c_str());
+      report(prefixed("a result callback threw " + current_type_name()));
     }
   }
   static std::string current_type_name() { return current_exception_type(); }
+  static void report(const std::string& line) noexcept {
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
 
   std::mutex m_;
   std::condition_variable cv_;

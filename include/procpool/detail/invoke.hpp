@@ -157,7 +157,7 @@ struct Invoker<Codec, F, std::tuple<W...>> {
         finish_item(out, at);
       } catch (const CodecError& e) {
         out.resize(mark);
-        append_error_item(out, ItemStatus::codec_error, {}, strip(e.what()));
+        append_error_item(out, ItemStatus::codec_error, {}, bare_message(e));
       } catch (const std::exception& e) {
         out.resize(mark);
         append_error_item(out, ItemStatus::remote_error, demangle(typeid(e).name()), e.what());
@@ -181,15 +181,29 @@ struct Invoker<Codec, F, std::tuple<W...>> {
       return F{};
     }
   }
+};
 
-  // The parent adds "procpool: " again when it rethrows.
-  static std::string strip(const char* what) {
-    std::string s(what);
-    constexpr std::string_view prefix = "procpool: ";
-    if (s.rfind(prefix, 0) == 0) s.erase(0, prefix.size());
-    return s;
+/// What a task is called, for messages about it: worked out only when one is needed.
+struct TaskName {
+  std::uintptr_t fn = 0;                   // a function's address; 0 for a function object
+  const std::string& (*type)() = nullptr;  // the task's type (see type_name)
+
+  std::string str() const {
+    if (fn != 0)
+      if (const char* sym = posix::symbol_at(reinterpret_cast<const void*>(fn)))
+        return demangle(sym);
+    return type ? type() : std::string("unknown");
   }
 };
+
+template <class F>
+TaskName task_name_of(F f) {
+  TaskName n;
+  if constexpr (std::is_pointer_v<F>) n.fn = std::bit_cast<std::uintptr_t>(f);
+  (void)f;
+  n.type = &type_name<F>;
+  return n;
+}
 
 /// Where a task's trampoline and function live, image-relative (see posix::ImageAddress).
 struct TaskRef {

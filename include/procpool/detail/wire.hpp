@@ -10,16 +10,12 @@
 #include <string_view>
 
 #include <procpool/detail/buffer.hpp>
-
-#ifndef PROCPOOL_MAX_FRAME
-/// The largest frame (task arguments or results of one task or chunk) in bytes. A larger one is a
-/// CodecError for that task alone; a peer that announces one is treated as broken.
-#define PROCPOOL_MAX_FRAME (std::uint64_t{1} << 32)
-#endif
+#include <procpool/detail/config.hpp>
 
 namespace procpool::detail {
 
-inline constexpr std::uint64_t max_frame = PROCPOOL_MAX_FRAME;
+/// See PROCPOOL_MAX_FRAME.
+inline constexpr std::uint64_t max_frame = config::max_frame;
 
 /// A pause for a polling loop: lets the core's other hardware thread run, saves power.
 inline void cpu_relax() noexcept {
@@ -30,17 +26,18 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// Frames between the pool and a worker: a fixed header, then `size` bytes of payload.
+// Frames between the pool and a worker: a fixed header, then `size` bytes of payload. Headers
+// are written only by the functions below (begin_frame, finish_frame, frame_with_id).
 //
 //   task    (pool → worker)  TaskRef, then `count` items: u64 length + encoded arguments
-//   stop    (pool → worker)  no payload; the worker exits after flushing
+//   (2: not used; a worker stops at the end of its task stream. A peer that sends it is broken.)
 //   hello   (worker → pool)  the worker ran its initializer and is ready
 //   init_error (worker → pool)  one error item: the initializer failed; the worker exits
 //   result  (worker → pool)  `count` items: u8 status, u64 length, bytes
 //   init    (pool → worker)  like task, with one item: the initializer; sent first, if any
 enum class FrameKind : std::uint8_t {
   task = 1,
-  stop = 2,
+  stop = 2,  // never sent (see above); the value stays reserved
   hello = 3,
   init_error = 4,
   result = 5,
@@ -54,7 +51,7 @@ struct FrameHeader {
   std::uint8_t flags;  // task frames: frame_timed
   std::uint8_t reserved[2];
   std::uint32_t count;
-  std::uint32_t reserved2;
+  std::uint32_t run_ns;  // result frames: how long the job ran, in ns (saturated)
   std::uint64_t id;
   std::uint64_t size;
 };
@@ -73,57 +70,6 @@ enum class ItemStatus : std::uint8_t {
   skipped = 3,       // no bytes: the job was taken back before it started (see WorkerSlot)
 };
 
-/// What a worker is doing, in memory it shares with its pool: the pool enforces time limits per
-/// task from the moment the task really started, also inside a chunk of a map.
-struct alignas(64) WorkerSlot {
-  std::atomic<std::uint64_t> job{0};        // id of the job running; 0 between jobs
-  std::atomic<std::int64_t> item_start{0};  // steady-clock ns when its current item started
-  // Bytes the pool has written to the worker's task pipe: an idle worker watches this instead of
-  // asking the kernel again and again whether a task came.
-  std::atomic<std::uint64_t> sent{0};
-  // Bytes the worker has written to its result pipe, so a thread polling for results looks at
-  // memory, not at the kernel, until one is there.
-  std::atomic<std::uint64_t> returned{0};
-  // Jobs cancelled after they were sent to this worker: it skips them instead of running them.
-  // The pool writes an id here, then reads `job`; the worker writes `job`, then reads here; so
-  // (all seq_cst) either the worker skips the job or the pool sees it started and kills it.
-  static constexpr std::size_t cancel_slots = 64;
-  std::atomic<std::uint64_t> cancelled[cancel_slots] = {};
-  std::atomic<std::uint32_t> cancel_next{0};
-
-  // Small results travel through this ring instead of the result pipe: no system call per task,
-  // and a result is in the pool's memory before the worker starts its next task, so a crash in
-  // that task loses nothing. The worker writes a whole frame, then publishes `ring_tail`; the
-  // pool copies it out, checks it like any frame, then advances `ring_head`. A pool about to
-  // sleep sets `reader_sleeping`; a worker that finds it set rings the doorbell (a frame on the
-  // result pipe). Results are matched to jobs by id, so the two ways may interleave.
-  static constexpr std::size_t ring_size = 64 * 1024;
-  static constexpr std::size_t ring_max_frame = ring_size / 4;
-  alignas(64) std::atomic<std::uint64_t> ring_tail{0};
-  alignas(64) std::atomic<std::uint64_t> ring_head{0};
-  std::atomic<std::uint32_t> reader_sleeping{0};
-  std::byte ring[ring_size];
-
-  void ring_read(std::uint64_t at, void* dst, std::size_t n) const {
-    std::size_t off = static_cast<std::size_t>(at % ring_size);
-    std::size_t first = std::min(n, ring_size - off);
-    std::memcpy(dst, ring + off, first);
-    std::memcpy(static_cast<std::byte*>(dst) + first, ring, n - first);
-  }
-  void ring_write(std::uint64_t at, const void* src, std::size_t n) {
-    std::size_t off = static_cast<std::size_t>(at % ring_size);
-    std::size_t first = std::min(n, ring_size - off);
-    std::memcpy(ring + off, src, first);
-    std::memcpy(ring, static_cast<const std::byte*>(src) + first, n - first);
-  }
-
-  bool is_cancelled(std::uint64_t id) const {
-    for (const auto& c : cancelled)
-      if (c.load() == id) return true;
-    return false;
-  }
-};
-
 /// Starts a frame in `out`; returns its offset so `finish_frame` can fill in the size.
 inline std::size_t begin_frame(Buffer& out, FrameKind kind, std::uint64_t id) {
   std::size_t at = out.size();
@@ -135,12 +81,30 @@ inline std::size_t begin_frame(Buffer& out, FrameKind kind, std::uint64_t id) {
   return at;
 }
 
-inline void finish_frame(Buffer& out, std::size_t at, std::uint32_t count) {
+/// Fills in the header of the frame begun at `at`, now that its payload is complete: item count,
+/// size, flags (a task's frame_timed) and, for a result, how long the job ran.
+inline void finish_frame(Buffer& out, std::size_t at, std::uint32_t count, std::uint8_t flags = 0,
+                         std::int64_t run_ns = 0) {
   FrameHeader h;
   std::memcpy(&h, out.data() + at, sizeof h);
   h.count = count;
   h.size = out.size() - at - sizeof h;
+  h.flags = flags;
+  h.run_ns = run_ns <= 0             ? 0
+             : run_ns > 0xffffffffLL ? 0xffffffffu
+                                     : static_cast<std::uint32_t>(run_ns);
   std::memcpy(out.data() + at, &h, sizeof h);
+}
+
+/// A copy of the whole frame `frame` under another id.
+inline Buffer frame_with_id(const Buffer& frame, std::uint64_t id) {
+  Buffer copy;
+  copy.append(frame.data(), frame.size());
+  FrameHeader h;
+  std::memcpy(&h, copy.data(), sizeof h);
+  h.id = id;
+  std::memcpy(copy.data(), &h, sizeof h);
+  return copy;
 }
 
 inline void put_u64(Buffer& out, std::uint64_t v) {

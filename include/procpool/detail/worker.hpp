@@ -10,18 +10,15 @@
 #include <thread>
 
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/clock.hpp>
+#include <procpool/detail/config.hpp>
 #include <procpool/detail/invoke.hpp>
+#include <procpool/detail/local/worker_slot.hpp>
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/launch.hpp>
 #include <procpool/detail/posix/shm.hpp>
 #include <procpool/detail/segment.hpp>
 #include <procpool/detail/wire.hpp>
-
-#ifndef PROCPOOL_WORKER_SPIN_US
-/// How long an idle worker polls its task pipe before it blocks: a task that arrives within this
-/// window skips a scheduler wake-up.
-#define PROCPOOL_WORKER_SPIN_US 50
-#endif
 
 namespace procpool::detail {
 
@@ -33,7 +30,8 @@ enum WorkerExit : int {
   worker_io_error = 119,
 };
 
-/// What a worker needs from its parent: its two pipe ends and its settings.
+/// What a worker needs from its parent: its channels (task and result streams, the control socket
+/// for shared memory, the status slot) and its settings.
 struct WorkerContext {
   int task_fd = -1;    // frames from the pool
   int result_fd = -1;  // frames to the pool
@@ -46,8 +44,8 @@ struct WorkerContext {
 class WorkerLoop {
  public:
   explicit WorkerLoop(const WorkerContext& ctx) : ctx_(ctx) {
-    in_.reserve(256 * 1024);
-    out_.reserve(64 * 1024);
+    in_.reserve(config::worker_in_bytes);
+    out_.reserve(config::worker_out_bytes);
   }
 
   int run() {
@@ -89,17 +87,13 @@ class WorkerLoop {
         }
         std::span<const std::byte> payload(in_.data() + pos + sizeof h, h.size);
         pos += sizeof h + h.size;
-        if (h.kind == static_cast<std::uint8_t>(FrameKind::stop)) {
-          flush();
-          return worker_ok;
-        }
         if (h.kind != static_cast<std::uint8_t>(FrameKind::task)) return worker_bad_frame;
 
         auto t0 = std::chrono::steady_clock::now();
         std::size_t at = begin_frame(out_, FrameKind::result, h.id);
         if (ctx_.slot) {
           // The start time first: the pool reads `job`, then the time it started.
-          ctx_.slot->item_start.store(now_ns_here(), std::memory_order_release);
+          ctx_.slot->item_start.store(now_ns(), std::memory_order_release);
           ctx_.slot->job.store(h.id);
         }
         if (ctx_.slot && ctx_.slot->is_cancelled(h.id)) {
@@ -109,12 +103,12 @@ class WorkerLoop {
         } else if (!run_items(payload, h.count, false, h.id, (h.flags & frame_timed) != 0)) {
           return worker_bad_frame;
         }
-        finish_frame(out_, at, h.count);
-        if (out_.size() - at > max_frame) replace_oversized(at, h);
-        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::steady_clock::now() - t0)
-                      .count();
-        set_run_time(at, ns);
+        // The run time tells the pool how many jobs to line up for this worker.
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now() - t0)
+                            .count();
+        finish_frame(out_, at, h.count, 0, ns);
+        if (out_.size() - at > max_frame) replace_oversized(at, h, ns);
         ++done_;
 
         // Every job's result leaves before the next job starts: if that one crashes, nothing
@@ -146,7 +140,7 @@ class WorkerLoop {
   int fill() {
     if (in_.capacity() - in_.size() < 64 * 1024) in_.reserve(in_.size() + 64 * 1024);
     auto spin_until =
-        std::chrono::steady_clock::now() + std::chrono::microseconds(PROCPOOL_WORKER_SPIN_US);
+        std::chrono::steady_clock::now() + std::chrono::microseconds(config::worker_spin_us);
     bool spun = false;
     for (;;) {
       if (spun || !ctx_.slot || ctx_.slot->sent.load(std::memory_order_acquire) != received_) {
@@ -165,7 +159,8 @@ class WorkerLoop {
         spun = true;
         // Idle: also take in segments the pool sent, and let go of those it says are gone.
         // Large buffers are kept for the next large task, but not for an idle second.
-        bool big = in_.capacity() > keep_bytes || out_.capacity() > keep_bytes;
+        bool big = in_.capacity() > config::worker_keep_bytes ||
+                   out_.capacity() > config::worker_keep_bytes;
         int ready = posix::wait_either(ctx_.task_fd, ctx_.control_fd, big ? 1000 : -1);
         if (ready == 0) {
           if (in_.empty()) in_ = Buffer();
@@ -211,15 +206,8 @@ class WorkerLoop {
     return !ec;
   }
 
-  void set_run_time(std::size_t at, long long ns) {
-    FrameHeader h;
-    std::memcpy(&h, out_.data() + at, sizeof h);
-    h.reserved2 = ns > 0xffffffffLL ? 0xffffffffu : static_cast<std::uint32_t>(ns);
-    std::memcpy(out_.data() + at, &h, sizeof h);
-  }
-
   // A result frame over the limit is replaced by one error per item.
-  void replace_oversized(std::size_t at, const FrameHeader& task) {
+  void replace_oversized(std::size_t at, const FrameHeader& task, std::int64_t run_ns) {
     std::size_t bytes = out_.size() - at;
     out_.resize(at);
     std::size_t f = begin_frame(out_, FrameKind::result, task.id);
@@ -228,7 +216,7 @@ class WorkerLoop {
                         "result of " + std::to_string(bytes) +
                             " bytes exceeds the maximum frame size of " +
                             std::to_string(max_frame) + " bytes");
-    finish_frame(out_, f, task.count);
+    finish_frame(out_, f, task.count, 0, run_ns);
   }
 
   // Runs every item of a task payload, appending one result item each.
@@ -253,7 +241,7 @@ class WorkerLoop {
       }
       std::size_t before = out_.size();
       if (timed && i > 0 && ctx_.slot)
-        ctx_.slot->item_start.store(now_ns_here(), std::memory_order_release);
+        ctx_.slot->item_start.store(now_ns(), std::memory_order_release);
       std::bit_cast<Trampoline>(t)(f, args, out_);
       if (init && static_cast<std::uint8_t>(out_.data()[before]) != 0) ok = false;
     }
@@ -261,18 +249,11 @@ class WorkerLoop {
     return init ? ok : true;
   }
 
-  static std::int64_t now_ns_here() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  }
-
   WorkerContext ctx_;
   Buffer in_;
   Buffer out_;
   AddressCache cache_;
   std::size_t done_ = 0;
-  static constexpr std::size_t keep_bytes = 4 << 20;
   std::uint64_t received_ = 0;  // bytes read from the task pipe (see WorkerSlot::sent)
 };
 

@@ -252,6 +252,21 @@ inline std::ptrdiff_t write_some(int fd, const iovec* iov, int count,
   }
 }
 
+/// A piece of memory to write, without the system's iovec (which stays in here).
+struct IoSlice {
+  const std::byte* data;
+  std::size_t size;
+};
+
+/// Writes up to `count` (at most 64) slices in one call; returns bytes written or -1 with `ec` set.
+inline std::ptrdiff_t write_slices(int fd, const IoSlice* s, int count,
+                                   std::error_code& ec) noexcept {
+  iovec iov[64];
+  if (count > 64) count = 64;
+  for (int i = 0; i < count; ++i) iov[i] = {const_cast<std::byte*>(s[i].data), s[i].size};
+  return write_some(fd, iov, count, ec);
+}
+
 /// Puts all of `n` bytes through `op(fd, p, n)` (write or send), retrying on EINTR and short
 /// writes, and waiting for room when the descriptor is non-blocking.
 template <class Op>

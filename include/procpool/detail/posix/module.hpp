@@ -5,6 +5,7 @@
 #include <mutex>
 #include <vector>
 
+#include <dlfcn.h>
 #include <link.h>
 
 namespace procpool::detail::posix {
@@ -78,6 +79,14 @@ inline void* resolve_code(const ImageAddress& a) noexcept {
   dl_iterate_phdr(module_detail::by_module, &q);
   if (!q.found) return nullptr;
   return reinterpret_cast<void*>(q.base + a.offset);
+}
+
+/// The (mangled) name of the function that starts at `p`, if the dynamic symbol table has it;
+/// nullptr otherwise (a program linked without -rdynamic exports few of its own).
+inline const char* symbol_at(const void* p) noexcept {
+  Dl_info info{};
+  if (::dladdr(p, &info) == 0 || info.dli_saddr != p) return nullptr;
+  return info.dli_sname;
 }
 
 }  // namespace procpool::detail::posix

@@ -1,0 +1,405 @@
+#pragma once
+// The supervisor: the engine of one pool, and the one place that decides which thread drives
+// it. It owns the parts (SubmissionQueue, Scheduler, Workforce, Transport), the pool's thread and
+// the drive lock: whoever holds that lock runs a round of the loop, so all the parts' state
+// except the queue has a single owner at a time. The pool's thread runs the loop; a thread
+// waiting for a result may run rounds too for a moment (help, the waiter-helps protocol), so a
+// result microseconds away reaches it without waking the pool's thread and then itself. Pool
+// owns it; Completions reach it as their PoolHandle.
+//
+// One round: take the callers' requests (cancel, close, terminate), let the scheduler move jobs
+// into windows and take back stuck ones, flush the links, collect answers (Workforce settles
+// them), let the transport report deaths and writable channels, enforce deadlines.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include <procpool/detail/clock.hpp>
+#include <procpool/detail/completion.hpp>
+#include <procpool/detail/config.hpp>
+#include <procpool/detail/pool_handle.hpp>
+#include <procpool/detail/posix/process.hpp>
+#include <procpool/detail/scheduler.hpp>
+#include <procpool/detail/submission_queue.hpp>
+#include <procpool/detail/transport.hpp>
+#include <procpool/detail/wire.hpp>
+#include <procpool/detail/workforce.hpp>
+#include <procpool/errors.hpp>
+#include <procpool/options.hpp>
+
+namespace procpool::detail {
+
+class Supervisor final : public PoolHandle, public Waker {
+ public:
+  Supervisor(const Options& opts, std::unique_ptr<Transport> transport)
+      : size_(opts.processes),
+        queue_(*this),
+        scheduler_(opts.maxtasksperchild),
+        transport_(std::move(transport)),
+        workforce_(opts.processes, *transport_, queue_) {}
+
+  ~Supervisor() {
+    // A Supervisor whose thread still runs means the Pool was not joined; finish it here so no
+    // worker outlives its pool.
+    if (thread_.joinable()) {
+      queue_.terminate();
+      thread_.join();
+    }
+  }
+
+  /// Starts the workers; throws if they cannot start or the initializer fails.
+  void start() {
+    std::future<void> started = started_.get_future();
+    {
+      // The pool's thread blocks every signal (see posix::BlockAllSignals).
+      posix::BlockAllSignals blocked;
+      thread_ = std::thread([this] { supervise(); });
+    }
+    try {
+      started.get();
+    } catch (...) {
+      thread_.join();
+      throw;
+    }
+  }
+
+  SubmissionQueue& queue() noexcept { return queue_; }
+  std::size_t size() const noexcept { return size_; }
+
+  void join() {
+    if (!queue_.closed()) throw std::logic_error(prefixed("join() before close() or terminate()"));
+    if (std::this_thread::get_id() == thread_id_ || driving_here())
+      throw std::logic_error(prefixed("join() from a result callback would wait for itself"));
+    std::lock_guard lock(join_m_);
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // ---- PoolHandle: cancel, and the waiter-helps protocol --------------------------------------
+
+  bool cancel(const std::shared_ptr<Completion>& c, bool kill_running) override {
+    return queue_.cancel(c, kill_running);
+  }
+
+  bool help(Predicate done, Clock::time_point until) noexcept override {
+    const auto now = Clock::now();
+    const Clock::duration budget =
+        std::chrono::microseconds(spin_budget_us_.load(std::memory_order_relaxed));
+    const auto end = until - now < budget ? until : now + budget;
+    if (end <= now) return done();
+    helpers_.fetch_add(1, std::memory_order_acq_rel);
+    bool ok = false;
+    do {
+      drive();
+      for (int i = 0; i < 16 && !ok; ++i) {
+        ok = done();
+        cpu_relax();
+      }
+    } while (!ok && Clock::now() < end);
+    ok = ok || done();
+    stop_helping(!ok);
+    return ok;
+  }
+
+  // Results that come within a spin's reach keep the full spin; long waits halve it, so a pool
+  // of long tasks does not burn a core beside its workers on every wait.
+  void waited(std::chrono::nanoseconds total) noexcept override {
+    constexpr int full = config::wait_spin_us;
+    if (total < std::chrono::microseconds(2 * full)) {
+      spin_budget_us_.store(full, std::memory_order_relaxed);
+    } else {
+      int b = spin_budget_us_.load(std::memory_order_relaxed);
+      spin_budget_us_.store(b / 2, std::memory_order_relaxed);
+    }
+  }
+
+  /// Waker: a request arrived; the pool's thread is woken only if it sleeps.
+  void wake() noexcept override {
+    if (sleeping_.load(std::memory_order_acquire)) transport_->interrupt();
+  }
+
+ private:
+  // The events of a round, handled at once (the drive lock is held).
+  struct DirectSink final : EventSink {
+    explicit DirectSink(Workforce& w) : wf(w) {}
+    void readable(std::size_t slot) override { wf.collect(slot); }
+    void writable(std::size_t slot) override { wf.flush(slot); }
+    void died(std::size_t slot) override { wf.on_death(slot); }
+    Workforce& wf;
+  };
+  // A helping thread leaves deaths to the pool's thread: a replacement must be forked from it
+  // (its death signal is tied to the thread that forked it).
+  struct HelperSink final : EventSink {
+    explicit HelperSink(Workforce& w) : wf(w) {}
+    void readable(std::size_t slot) override { wf.collect(slot); }
+    void writable(std::size_t slot) override { wf.flush(slot); }
+    void died(std::size_t) override { death = true; }
+    Workforce& wf;
+    bool death = false;
+  };
+  // Events of a wait made without the drive lock, handled once it is held again.
+  struct DeferredSink final : EventSink {
+    enum Kind : std::uint8_t { r, w, d };
+    void readable(std::size_t slot) override { add(r, slot); }
+    void writable(std::size_t slot) override { add(w, slot); }
+    void died(std::size_t slot) override { add(d, slot); }
+    void add(Kind k, std::size_t slot) {
+      if (n < config::event_batch) evs[n++] = {k, slot};
+    }
+    void replay(EventSink& to) {
+      for (int i = 0; i < n; ++i) {
+        if (evs[i].kind == r) to.readable(evs[i].slot);
+        if (evs[i].kind == w) to.writable(evs[i].slot);
+        if (evs[i].kind == d) to.died(evs[i].slot);
+      }
+      n = 0;
+    }
+    struct Ev {
+      Kind kind;
+      std::size_t slot;
+    } evs[config::event_batch];
+    int n = 0;
+  };
+
+  void stop_helping(bool gave_up) noexcept {
+    last_helped_.store(now_ns(), std::memory_order_relaxed);
+    bool last = helpers_.fetch_sub(1, std::memory_order_acq_rel) == 1;
+    // A waiter that is about to sleep hands the work back at once; one that got its result
+    // probably asks again soon, and the pool's thread looks again within helped_wait anyway.
+    if (last && gave_up) {
+      notify_supervisor();  // also interrupts the pool's thread if it sleeps
+    } else if (sleeping_.load(std::memory_order_acquire)) {
+      transport_->interrupt();
+    }
+  }
+
+  // One non-blocking round, unless another thread is driving. Deaths are left to the pool's
+  // thread (see HelperSink).
+  void drive() noexcept {
+    if (driving_here()) return;  // a result callback waiting for another result
+    std::unique_lock lock(drive_m_, std::try_to_lock);
+    if (!lock.owns_lock() || !loop_running_) return;
+    driving_here() = true;
+    bool death = false;
+    try {
+      round();
+      // Results are found through the workers' own counters; the transport is asked only now
+      // and then (for a full task pipe, say), so polling does not compete with the workers.
+      const bool any = workforce_.poll();
+      if (any) dispatch();  // the results may have made room: keep the workers busy
+      HelperSink sink(workforce_);
+      int n = 0;
+      if (++drive_rounds_ % config::helper_event_period == 0)
+        n = transport_->run(std::chrono::nanoseconds::zero(), sink);
+      death = sink.death;
+      if (any || n > 0) last_activity_ = now_ns();
+      scheduler_.enforce_deadlines(workforce_.records(), workforce_, now_ns());
+    } catch (...) {
+      if (!helper_error_) helper_error_ = std::current_exception();
+      death = true;
+    }
+    driving_here() = false;
+    lock.unlock();
+    if (death) notify_supervisor();
+  }
+
+  void notify_supervisor() noexcept {
+    { std::lock_guard lock(helped_m_); }
+    helped_cv_.notify_one();
+    if (sleeping_.load(std::memory_order_acquire)) transport_->interrupt();
+  }
+
+  static bool& driving_here() noexcept {
+    thread_local bool driving = false;
+    return driving;
+  }
+
+  // ---- The pool's thread ----------------------------------------------------------------------
+
+  void supervise() {
+    thread_id_ = std::this_thread::get_id();
+    driving_here() = true;  // this thread holds drive_m_ whenever it runs pool code
+    transport_->adopt_loop_thread();
+    try {
+      run_loop();
+    } catch (const std::exception& e) {
+      // Out of memory or an OS failure in the pool's own thread: no task may be left waiting.
+      std::lock_guard lock(drive_m_);
+      loop_running_ = false;
+      ErrorInfo info;
+      info.kind = ErrorInfo::Kind::crashed;
+      info.message = std::string("the pool's supervisor failed: ") + e.what();
+      try {
+        workforce_.fail_everything(info);
+      } catch (...) {
+      }
+      workforce_.kill_all(KillReason::terminate);
+      workforce_.reap_all_blocking();
+      if (!started_ok_ && !startup_reported_) started_.set_exception(info.make());
+    }
+  }
+
+  void fail_startup(std::exception_ptr e) {
+    loop_running_ = false;
+    workforce_.kill_all(KillReason::terminate);
+    workforce_.reap_all_blocking();
+    startup_reported_ = true;
+    started_.set_exception(std::move(e));
+  }
+
+  void run_loop() {
+    std::unique_lock drive(drive_m_);
+    try {
+      workforce_.launch_all();
+    } catch (...) {
+      fail_startup(std::current_exception());
+      return;
+    }
+    last_activity_ = now_ns();
+    loop_running_ = true;
+    DirectSink direct(workforce_);
+    DeferredSink deferred;
+    for (;;) {
+      if (!drive.owns_lock()) drive.lock();
+      if (helper_error_) std::rethrow_exception(std::exchange(helper_error_, nullptr));
+      if (!started_ok_) {
+        if (auto& e = workforce_.startup_error()) {
+          fail_startup(e->make());
+          return;
+        }
+        if (workforce_.all_ready()) {
+          started_ok_ = true;
+          workforce_.mark_started();
+          started_.set_value();
+        }
+      }
+      if (!round()) break;
+
+      // Results taken here may have freed a worker's window (or a replacement said hello):
+      // dispatch() must run again before this thread may sleep, whatever the clock says.
+      const bool progressed = workforce_.poll();
+      if (progressed) last_activity_ = now_ns();
+      int n = transport_->run(std::chrono::nanoseconds::zero(), direct);
+      if (n == 0 &&
+          (helpers_.load(std::memory_order_acquire) > 0 ||
+           now_ns() - last_helped_.load(std::memory_order_relaxed) < config::helped_recently_ns)) {
+        // Threads waiting for results do the I/O now (or did a moment ago, and will again): look
+        // again soon for deaths and deadlines, but leave the cores to them and the workers.
+        drive.unlock();
+        std::unique_lock lock(helped_m_);
+        helped_cv_.wait_for(lock, config::helped_wait);
+        continue;
+      }
+      if (n == 0 && !progressed && now_ns() - last_activity_ >= config::supervisor_spin_ns) {
+        sleeping_.store(true, std::memory_order_seq_cst);
+        // Re-check after announcing sleep: a submit that saw sleeping_ == false did not wake us.
+        if (!queue_.new_requests() && helpers_.load(std::memory_order_seq_cst) == 0 &&
+            transport_->prepare_sleep()) {
+          const auto wait = next_wait();
+          drive.unlock();
+          n = transport_->run(wait, deferred);
+          drive.lock();
+          transport_->end_sleep();
+          deferred.replay(direct);
+        }
+        sleeping_.store(false, std::memory_order_relaxed);
+      } else if (n == 0) {
+        drive.unlock();  // spinning: a waiting thread may take a round in between
+        continue;
+      }
+      if (n > 0) last_activity_ = now_ns();
+      scheduler_.enforce_deadlines(workforce_.records(), workforce_, now_ns());
+    }
+    loop_running_ = false;
+    if (!started_ok_) {
+      startup_reported_ = true;
+      if (auto& e = workforce_.startup_error()) {
+        started_.set_exception(e->make());
+      } else {
+        started_.set_exception(std::make_exception_ptr(Error("the pool's workers did not start")));
+      }
+    }
+  }
+
+  // Applies the callers' requests, hands out work and shuts down when finished. Returns false
+  // once the pool is finished and every worker is reaped.
+  bool round() {
+    auto req = queue_.take_requests();
+    if (req.terminating && !workforce_.terminated()) workforce_.terminate();
+    for (auto& c : req.cancels)
+      scheduler_.revoke_cancelled(c.completion.get(), c.kill_running, workforce_.records(),
+                                  workforce_);
+    if (!req.terminating) {
+      transport_->tidy();
+      if (Scheduler::someone_idle(workforce_.records())) {  // (work stealing needs an idle one)
+        std::deque<Job> back;
+        scheduler_.rebalance(
+            workforce_.records(), workforce_, now_ns(), [&] { return queue_.next_id(); }, back);
+        queue_.requeue_front(back);
+      }
+      dispatch();
+    }
+    const bool any_alive = workforce_.any_alive();
+    if (req.closed && !req.terminating && queue_.empty() && workforce_.all_idle())
+      workforce_.stop_all();
+    return any_alive || !(req.closed || queue_.broken());
+  }
+
+  // Queued jobs into the workers' windows, then out to the workers.
+  void dispatch() {
+    const bool any = queue_.with_pending([&](std::deque<Job>& pending) {
+      if (pending.empty()) return false;
+      scheduler_.assign(pending, workforce_.records());
+      return true;
+    });
+    if (any) workforce_.flush_all();
+  }
+
+  // How long the pool's thread may sleep: until the scheduler's next deadline, or for good.
+  std::chrono::nanoseconds next_wait() const {
+    const auto now = now_ns();
+    const auto next = scheduler_.next_wakeup(std::as_const(workforce_).records(), workforce_, now);
+    if (next == 0) return std::chrono::nanoseconds(-1);
+    return std::chrono::nanoseconds(std::max<std::int64_t>(0, next - now));
+  }
+
+  const std::size_t size_;
+  SubmissionQueue queue_;
+  Scheduler scheduler_;
+  std::unique_ptr<Transport> transport_;
+  Workforce workforce_;
+
+  // Who drives: the pool's thread, or for a moment a waiting thread (see help).
+  std::mutex drive_m_;
+  bool loop_running_ = false;
+  std::uint32_t drive_rounds_ = 0;
+  std::int64_t last_activity_ = 0;
+  std::exception_ptr helper_error_;
+  std::atomic<bool> sleeping_{false};
+  std::atomic<int> helpers_{0};
+  std::atomic<int> spin_budget_us_{config::wait_spin_us};
+  std::atomic<std::int64_t> last_helped_{0};  // when a waiting thread last stopped helping
+  std::mutex helped_m_;
+  std::condition_variable helped_cv_;
+
+  // Startup.
+  std::promise<void> started_;
+  bool started_ok_ = false;        // every worker said hello; the promise is kept
+  bool startup_reported_ = false;  // the promise was broken with the startup error
+  std::thread thread_;
+  std::thread::id thread_id_;
+  std::mutex join_m_;
+};
+
+}  // namespace procpool::detail
