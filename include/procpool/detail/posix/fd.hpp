@@ -372,7 +372,6 @@ class Epoll {
   }
   static constexpr std::uint32_t in = EPOLLIN;
   static constexpr std::uint32_t out = EPOLLOUT;
-  static constexpr std::uint32_t hup = EPOLLHUP | EPOLLERR | EPOLLRDHUP;
 
  private:
   UniqueFd fd_;

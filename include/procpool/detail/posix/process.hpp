@@ -20,8 +20,6 @@
 
 namespace procpool::detail::posix {
 
-using pid_type = pid_t;
-
 /// What the child of `fork_child` needs: the function it runs and the limits it applies.
 struct ChildSpec {
   int (*body)(void* ctx) = nullptr;  // the worker loop; its return value is the exit code

@@ -13,8 +13,8 @@
 
 namespace procpool::detail::posix {
 
-/// An anonymous shared mapping: it has no name anywhere (nothing in /dev/shm to leak) and is
-/// shared with every child forked after it was made.
+/// A shared mapping of a memory file (see `make_memfd`): it has no name anywhere (nothing in
+/// /dev/shm to leak), and a child maps it through the descriptor it is given.
 class SharedMapping {
  public:
   SharedMapping() = default;
@@ -40,14 +40,6 @@ class SharedMapping {
     return {};
   }
 
-  std::error_code map(std::size_t n) noexcept {
-    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return last_error();
-    reset();
-    p_ = p;
-    n_ = n;
-    return {};
-  }
   void reset() noexcept {
     if (p_) ::munmap(p_, n_);
     p_ = nullptr;
