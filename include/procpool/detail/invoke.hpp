@@ -189,9 +189,10 @@ struct TaskName {
   const std::string& (*type)() = nullptr;  // the task's type (see type_name)
 
   std::string str() const {
-    if (fn != 0)
-      if (const char* sym = posix::symbol_at(reinterpret_cast<const void*>(fn)))
-        return demangle(sym);
+    if (fn != 0) {
+      std::string sym = posix::symbol_at(reinterpret_cast<const void*>(fn));
+      if (!sym.empty()) return demangle(sym.c_str());
+    }
     return type ? type() : std::string("unknown");
   }
 };

@@ -3,10 +3,18 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
 #include <link.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <procpool/detail/posix/fd.hpp>
 
 namespace procpool::detail::posix {
 
@@ -81,12 +89,74 @@ inline void* resolve_code(const ImageAddress& a) noexcept {
   return reinterpret_cast<void*>(q.base + a.offset);
 }
 
-/// The (mangled) name of the function that starts at `p`, if the dynamic symbol table has it;
-/// nullptr otherwise (a program linked without -rdynamic exports few of its own).
-inline const char* symbol_at(const void* p) noexcept {
+namespace elf {
+
+// The function at `offset` (or at the absolute address `addr`, in a program not built as
+// position-independent) in the symbol table of the ELF image `img`; empty if it has none.
+inline std::string function_at(const unsigned char* img, std::size_t size, std::uintptr_t offset,
+                               std::uintptr_t addr) {
+  auto fits = [&](std::uint64_t off, std::uint64_t len) {
+    return off <= size && len <= size - off;
+  };
+  if (!fits(0, sizeof(ElfW(Ehdr)))) return {};
+  ElfW(Ehdr) eh;
+  std::memcpy(&eh, img, sizeof eh);
+  if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_shentsize != sizeof(ElfW(Shdr)) ||
+      !fits(eh.e_shoff, std::uint64_t{eh.e_shnum} * sizeof(ElfW(Shdr))))
+    return {};
+  auto section = [&](std::size_t i) {
+    ElfW(Shdr) sh;
+    std::memcpy(&sh, img + eh.e_shoff + i * sizeof sh, sizeof sh);
+    return sh;
+  };
+  for (std::size_t i = 0; i < eh.e_shnum; ++i) {
+    const ElfW(Shdr) symtab = section(i);
+    if (symtab.sh_type != SHT_SYMTAB || symtab.sh_link >= eh.e_shnum ||
+        !fits(symtab.sh_offset, symtab.sh_size))
+      continue;
+    const ElfW(Shdr) strtab = section(symtab.sh_link);
+    if (!fits(strtab.sh_offset, strtab.sh_size)) continue;
+    for (std::uint64_t k = 0; k + sizeof(ElfW(Sym)) <= symtab.sh_size; k += sizeof(ElfW(Sym))) {
+      ElfW(Sym) sym;
+      std::memcpy(&sym, img + symtab.sh_offset + k, sizeof sym);
+      if (ELF64_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_value == 0) continue;
+      if (sym.st_value != offset && sym.st_value != addr) continue;
+      if (sym.st_name >= strtab.sh_size) return {};
+      const char* name = reinterpret_cast<const char*>(img + strtab.sh_offset + sym.st_name);
+      return std::string(name, strnlen(name, strtab.sh_size - sym.st_name));
+    }
+  }
+  return {};
+}
+
+}  // namespace elf
+
+/// The (mangled) name of the function that starts at `p`: from the dynamic symbol table, else
+/// from the symbol table in its loaded object's file (a program linked without -rdynamic exports
+/// few of its own functions). Empty if neither has it (a stripped program). Slow: for messages.
+inline std::string symbol_at(const void* p) {
   Dl_info info{};
-  if (::dladdr(p, &info) == 0 || info.dli_saddr != p) return nullptr;
-  return info.dli_sname;
+  if (::dladdr(p, &info) == 0) return {};
+  if (info.dli_sname && info.dli_saddr == p) return info.dli_sname;
+  if (!info.dli_fbase) return {};
+  // The main program's name as dladdr gives it may be relative to a directory left since.
+  const bool main_program = info.dli_fbase == ::dlsym(RTLD_DEFAULT, "__executable_start") ||
+                            !info.dli_fname || info.dli_fname[0] == '\0';
+  const char* path = main_program ? "/proc/self/exe" : info.dli_fname;
+  UniqueFd fd;
+  if (create_registered([&](int* fds) { return fds[0] = ::open(path, O_RDONLY | O_CLOEXEC); }, fd))
+    return {};
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || st.st_size <= 0) return {};
+  const auto size = static_cast<std::size_t>(st.st_size);
+  void* img = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  if (img == MAP_FAILED) return {};
+  const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  std::string name =
+      elf::function_at(static_cast<const unsigned char*>(img), size,
+                       addr - reinterpret_cast<std::uintptr_t>(info.dli_fbase), addr);
+  ::munmap(img, size);
+  return name;
 }
 
 }  // namespace procpool::detail::posix
