@@ -343,10 +343,9 @@ class Supervisor final : public PoolHandle, public Waker {
     if (!req.terminating) {
       transport_->tidy();
       if (Scheduler::someone_idle(workforce_.records())) {  // (work stealing needs an idle one)
-        std::deque<Job> back;
         scheduler_.rebalance(
-            workforce_.records(), workforce_, now_ns(), [&] { return queue_.next_id(); }, back);
-        queue_.requeue_front(back);
+            workforce_.records(), workforce_, now_ns(), [&] { return queue_.next_id(); }, stolen_);
+        queue_.requeue_front(stolen_);
       }
       dispatch();
     }
@@ -379,6 +378,8 @@ class Supervisor final : public PoolHandle, public Waker {
   Scheduler scheduler_;
   std::unique_ptr<Transport> transport_;
   Workforce workforce_;
+
+  std::deque<Job> stolen_;  // rebalance's output, kept: an empty deque still allocates
 
   // Who drives: the pool's thread, or for a moment a waiting thread (see help).
   std::mutex drive_m_;
