@@ -428,17 +428,22 @@ class Pool {
     if (chunksize == 0)
       throw std::invalid_argument(detail::prefixed("imap chunksize must be at least 1"));
     engine_->queue().check_open();
-    using View = std::views::all_t<Range>;
+    // What std::views::all would keep: a reference to an lvalue container, a copy of a view,
+    // the range itself when it is an rvalue. (Not views::all itself: clang before 16 cannot
+    // instantiate libstdc++'s ref_view and owning_view.)
+    using View = std::conditional_t<std::is_lvalue_reference_v<Range> &&
+                                        !std::ranges::view<std::remove_cvref_t<Range>>,
+                                    Range, std::remove_cvref_t<Range>>;
     using E = std::ranges::range_reference_t<View>;
     using W = detail::wire_args_t<F, E>;
     using R = std::remove_cvref_t<detail::apply_result_t<F, W>>;
 
     struct Source {
-      explicit Source(View v) : view(std::move(v)) {}
+      explicit Source(Range&& r) : view(std::forward<Range>(r)) {}
       View view;
       std::optional<std::ranges::iterator_t<View>> it;
     };
-    auto src = std::make_shared<Source>(std::views::all(std::forward<Range>(input)));
+    auto src = std::make_shared<Source>(std::forward<Range>(input));
     detail::SubmissionQueue* queue = &engine_->queue();
     const std::int64_t limit = to_ns(opts_.task_timeout);
     auto produce = [src, queue, f, chunksize, limit](detail::Job& j) -> bool {
