@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -297,17 +298,64 @@ Config parse_args(int argc, char** argv) {
   return c;
 }
 
+// Segment k of [0, limit).
+struct SegmentAt {
+  u64 span = 0, limit = 0;
+  bool sum = false, list = false;
+  Segment operator()(u64 k) const {
+    const u64 lo = k * span;
+    return Segment{lo, std::min(limit, lo + span), sum, list};
+  }
+};
+
+#if defined(__clang__) && __clang_major__ < 16 && defined(__GLIBCXX__)
+// clang before 16 cannot build libstdc++'s views, so there the same lazy range is written out.
+class SegmentRange {
+ public:
+  class iterator {
+   public:
+    using value_type = Segment;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    iterator(SegmentAt at, u64 k) : at_(at), k_(k) {}
+    Segment operator*() const { return at_(k_); }
+    iterator& operator++() {
+      ++k_;
+      return *this;
+    }
+    iterator operator++(int) {
+      iterator old = *this;
+      ++k_;
+      return old;
+    }
+    friend bool operator==(const iterator& a, const iterator& b) { return a.k_ == b.k_; }
+
+   private:
+    SegmentAt at_;
+    u64 k_ = 0;
+  };
+  SegmentRange(u64 count, SegmentAt at) : count_(count), at_(at) {}
+  iterator begin() const { return {at_, 0}; }
+  iterator end() const { return {at_, count_}; }
+  std::size_t size() const { return static_cast<std::size_t>(count_); }
+
+ private:
+  u64 count_;
+  SegmentAt at_;
+};
+#endif
+
 // The segments of [0, limit), generated on demand: imap reads them lazily, so even a huge limit
 // never materializes a vector of segments.
 auto segments_of(const Config& c) {
   const u64 span = 2 * c.segment;  // odd numbers only are stored
   const u64 count = (c.limit + span - 1) / span;
-  const u64 limit = c.limit;
-  const bool sum = c.sum, list = c.list;
-  return std::views::iota(u64{0}, count) | std::views::transform([=](u64 k) {
-           const u64 lo = k * span;
-           return Segment{lo, std::min(limit, lo + span), sum, list};
-         });
+  const SegmentAt at{span, c.limit, c.sum, c.list};
+#if defined(__clang__) && __clang_major__ < 16 && defined(__GLIBCXX__)
+  return SegmentRange(count, at);
+#else
+  return std::views::iota(u64{0}, count) | std::views::transform(at);
+#endif
 }
 
 struct Total {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "support/fault_support.hpp"
+#include "support/ranges_support.hpp"
 #include "support/test_support.hpp"
 #include <procpool/procpool.hpp>
 
@@ -193,7 +194,7 @@ TEST_CASE("one segfault among 100 tasks fails only that task (D1)", "[faults]") 
 
 TEST_CASE("map and map_async with a crashing item throw WorkerCrashed (D1)", "[faults]") {
   procpool::Pool pool(workers(2));
-  auto in = std::views::iota(0, 100);
+  auto in = procpool_test::iota(0, 100);
   SECTION("map, automatic chunks") {
     auto e = thrown_as<WorkerCrashed>([&] { pool.map(square_unless_37, in); });
     REQUIRE(e);
@@ -207,14 +208,14 @@ TEST_CASE("map and map_async with a crashing item throw WorkerCrashed (D1)", "[f
     CHECK_THROWS_AS(r.get(), WorkerCrashed);
   }
   // The pool carries on with every worker.
-  auto ok = pool.map(square, std::views::iota(0, 50));
+  auto ok = pool.map(square, procpool_test::iota(0, 50));
   for (int i = 0; i < 50; ++i) CHECK(ok[static_cast<std::size_t>(i)] == i * i);
   CHECK(wait_until([&] { return pool.pids().size() == 2; }));
 }
 
 TEST_CASE("imap raises WorkerCrashed at the crashing item's turn and continues (D1)", "[faults]") {
   procpool::Pool pool(workers(2));
-  auto results = pool.imap(square_unless_37, std::views::iota(0, 100));
+  auto results = pool.imap(square_unless_37, procpool_test::iota(0, 100));
   std::vector<int> crashed;
   for (int i = 0;; ++i) {
     INFO("position " << i);
@@ -237,7 +238,7 @@ TEST_CASE("imap raises WorkerCrashed at the crashing item's turn and continues (
 TEST_CASE("imap_unordered raises WorkerCrashed once and yields every other result (D1)",
           "[faults]") {
   procpool::Pool pool(workers(2));
-  auto results = pool.imap_unordered(square_unless_37, std::views::iota(0, 100));
+  auto results = pool.imap_unordered(square_unless_37, procpool_test::iota(0, 100));
   std::multiset<int> got;
   int crashes = 0;
   for (int n = 0; n <= 101; ++n) {
@@ -284,7 +285,7 @@ TEST_CASE("an idle worker SIGKILLed from outside is noticed and replaced (D3)", 
   REQUIRE(replaced(pool, before[0], 1));
   CHECK(pool.stats().restarts == 1);
   CHECK(pool.stats().failed == 0);
-  auto out = pool.map(square, std::views::iota(0, 20), 1);
+  auto out = pool.map(square, procpool_test::iota(0, 20), 1);
   for (int i = 0; i < 20; ++i) CHECK(out[static_cast<std::size_t>(i)] == i * i);
   // Both workers (the survivor and the replacement) take work: two tasks that each wait for the
   // other to start can only both succeed if they run at the same time. The replacement may still
@@ -307,7 +308,7 @@ TEST_CASE("tasks queued behind a crashing one on the same worker are not failed"
   SECTION("fresh pool") {
   }
   SECTION("after many short tasks, so several tasks are sent to the worker at once") {
-    auto warm = pool.map(square, std::views::iota(0, 2000), 1);
+    auto warm = pool.map(square, procpool_test::iota(0, 2000), 1);
     REQUIRE(warm.size() == 2000);
   }
   auto crash = pool.apply_async(die_segv, 0);
@@ -323,7 +324,7 @@ TEST_CASE("short tasks finished just before a crash on the same worker keep thei
   // The worker may hold finished results back to batch them; a crash in the next task must not
   // lose them or blame one of them.
   procpool::Pool pool(workers(1));
-  auto warm = pool.map(square, std::views::iota(0, 2000), 1);
+  auto warm = pool.map(square, procpool_test::iota(0, 2000), 1);
   REQUIRE(warm.size() == 2000);
   for (int round = 0; round < 5; ++round) {
     INFO("round " << round);
@@ -348,7 +349,7 @@ TEST_CASE("a crash storm: one task in 500 segfaults, every other result arrives 
   procpool::Pool pool(workers(2));
   Stopwatch sw;
   SECTION("imap_unordered, chunksize 1") {
-    auto results = pool.imap_unordered(storm_task, std::views::iota(0, n), 1);
+    auto results = pool.imap_unordered(storm_task, procpool_test::iota(0, n), 1);
     std::vector<char> seen(static_cast<std::size_t>(n), 0);
     int crashes = 0, wrong = 0, dup = 0;
     for (int k = 0; k <= n; ++k) {  // n results and the end, or fewer if something is lost

@@ -8,6 +8,7 @@
 #include <ranges>
 #include <stdexcept>
 #include <string>
+#include <support/ranges_support.hpp>
 #include <support/test_support.hpp>
 #include <vector>
 
@@ -80,7 +81,7 @@ TEST_CASE("imap yields results in input order (B4)", "[imap]") {
     CHECK(drain(pool.imap(late_identity, iota_vec(30))) == iota_vec(30));
   }
   SECTION("a lazy view as input") {
-    CHECK(drain(pool.imap(square, std::views::iota(0, 500), 7)) == squares(500));
+    CHECK(drain(pool.imap(square, procpool_test::iota(0, 500), 7)) == squares(500));
   }
   SECTION("an lvalue container stays untouched") {
     const std::vector<int> in = iota_vec(20);
@@ -107,7 +108,7 @@ TEST_CASE("imap and imap_unordered over empty input (B3)", "[imap]") {
   procpool::Pool pool(workers(2));
   CHECK(drain(pool.imap(square, std::vector<int>{})).empty());
   CHECK(drain(pool.imap_unordered(square, std::vector<int>{})).empty());
-  auto r = pool.imap(square, std::views::iota(0, 0), 5);
+  auto r = pool.imap(square, procpool_test::iota(0, 0), 5);
   CHECK_FALSE(r.next());
   CHECK_FALSE(r.next(1ms));
   auto u = pool.imap_unordered(square, std::vector<int>{});
@@ -247,7 +248,7 @@ TEST_CASE("imap reads a huge input lazily and leaving early drops the rest", "[i
   {
     procpool::Pool pool(workers(2));
     {
-      auto r = pool.imap(twice, std::views::iota(0, 1'000'000'000));
+      auto r = pool.imap(twice, procpool_test::iota(0, 1'000'000'000));
       std::int64_t i = 0;
       for (std::int64_t v : r) {
         CHECK(v == 2 * i);
@@ -257,8 +258,8 @@ TEST_CASE("imap reads a huge input lazily and leaving early drops the rest", "[i
       CHECK(sw.elapsed() < 10s);
     }  // the range is gone: queued chunks are dropped
     for (bool ordered : {true, false}) {
-      auto r = ordered ? pool.imap(twice, std::views::iota(0, 1'000'000'000), 10)
-                       : pool.imap_unordered(twice, std::views::iota(0, 1'000'000'000), 10);
+      auto r = ordered ? pool.imap(twice, procpool_test::iota(0, 1'000'000'000), 10)
+                       : pool.imap_unordered(twice, procpool_test::iota(0, 1'000'000'000), 10);
       for (int k = 0; k < 100; ++k) REQUIRE(r.next(10s));
     }
     stats = pool.stats();
@@ -272,10 +273,10 @@ TEST_CASE("imap keeps a bounded number of input elements read ahead", "[imap]") 
   for (std::size_t cs : {std::size_t{1}, std::size_t{3}}) {
     INFO("chunksize " << cs);
     std::size_t reads = 0;
-    auto counting = std::views::iota(0, 1'000'000) | std::views::transform([&reads](int x) {
-                      ++reads;  // runs in this process, on the thread that iterates
-                      return x;
-                    });
+    auto counting = procpool_test::transform(procpool_test::iota(0, 1'000'000), [&reads](int x) {
+      ++reads;  // runs in this process, on the thread that iterates
+      return x;
+    });
     auto r = pool.imap(square, counting, cs);
     CHECK(reads == 0);  // nothing is read before the first result is asked for
     for (int i = 0; i < 10; ++i) CHECK(r.next(10s) == std::optional<int>(i * i));

@@ -10,6 +10,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <support/ranges_support.hpp>
 #include <support/test_support.hpp>
 #include <vector>
 
@@ -76,7 +77,7 @@ void slow_failing_init(int ms) {
 int nested_pool_sum(int n) {
   procpool::Pool inner(workers(1));
   int sum = 0;
-  for (int v : inner.map(square, std::views::iota(0, n))) sum += v;
+  for (int v : inner.map(square, procpool_test::iota(0, n))) sum += v;
   return sum + inner.apply(square, 2) - 4;
 }
 
@@ -203,7 +204,7 @@ TEST_CASE("the destructor waits for pending tasks (P6)", "[lifecycle]") {
 
 TEST_CASE("an initializer with arguments runs in every worker (P9)", "[lifecycle]") {
   procpool::Pool pool(workers(2), set_globals, std::string("initialized"), 7);
-  auto out = pool.map(read_globals, std::views::iota(0, 40), 1);
+  auto out = pool.map(read_globals, procpool_test::iota(0, 40), 1);
   REQUIRE(out.size() == 40);
   for (const auto& s : out) CHECK(s == "initialized/7");
   // It ran in the workers, not here.
@@ -326,7 +327,7 @@ TEST_CASE("50 pools created and destroyed leave no fds, threads or processes (H4
 TEST_CASE("after join or terminate no zombie or child remains (H5)", "[lifecycle]") {
   SECTION("close + join") {
     procpool::Pool pool(workers(3));
-    CHECK(pool.map(square, std::views::iota(0, 100)).size() == 100);
+    CHECK(pool.map(square, procpool_test::iota(0, 100)).size() == 100);
     pool.close();
     pool.join();
     CHECK(no_leftover_processes());
@@ -342,7 +343,7 @@ TEST_CASE("after join or terminate no zombie or child remains (H5)", "[lifecycle
   SECTION("recycling workers, then the destructor") {
     {
       procpool::Pool pool(workers(2, 1));
-      CHECK(pool.map(square, std::views::iota(0, 20), 1).size() == 20);
+      CHECK(pool.map(square, procpool_test::iota(0, 20), 1).size() == 20);
     }
     CHECK(no_leftover_processes());
   }
@@ -368,7 +369,7 @@ TEST_CASE("every descriptor the pool creates is close-on-exec", "[lifecycle]") {
 TEST_CASE("a worker holds only its own pipes, never a sibling's (H1)", "[lifecycle]") {
   const auto before = procpool_test::open_fds();
   procpool::Pool pool(workers(4));
-  CHECK(pool.map(square, std::views::iota(0, 20), 1).size() == 20);
+  CHECK(pool.map(square, procpool_test::iota(0, 20), 1).size() == 20);
   auto after = procpool_test::open_fds();
   std::vector<int> added;
   std::set_difference(after.begin(), after.end(), before.begin(), before.end(),
@@ -410,7 +411,7 @@ TEST_CASE("a worker killed with SIGKILL is noticed and replaced", "[lifecycle]")
   auto now = pool.pids();
   CHECK(std::find(now.begin(), now.end(), pids[1]) != now.end());
   CHECK(procpool_test::pid_alive(pids[1]));
-  CHECK(pool.map(square, std::views::iota(0, 50), 1).size() == 50);
+  CHECK(pool.map(square, procpool_test::iota(0, 50), 1).size() == 50);
   CHECK(pool.stats().restarts == 1);
 }
 
@@ -434,7 +435,7 @@ TEST_CASE("workers ignore SIGINT and are named", "[lifecycle]") {
     CHECK(comm != own_comm);
     REQUIRE(::kill(pid, SIGINT) == 0);
   }
-  CHECK(pool.map(square, std::views::iota(0, 10)).size() == 10);
+  CHECK(pool.map(square, procpool_test::iota(0, 10)).size() == 10);
   for (pid_t pid : pids) CHECK(procpool_test::pid_alive(pid));
   CHECK(pool.stats().restarts == 0);
 }

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <support/ranges_support.hpp>
 #include <support/test_support.hpp>
 #include <thread>
 #include <tuple>
@@ -236,10 +237,11 @@ TEST_CASE("map over vectors, views, lists and single-pass ranges (B1)", "[pool]"
     CHECK(in == iota_vec(50));
   }
   SECTION("std::views::iota") {
-    CHECK(pool.map(square, std::views::iota(0, 300)) == squares(300));
+    CHECK(pool.map(square, procpool_test::iota(0, 300)) == squares(300));
   }
   SECTION("a view pipeline") {
-    auto evens = std::views::iota(0, 20) | std::views::filter([](int x) { return x % 2 == 0; });
+    auto evens =
+        procpool_test::filter(procpool_test::iota(0, 20), [](int x) { return x % 2 == 0; });
     CHECK(pool.map(square, evens) == std::vector<int>{0, 4, 16, 36, 64, 100, 144, 196, 256, 324});
   }
   SECTION("std::list") {
@@ -252,12 +254,12 @@ TEST_CASE("map over vectors, views, lists and single-pass ranges (B1)", "[pool]"
   }
   SECTION("a pure input range: std::views::istream") {
     std::istringstream is("5 6 7 8 9 10");
-    CHECK(pool.map(square, std::views::istream<int>(is)) ==
+    CHECK(pool.map(square, procpool_test::istream_view<int>(is)) ==
           std::vector<int>{25, 36, 49, 64, 81, 100});
   }
   SECTION("a pure input range: istream_iterator subrange") {
     std::istringstream is("1 2 3");
-    std::ranges::subrange in{std::istream_iterator<int>(is), std::istream_iterator<int>()};
+    auto in = procpool_test::subrange(std::istream_iterator<int>(is), std::istream_iterator<int>());
     CHECK(pool.map(square, in) == std::vector<int>{1, 4, 9});
   }
   SECTION("a custom input-only range") {
@@ -281,7 +283,7 @@ TEST_CASE("map and starmap over empty input (B3)", "[pool]") {
   procpool::Pool pool(workers(2));
   CHECK(pool.map(square, std::vector<int>{}).empty());
   CHECK(pool.map(square, std::vector<int>{}, 1).empty());
-  CHECK(pool.map(square, std::views::iota(0, 0)).empty());
+  CHECK(pool.map(square, procpool_test::iota(0, 0)).empty());
   auto r = pool.map_async(square, std::vector<int>{}, 1);
   CHECK(r.get(100ms).empty());  // must not time out
   CHECK(r.ready());
@@ -326,8 +328,8 @@ TEST_CASE("starmap and starmap_async unpack tuples and pairs (B2)", "[pool]") {
         std::vector<std::string>{"1|0.5|a|x|1|10", "2|1.5|bb|y|0|20"});
 
   // A view of tuples, built lazily.
-  auto view = std::views::iota(0, 10) |
-              std::views::transform([](int i) { return std::make_tuple(i, i + 1); });
+  auto view = procpool_test::transform(procpool_test::iota(0, 10),
+                                       [](int i) { return std::make_tuple(i, i + 1); });
   std::vector<int> want;
   for (int i = 0; i < 10; ++i) want.push_back(i * (i + 1));
   CHECK(pool.starmap(mul, view, 3) == want);
@@ -353,7 +355,7 @@ TEST_CASE("Pool(3) has exactly 3 workers, and 20 workers map 0..999 (B12)", "[po
   {
     procpool::Pool pool(workers(20));
     CHECK(pool.pids().size() == 20);
-    auto out = pool.map(square, std::views::iota(0, 1000));
+    auto out = pool.map(square, procpool_test::iota(0, 1000));
     CHECK(std::accumulate(out.begin(), out.end(), std::int64_t{0}) == 332833500);
   }
   {
@@ -444,7 +446,7 @@ TEST_CASE("stats() counts submitted, completed and failed tasks", "[pool]") {
 TEST_CASE("results of a task or chunk larger than 64 KiB arrive whole", "[pool]") {
   procpool::Pool pool(workers(2));
   CHECK(pool.apply(text_of, 1 << 20).size() == (1u << 20));
-  auto many = pool.map(square, std::views::iota(0, 20000), 20000);  // one chunk, one frame
+  auto many = pool.map(square, procpool_test::iota(0, 20000), 20000);  // one chunk, one frame
   REQUIRE(many.size() == 20000);
   CHECK(many[19999] == 19999 * 19999);
   CHECK(pool.apply(square, 3) == 9);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "support/fault_support.hpp"
+#include "support/ranges_support.hpp"
 #include "support/test_support.hpp"
 #include <procpool/procpool.hpp>
 
@@ -214,7 +215,7 @@ TEST_CASE("a timeout kills the task's whole process group, grandchildren include
 TEST_CASE("the time limit counts per task inside a chunk (T4)", "[timeouts]") {
   procpool::Pool pool(workers(2, 300ms));
   Stopwatch sw;
-  auto out = pool.map(sleep_100_then_identity, std::views::iota(0, 20), 5);
+  auto out = pool.map(sleep_100_then_identity, procpool_test::iota(0, 20), 5);
   REQUIRE(out.size() == 20);
   for (int i = 0; i < 20; ++i) CHECK(out[static_cast<std::size_t>(i)] == i);
   CHECK(sw.elapsed() >= 900ms);  // 20 × 100 ms on two workers
@@ -224,7 +225,7 @@ TEST_CASE("the time limit counts per task inside a chunk (T4)", "[timeouts]") {
 
 TEST_CASE("imap raises TaskTimeout at each timed-out position and continues (T4)", "[timeouts]") {
   procpool::Pool pool(workers(2, 300ms));
-  auto results = pool.imap(slow_at_1_mod_4, std::views::iota(0, 12));
+  auto results = pool.imap(slow_at_1_mod_4, procpool_test::iota(0, 12));
   Stopwatch sw;
   std::vector<int> timed_out;
   for (int i = 0; i <= 12; ++i) {
@@ -261,7 +262,7 @@ TEST_CASE("cancel() of a running task kills and replaces its worker (T3)", "[tim
 TEST_CASE("cancel() of a running task leaves the tasks queued behind it alone (T3)", "[timeouts]") {
   procpool_test::TempDir dir;
   procpool::Pool pool(workers(1));
-  auto warm = pool.map(square, std::views::iota(0, 2000), 1);  // lets the worker's window grow
+  auto warm = pool.map(square, procpool_test::iota(0, 2000), 1);  // lets the worker's window grow
   REQUIRE(warm.size() == 2000);
   auto r = pool.apply_async(started_then_sleep, dir.file("started"), 10'000);
   std::vector<procpool::AsyncResult<int>> behind;
@@ -278,7 +279,7 @@ TEST_CASE("cancel() of a queued task: true, and it never runs (T3)", "[timeouts]
   SECTION("fresh pool") {
   }
   SECTION("after many short tasks, so the queued task may already sit in the worker's pipe") {
-    auto warm = pool.map(square, std::views::iota(0, 2000), 1);
+    auto warm = pool.map(square, procpool_test::iota(0, 2000), 1);
     REQUIRE(warm.size() == 2000);
   }
   auto first = pool.apply_async(started_then_sleep, dir.file("first"), 300);

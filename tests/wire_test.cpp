@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "support/fault_support.hpp"
+#include "support/ranges_support.hpp"
 #include "support/test_support.hpp"
 #include <procpool/detail/wire.hpp>
 #include <procpool/procpool.hpp>
@@ -404,7 +405,7 @@ TEST_CASE("every flipped bit of a result frame's magic or id is detected (X3)", 
   std::vector<procpool::AsyncResult<Evil>> rs;
   for (int k = 0; k < bits; ++k)
     rs.push_back(pool.apply_async(make_evil, kFlipBase + (kSanitized ? k * 4 : k), self()));
-  auto honest = pool.map_async(square, std::views::iota(0, 200), 1);
+  auto honest = pool.map_async(square, procpool_test::iota(0, 200), 1);
   for (int k = 0; k < bits; ++k) {
     INFO("bit " << (kSanitized ? k * 4 : k));
     auto& r = rs[static_cast<std::size_t>(k)];
@@ -536,11 +537,11 @@ TEST_CASE("a result the parent cannot decode is a CodecError from get(), the poo
     CHECK_FALSE(r.successful());
   }
   SECTION("map_async") {
-    auto r = pool.map_async(make_undecodable, std::views::iota(0, 10));
+    auto r = pool.map_async(make_undecodable, procpool_test::iota(0, 10));
     CHECK_THROWS_AS(r.get(), procpool::CodecError);
   }
   SECTION("imap: an error at each position, iteration continues") {
-    auto results = pool.imap(make_undecodable, std::views::iota(0, 5));
+    auto results = pool.imap(make_undecodable, procpool_test::iota(0, 5));
     int errors = 0;
     for (int i = 0; i < 6; ++i) {
       std::optional<Undecodable> v;
@@ -594,7 +595,7 @@ TEST_CASE("zero-length values are legal and kept distinct (X5)", "[wire]") {
   auto sorted = in;
   std::sort(sorted.begin(), sorted.end());
   CHECK(unordered == sorted);
-  auto nothings = pool.map(make_nothing, std::views::iota(0, 1000), 7);
+  auto nothings = pool.map(make_nothing, procpool_test::iota(0, 1000), 7);
   CHECK(nothings.size() == 1000);
 }
 

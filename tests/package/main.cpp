@@ -1,7 +1,7 @@
 // A consumer of the installed (or embedded) procpool package.
 #include <cstdio>
 #include <numeric>
-#include <ranges>
+#include <vector>
 
 #include <procpool/procpool.hpp>
 
@@ -11,7 +11,9 @@ int square(int x) {
 
 int main() {
   procpool::Pool pool(procpool::Options{.processes = 2});
-  auto squares = pool.map(square, std::views::iota(0, 100));
+  std::vector<int> in(100);  // not std::views::iota: clang before 16 cannot build it with libstdc++
+  std::iota(in.begin(), in.end(), 0);
+  auto squares = pool.map(square, in);
   long sum = std::accumulate(squares.begin(), squares.end(), 0L);
   std::printf("sum of squares 0..99 = %ld\n", sum);
   return sum == 328350 ? 0 : 1;
