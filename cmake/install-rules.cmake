@@ -16,3 +16,27 @@ write_basic_package_version_file("${PROJECT_BINARY_DIR}/procpoolConfigVersion.cm
 install(FILES "${PROJECT_BINARY_DIR}/procpoolConfig.cmake"
               "${PROJECT_BINARY_DIR}/procpoolConfigVersion.cmake"
         DESTINATION ${PROCPOOL_INSTALL_CMAKEDIR})
+
+# pkg-config file for Meson and Makefile users. Arch-independent, so it goes under the data
+# directory next to the CMake package. Its paths are relative to its own location (pcfiledir),
+# like the CMake package's, so the tree may be moved or unpacked anywhere.
+set(PROCPOOL_INSTALL_PKGCONFIGDIR "${CMAKE_INSTALL_DATADIR}/pkgconfig"
+    CACHE STRING "Where procpool's pkg-config file is installed")
+if(IS_ABSOLUTE "${PROCPOOL_INSTALL_PKGCONFIGDIR}")
+  message(FATAL_ERROR "PROCPOOL_INSTALL_PKGCONFIGDIR must be relative to the install prefix, "
+                      "not '${PROCPOOL_INSTALL_PKGCONFIGDIR}'")
+endif()
+# A made-up root: only the relative path between the two directories matters.
+file(RELATIVE_PATH PROCPOOL_PC_TO_PREFIX "/root/${PROCPOOL_INSTALL_PKGCONFIGDIR}" "/root")
+string(REGEX REPLACE "/$" "" PROCPOOL_PC_TO_PREFIX "${PROCPOOL_PC_TO_PREFIX}")
+if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  set(PROCPOOL_PC_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")
+else()
+  set(PROCPOOL_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+endif()
+set(PROCPOOL_PC_EXTRA_LIBS "")
+foreach(lib IN LISTS CMAKE_DL_LIBS)
+  string(APPEND PROCPOOL_PC_EXTRA_LIBS " -l${lib}")
+endforeach()
+configure_file(cmake/procpool.pc.in "${PROJECT_BINARY_DIR}/procpool.pc" @ONLY)
+install(FILES "${PROJECT_BINARY_DIR}/procpool.pc" DESTINATION ${PROCPOOL_INSTALL_PKGCONFIGDIR})
