@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the libprocpool-dev .deb with CPack, unpacks it into a private prefix and builds the
+# consumer in tests/package against that prefix twice: with CMake's find_package and with
+# pkg-config and make. Unpacking (dpkg-deb -x) rather than dpkg -i leaves the system's package
+# database and /usr alone, needs no clean-up, and cannot be fooled by headers from another
+# procpool install. Usage: scripts/check-deb.sh [build dir]   (default: build/deb)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh make pkgconf
+out="$(realpath -m "${1:-build/deb}")"
+
+# Only the install rules matter: nothing is compiled.
+cmake -S . -B "$out" -DPROCPOOL_BUILD_TESTS=OFF -DPROCPOOL_BUILD_EXAMPLES=OFF \
+  -DPROCPOOL_BUILD_BENCH=OFF >/dev/null
+rm -f "$out"/libprocpool-dev_*.deb
+(cd "$out" && cpack -G DEB >/dev/null)
+debs=("$out"/libprocpool-dev_*_all.deb)
+[ ${#debs[@]} -eq 1 ] && [ -f "${debs[0]}" ] || { echo "expected one libprocpool-dev .deb in $out" >&2; exit 1; }
+deb="${debs[0]}"
+echo "built $deb"
+dpkg-deb --field "$deb" Package Version Architecture Depends
+
+fail() { echo "check-deb: $*" >&2; exit 1; }
+[ "$(dpkg-deb --field "$deb" Package)" = libprocpool-dev ] || fail "package name is not libprocpool-dev"
+[ "$(dpkg-deb --field "$deb" Architecture)" = all ] || fail "architecture is not 'all'"
+[ -z "$(dpkg-deb --field "$deb" Depends)" ] || fail "a header-only package should depend on nothing"
+
+stage="$out/stage"
+rm -rf "$stage"
+dpkg-deb -x "$deb" "$stage"
+prefix="$stage/usr"
+for f in include/procpool/procpool.hpp share/cmake/procpool/procpoolConfig.cmake \
+  share/cmake/procpool/procpoolTargets.cmake share/pkgconfig/procpool.pc; do
+  [ -f "$prefix/$f" ] || fail "the package lacks /usr/$f"
+done
+
+# CMake: find_package(procpool) from the unpacked tree.
+rm -rf "$out/consumer_cmake"
+cmake -S tests/package -B "$out/consumer_cmake" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+found="$(sed -n 's/^procpool_DIR:PATH=//p' "$out/consumer_cmake/CMakeCache.txt")"
+[ "$found" = "$prefix/share/cmake/procpool" ] || fail "find_package used $found, not the package"
+cmake --build "$out/consumer_cmake"
+ctest --test-dir "$out/consumer_cmake" --output-on-failure --no-tests=error
+
+# pkg-config: only the unpacked tree is searched.
+export PKG_CONFIG_LIBDIR="$prefix/share/pkgconfig"
+unset PKG_CONFIG_PATH
+echo "pkg-config --cflags --libs procpool: $(pkg-config --cflags --libs procpool)"
+mkdir -p "$out/consumer_pc"
+rm -f "$out/consumer_pc/consumer_pc"
+make --no-print-directory -f tests/package/Makefile BUILD_DIR="$out/consumer_pc" check
+echo "check-deb: the package works with find_package and with pkg-config"
