@@ -308,8 +308,16 @@ struct SegmentAt {
   }
 };
 
-#if defined(__clang__) && __clang_major__ < 16 && defined(__GLIBCXX__)
-// clang before 16 cannot build libstdc++'s views, so there the same lazy range is written out.
+// clang before 16 cannot build libstdc++'s views, and libc++ 14 has none: there the same lazy
+// range is written out.
+#if (defined(__clang__) && __clang_major__ < 16 && defined(__GLIBCXX__)) || \
+    !defined(__cpp_lib_ranges)
+#define PRIME_SIEVE_STD_VIEWS 0
+#else
+#define PRIME_SIEVE_STD_VIEWS 1
+#endif
+
+#if !PRIME_SIEVE_STD_VIEWS
 class SegmentRange {
  public:
   class iterator {
@@ -351,7 +359,7 @@ auto segments_of(const Config& c) {
   const u64 span = 2 * c.segment;  // odd numbers only are stored
   const u64 count = (c.limit + span - 1) / span;
   const SegmentAt at{span, c.limit, c.sum, c.list};
-#if defined(__clang__) && __clang_major__ < 16 && defined(__GLIBCXX__)
+#if !PRIME_SIEVE_STD_VIEWS
   return SegmentRange(count, at);
 #else
   return std::views::iota(u64{0}, count) | std::views::transform(at);
