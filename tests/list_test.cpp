@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <support/container_support.hpp>
+#include <support/ranges_support.hpp>
 #include <support/test_support.hpp>
 #include <utility>
 #include <vector>
@@ -229,7 +230,7 @@ TEST_CASE("List: initial contents from a vector, an initializer list and a singl
   procpool::List<std::string> b{"x", "y"};
   CHECK(b.snapshot() == std::vector<std::string>{"x", "y"});
   std::istringstream in("5 6 7");
-  procpool::List<int> c{std::ranges::istream_view<int>(in)};
+  procpool::List<int> c{procpool_test::istream_view<int>(in)};
   CHECK(c.snapshot() == std::vector<int>{5, 6, 7});
   procpool::List<Rec> d(std::vector<Rec>{make_rec(97), make_rec(3)});
   CHECK(d.at(0).id == 97);
