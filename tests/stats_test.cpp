@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <string>
+#include <support/ranges_support.hpp>
 #include <support/test_support.hpp>
 #include <vector>
 
@@ -74,8 +75,8 @@ TEST_CASE("stats add up after an imap is dropped early", "[imap][stats]") {
   procpool::Pool pool(workers(2));
   for (bool ordered : {true, false}) {
     auto r = ordered
-                 ? pool.imap(procpool_test::square, std::views::iota(0, 1'000'000), 2)
-                 : pool.imap_unordered(procpool_test::square, std::views::iota(0, 1'000'000), 2);
+                 ? pool.imap(procpool_test::square, procpool_test::iota(0, 1'000'000), 2)
+                 : pool.imap_unordered(procpool_test::square, procpool_test::iota(0, 1'000'000), 2);
     for (int k = 0; k < 50; ++k) REQUIRE(r.next(10s));
   }
   pool.close();
