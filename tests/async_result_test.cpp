@@ -1,5 +1,5 @@
-// AsyncResult: get, get(timeout), wait, wait_for, ready, successful, cancel and then; task errors
-// (E1-E5, D4) and codec failures on either side (C1, C2, C6).
+// AsyncResult: get, get(timeout), wait, wait_for, ready, successful, cancel and then; errors thrown
+// by tasks, and codec failures on either side.
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -20,21 +20,14 @@ using procpool_test::Stopwatch;
 using procpool_test::TempDir;
 using procpool_test::wait_until;
 
+using procpool_test::mark_then_sleep;
+using procpool_test::my_pid;
+using procpool_test::sleep_then;
 using procpool_test::square;
 using procpool_test::workers;
 
 namespace {
 
-int sleep_then(int ms, int value) {
-  procpool_test::sleep_ms(ms);
-  return value;
-}
-// Leaves a file when it starts, so the test knows it ran (or is running).
-int mark_then_sleep(std::string path, int ms) {
-  procpool_test::touch_file(path);
-  procpool_test::sleep_ms(ms);
-  return ms;
-}
 void mark(std::string path) {
   procpool_test::touch_file(path);
 }
@@ -52,9 +45,6 @@ int throw_huge(int delay_ms) {
 }
 int parse_int(std::string s) {
   return std::stoi(s);
-}
-pid_t my_pid() {
-  return ::getpid();
 }
 
 // An argument type whose codec refuses to encode: the failure happens in the parent.
@@ -117,7 +107,7 @@ TEST_CASE("get, wait, wait_for and ready", "[async]") {
   CHECK_THROWS_AS(none.get(), std::logic_error);
 }
 
-TEST_CASE("get(timeout) throws TimeoutError and leaves the task running (B7, B8)", "[async]") {
+TEST_CASE("get(timeout) throws TimeoutError and leaves the task running", "[async]") {
   procpool::Pool pool(workers(1));
   auto r = pool.apply_async(sleep_then, 700, 7);
   Stopwatch sw;
@@ -153,7 +143,7 @@ TEST_CASE("successful() throws before the result is ready", "[async]") {
   CHECK_FALSE(bad.successful());
 }
 
-TEST_CASE("cancel drops a queued task: get throws Cancelled and it never runs (T3)", "[async]") {
+TEST_CASE("cancel drops a queued task: get throws Cancelled and it never runs", "[async]") {
   TempDir dir;
   procpool::Pool pool(workers(1));
   auto busy = pool.apply_async(mark_then_sleep, dir.file("busy"), 300);
@@ -222,7 +212,7 @@ TEST_CASE("cancel of a finished task returns false and keeps its value", "[async
   CHECK_THROWS_AS(f.get(), procpool::RemoteError);
 }
 
-TEST_CASE("then: the value callback runs exactly once with the value (B10)", "[async]") {
+TEST_CASE("then: the value callback runs exactly once with the value", "[async]") {
   std::atomic<int> calls{0}, errors{0}, seen{0};
   std::atomic<bool> on_caller_thread{false};
   const auto caller = std::this_thread::get_id();
@@ -245,7 +235,7 @@ TEST_CASE("then: the value callback runs exactly once with the value (B10)", "[a
   CHECK_FALSE(on_caller_thread);  // it ran on the thread that collects results
 }
 
-TEST_CASE("then: the error callback receives the task's error (B10, E6)", "[async]") {
+TEST_CASE("then: the error callback receives the task's error", "[async]") {
   procpool::Pool pool(workers(2));
   std::mutex m;
   std::vector<std::string> messages;
@@ -291,7 +281,7 @@ TEST_CASE("then: the error callback receives the task's error (B10, E6)", "[asyn
         }) == 1);
 }
 
-TEST_CASE("then on map_async: one call with the whole vector, or one error (B10)", "[async]") {
+TEST_CASE("then on map_async: one call with the whole vector, or one error", "[async]") {
   procpool::Pool pool(workers(2));
   std::atomic<int> values{0}, errors{0};
   std::vector<int> got;
@@ -338,7 +328,7 @@ TEST_CASE("then on a finished result runs at once in the caller", "[async]") {
   CHECK(b == 50);
 }
 
-TEST_CASE("a throwing callback does not break the pool (B10)", "[async]") {
+TEST_CASE("a throwing callback does not break the pool", "[async]") {
   procpool::Pool pool(workers(2));
   std::atomic<int> others{0};
   std::vector<procpool::AsyncResult<int>> rs;
@@ -393,8 +383,7 @@ TEST_CASE("void tasks give AsyncResult<void>", "[async]") {
   CHECK_NOTHROW(n.get(1s));
 }
 
-TEST_CASE("a task's exception becomes a RemoteError with its type and message (E1, E5)",
-          "[async]") {
+TEST_CASE("a task's exception becomes a RemoteError with its type and message", "[async]") {
   procpool::Pool pool(workers(2));
   SECTION("std::runtime_error") {
     try {
@@ -425,7 +414,7 @@ TEST_CASE("a task's exception becomes a RemoteError with its type and message (E
   }
 }
 
-TEST_CASE("two tasks throwing 1 MiB messages do not deadlock (E3)", "[async]") {
+TEST_CASE("two tasks throwing 1 MiB messages do not deadlock", "[async]") {
   procpool::Pool pool(workers(2));
   auto a = pool.apply_async(throw_huge, 0);
   auto b = pool.apply_async(throw_huge, 200);
@@ -448,7 +437,7 @@ TEST_CASE("two tasks throwing 1 MiB messages do not deadlock (E3)", "[async]") {
   }
 }
 
-TEST_CASE("each get() throws its own exception object (D4)", "[async]") {
+TEST_CASE("each get() throws its own exception object", "[async]") {
   procpool::Pool pool(workers(1));
   auto r = pool.apply_async(throw_runtime, std::string("d4"));
   r.wait();
@@ -476,7 +465,7 @@ TEST_CASE("each get() throws its own exception object (D4)", "[async]") {
   CHECK(what(first) == what(second));
 }
 
-TEST_CASE("an argument that cannot be encoded fails at submission (C1, C6)", "[async]") {
+TEST_CASE("an argument that cannot be encoded fails at submission", "[async]") {
   procpool::Pool pool(workers(1));
   SECTION("apply_async and apply") {
     try {
@@ -512,8 +501,7 @@ TEST_CASE("an argument that cannot be encoded fails at submission (C1, C6)", "[a
   CHECK(pool.stats().failed == 0);  // rejected submissions never became tasks
 }
 
-TEST_CASE("a result that cannot be encoded in the worker is a CodecError from get() (C2)",
-          "[async]") {
+TEST_CASE("a result that cannot be encoded in the worker is a CodecError from get()", "[async]") {
   procpool::Pool pool(workers(2));
   const auto pids = pool.pids();
   std::atomic<int> error_callbacks{0};

@@ -102,7 +102,11 @@ TEST_CASE("A fork-started worker holds its own channels and nothing of another p
 // inheriting worker lives. The closing is timed against a generous bound; the pools that
 // would keep a leaked channel open are dropped after it, so a failure ends instead of
 // hanging.
-TEST_CASE("Closing a pool never waits for another pool's workers", "[descriptors]") {
+// Not run under sanitizers (asan-skip, tsan-skip): their runtimes are not safe to fork while
+// other threads allocate, and this test forks from one thread while others do: a worker forked
+// in the middle of such an allocation deadlocks before it starts (the plain build runs it).
+TEST_CASE("Closing a pool never waits for another pool's workers",
+          "[descriptors][asan-skip][tsan-skip]") {
   const auto run_for = procpool_test::kSanitized ? 3s : 8s;
   std::atomic<bool> stop{false};
   std::atomic<bool> release{false};
@@ -163,7 +167,11 @@ TEST_CASE("Closing a pool never waits for another pool's workers", "[descriptors
 // The same window for a Pipe: an end made while another thread forks a worker must not live
 // on in that worker, or its peer never hears that it was closed. (A child between its fork
 // and its first steps holds copies for a moment; only a copy that stays is a leak.)
-TEST_CASE("A closed Pipe end is seen while other threads start pools", "[descriptors]") {
+// Not run under sanitizers (asan-skip, tsan-skip): their runtimes are not safe to fork while
+// other threads allocate, and this test forks from one thread while others do: a worker forked
+// in the middle of such an allocation deadlocks before it starts (the plain build runs it).
+TEST_CASE("A closed Pipe end is seen while other threads start pools",
+          "[descriptors][asan-skip][tsan-skip]") {
   const auto run_for = procpool_test::kSanitized ? 2s : 6s;
   long pipes = 0, late = 0, leaked = 0;
   {
@@ -191,8 +199,11 @@ TEST_CASE("A closed Pipe end is seen while other threads start pools", "[descrip
 }
 
 // Process::start makes its channels the same way.
+// Not run under sanitizers (asan-skip, tsan-skip): their runtimes are not safe to fork while
+// other threads allocate, and this test forks from one thread while others do: a worker forked
+// in the middle of such an allocation deadlocks before it starts (the plain build runs it).
 TEST_CASE("A Process started beside pools in other threads finishes and is joined",
-          "[descriptors]") {
+          "[descriptors][asan-skip][tsan-skip]") {
   const auto run_for = procpool_test::kSanitized ? 2s : 5s;
   int started = 0, late = 0;
   {

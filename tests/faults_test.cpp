@@ -1,6 +1,6 @@
-// Worker death (ANCHORS §4, D1–D3, D11): tasks that crash or exit, workers killed from outside,
-// workers that die at start; only the affected task fails, with a WorkerCrashed that names the
-// signal or exit code, and the pool replaces the worker.
+// Worker death: tasks that crash or exit, workers killed from outside, workers that die at start;
+// only the affected task fails, with a WorkerCrashed that names the signal or exit code, and the
+// pool replaces the worker.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <csignal>
@@ -9,14 +9,14 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <support/fault_support.hpp>
+#include <support/ranges_support.hpp>
+#include <support/test_support.hpp>
 #include <vector>
 
 #include <signal.h>
 #include <unistd.h>
 
-#include "support/fault_support.hpp"
-#include "support/ranges_support.hpp"
-#include "support/test_support.hpp"
 #include <procpool/procpool.hpp>
 
 using namespace std::chrono_literals;
@@ -26,7 +26,10 @@ using procpool_test::Stopwatch;
 using procpool_test::thrown_as;
 using procpool_test::wait_until;
 
+using procpool_test::contains;
+using procpool_test::replaced;
 using procpool_test::square;
+using procpool_test::started_then_sleep;
 using procpool_test::workers;
 
 namespace {
@@ -69,13 +72,6 @@ int storm_task(int i) {
   return i * 3;
 }
 
-// Marks that it started (the file holds its pid), then sleeps.
-int started_then_sleep(std::string marker, int ms) {
-  procpool_test::write_pid_file(marker, ::getpid());
-  procpool_test::sleep_ms(ms);
-  return ms;
-}
-
 // Creates `mine`, waits (up to 1 s) for `other`; returns its pid, or 0 if the other never came.
 int meet(std::string mine, std::string other) {
   procpool_test::touch_file(mine);
@@ -100,20 +96,6 @@ void init_exits_if_marker(std::string marker) {
   if (procpool_test::file_exists(marker)) ::_exit(5);
 }
 
-bool contains(const std::vector<pid_t>& v, pid_t p) {
-  return std::find(v.begin(), v.end(), p) != v.end();
-}
-
-// After a crash of worker `dead`: its pid is gone from pids(), the pool is back to full size and
-// has counted `restarts` replacements.
-template <class P>
-bool replaced(P& pool, pid_t dead, std::uint64_t restarts) {
-  return wait_until([&] {
-    auto now = pool.pids();
-    return !contains(now, dead) && now.size() == pool.size() && pool.stats().restarts >= restarts;
-  });
-}
-
 // Under ASan/UBSan a segfault is caught by the sanitizer, which reports and exits (or aborts).
 bool looks_like_segv(const WorkerCrashed& e) {
   if (kSanitized) return e.signal() == SIGSEGV || e.signal() == SIGABRT || e.exit_code() > 0;
@@ -130,8 +112,7 @@ struct CrashCase {
 
 }  // namespace
 
-TEST_CASE("a crashing task fails with WorkerCrashed naming the signal or exit code (D1, D11)",
-          "[faults]") {
+TEST_CASE("a crashing task fails with WorkerCrashed naming the signal or exit code", "[faults]") {
   const CrashCase cases[] = {
       {"segfault", die_segv, SIGSEGV, -1, "SIGSEGV"},
       {"abort", die_abort, SIGABRT, -1, "SIGABRT"},
@@ -173,7 +154,7 @@ TEST_CASE("a crashing task fails with WorkerCrashed naming the signal or exit co
   CHECK(pool.stats().restarts == restarts);
 }
 
-TEST_CASE("one segfault among 100 tasks fails only that task (D1)", "[faults]") {
+TEST_CASE("one segfault among 100 tasks fails only that task", "[faults]") {
   procpool::Pool pool(workers(2));
   std::vector<procpool::AsyncResult<int>> rs;
   for (int i = 0; i < 100; ++i) rs.push_back(pool.apply_async(square_unless_37, i));
@@ -192,7 +173,7 @@ TEST_CASE("one segfault among 100 tasks fails only that task (D1)", "[faults]") 
   CHECK(pool.apply(square, 9) == 81);
 }
 
-TEST_CASE("map and map_async with a crashing item throw WorkerCrashed (D1)", "[faults]") {
+TEST_CASE("map and map_async with a crashing item throw WorkerCrashed", "[faults]") {
   procpool::Pool pool(workers(2));
   auto in = procpool_test::iota(0, 100);
   SECTION("map, automatic chunks") {
@@ -213,7 +194,7 @@ TEST_CASE("map and map_async with a crashing item throw WorkerCrashed (D1)", "[f
   CHECK(wait_until([&] { return pool.pids().size() == 2; }));
 }
 
-TEST_CASE("imap raises WorkerCrashed at the crashing item's turn and continues (D1)", "[faults]") {
+TEST_CASE("imap raises WorkerCrashed at the crashing item's turn and continues", "[faults]") {
   procpool::Pool pool(workers(2));
   auto results = pool.imap(square_unless_37, procpool_test::iota(0, 100));
   std::vector<int> crashed;
@@ -235,8 +216,7 @@ TEST_CASE("imap raises WorkerCrashed at the crashing item's turn and continues (
   CHECK(crashed == std::vector<int>{37});
 }
 
-TEST_CASE("imap_unordered raises WorkerCrashed once and yields every other result (D1)",
-          "[faults]") {
+TEST_CASE("imap_unordered raises WorkerCrashed once and yields every other result", "[faults]") {
   procpool::Pool pool(workers(2));
   auto results = pool.imap_unordered(square_unless_37, procpool_test::iota(0, 100));
   std::multiset<int> got;
@@ -257,7 +237,7 @@ TEST_CASE("imap_unordered raises WorkerCrashed once and yields every other resul
   CHECK(got == want);
 }
 
-TEST_CASE("a worker SIGKILLed from outside fails its running task promptly (D2)", "[faults]") {
+TEST_CASE("a worker SIGKILLed from outside fails its running task promptly", "[faults]") {
   procpool_test::TempDir dir;
   procpool::Pool pool(workers(2));
   auto r = pool.apply_async(started_then_sleep, dir.file("started"), 3000);
@@ -277,7 +257,7 @@ TEST_CASE("a worker SIGKILLed from outside fails its running task promptly (D2)"
   CHECK(pool.apply(square, 5) == 25);
 }
 
-TEST_CASE("an idle worker SIGKILLed from outside is noticed and replaced (D3)", "[faults]") {
+TEST_CASE("an idle worker SIGKILLed from outside is noticed and replaced", "[faults]") {
   procpool::Pool pool(workers(2));
   auto before = pool.pids();
   REQUIRE(before.size() == 2);
@@ -343,7 +323,7 @@ TEST_CASE("short tasks finished just before a crash on the same worker keep thei
   CHECK(pool.stats().failed == 5);
 }
 
-TEST_CASE("a crash storm: one task in 500 segfaults, every other result arrives (D1)", "[faults]") {
+TEST_CASE("a crash storm: one task in 500 segfaults, every other result arrives", "[faults]") {
   const int n = kSanitized ? 2000 : 20000;
   const int expected_crashes = n / 500;
   procpool::Pool pool(workers(2));

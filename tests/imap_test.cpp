@@ -1,5 +1,5 @@
 // imap and imap_unordered: order, completeness, end of input, next(timeout), failed items,
-// exceptions from the input range (B13) and lazy, bounded consumption of the input.
+// exceptions from the input range and lazy, bounded consumption of the input.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -17,7 +17,10 @@
 using namespace std::chrono_literals;
 using procpool_test::Stopwatch;
 
+using procpool_test::iota_vec;
+using procpool_test::sleep_for_ms;
 using procpool_test::square;
+using procpool_test::squares;
 using procpool_test::workers;
 
 using procpool_test::InputFailure;
@@ -27,10 +30,6 @@ namespace {
 
 std::int64_t twice(std::int64_t x) {
   return 2 * x;
-}
-int sleep_then(int ms) {
-  procpool_test::sleep_ms(ms);
-  return ms;
 }
 // Early elements finish last.
 int late_identity(int x) {
@@ -42,18 +41,6 @@ int fail_on_3(int x) {
   return x;
 }
 
-std::vector<int> iota_vec(int n) {
-  std::vector<int> v(static_cast<std::size_t>(n));
-  std::iota(v.begin(), v.end(), 0);
-  return v;
-}
-
-std::vector<int> squares(int n) {
-  std::vector<int> v;
-  for (int i = 0; i < n; ++i) v.push_back(i * i);
-  return v;
-}
-
 template <class Range>
 std::vector<int> drain(Range&& r) {
   std::vector<int> out;
@@ -63,7 +50,7 @@ std::vector<int> drain(Range&& r) {
 
 }  // namespace
 
-TEST_CASE("imap yields results in input order (B4)", "[imap]") {
+TEST_CASE("imap yields results in input order", "[imap]") {
   procpool::Pool pool(workers(4));
   SECTION("10 items, one by one") {
     auto r = pool.imap(square, iota_vec(10));
@@ -90,7 +77,7 @@ TEST_CASE("imap yields results in input order (B4)", "[imap]") {
   }
 }
 
-TEST_CASE("imap_unordered returns every result exactly once (B5)", "[imap]") {
+TEST_CASE("imap_unordered returns every result exactly once", "[imap]") {
   procpool::Pool pool(workers(4));
   for (std::size_t cs : {std::size_t{1}, std::size_t{100}}) {
     INFO("chunksize " << cs);
@@ -104,7 +91,7 @@ TEST_CASE("imap_unordered returns every result exactly once (B5)", "[imap]") {
   CHECK(got == iota_vec(30));
 }
 
-TEST_CASE("imap and imap_unordered over empty input (B3)", "[imap]") {
+TEST_CASE("imap and imap_unordered over empty input", "[imap]") {
   procpool::Pool pool(workers(2));
   CHECK(drain(pool.imap(square, std::vector<int>{})).empty());
   CHECK(drain(pool.imap_unordered(square, std::vector<int>{})).empty());
@@ -116,7 +103,7 @@ TEST_CASE("imap and imap_unordered over empty input (B3)", "[imap]") {
   CHECK(pool.stats().submitted == 0);
 }
 
-TEST_CASE("next() reports the end without blocking, again and again (B4)", "[imap]") {
+TEST_CASE("next() reports the end without blocking, again and again", "[imap]") {
   procpool::Pool pool(workers(2));
   for (bool ordered : {true, false}) {
     INFO((ordered ? "imap" : "imap_unordered"));
@@ -136,7 +123,7 @@ TEST_CASE("next() reports the end without blocking, again and again (B4)", "[ima
 TEST_CASE("next(timeout) throws TimeoutError, then the value arrives", "[imap]") {
   procpool::Pool pool(workers(2));
   SECTION("imap") {
-    auto r = pool.imap(sleep_then, std::vector<int>{500, 1});
+    auto r = pool.imap(sleep_for_ms, std::vector<int>{500, 1});
     Stopwatch sw;
     CHECK_THROWS_AS(r.next(50ms), procpool::TimeoutError);
     CHECK(sw.elapsed() >= 50ms);
@@ -148,7 +135,7 @@ TEST_CASE("next(timeout) throws TimeoutError, then the value arrives", "[imap]")
     CHECK_FALSE(r.next(10s));
   }
   SECTION("imap_unordered") {
-    auto r = pool.imap_unordered(sleep_then, std::vector<int>{500});
+    auto r = pool.imap_unordered(sleep_for_ms, std::vector<int>{500});
     Stopwatch sw;
     CHECK_THROWS_AS(r.next(50ms), procpool::TimeoutError);
     CHECK(sw.elapsed() >= 50ms);
@@ -207,7 +194,7 @@ TEST_CASE("a failed item rethrows at its turn and iteration continues", "[imap]"
   }
 }
 
-TEST_CASE("an exception from imap's input comes after the results read before it (B13)", "[imap]") {
+TEST_CASE("an exception from imap's input comes after the results read before it", "[imap]") {
   procpool::Pool pool(workers(2));
   struct Case {
     int throw_at;

@@ -370,9 +370,9 @@ TEST_CASE("List: grows past several GB of address space while another process re
   CHECK(static_cast<std::uint64_t>(st.st_blocks) * 512 < (std::uint64_t{128} << 20));
 }
 
+// Not run under sanitizers (asan-skip): they need address space of their own.
 TEST_CASE("List: running out of address space is an error for that call; the list stays intact",
-          "[list]") {
-  if (procpool_test::kSanitized) return;  // the sanitizers need address space of their own
+          "[list][asan-skip]") {
   procpool::List<std::string> l{"a", "b"};
   procpool::Process p(&push_past_address_limit, l);
   p.start();
@@ -419,9 +419,9 @@ TEST_CASE("List: leaves no descriptor, mapping or /dev/shm entry behind", "[list
   CHECK(procpool_test::procpool_shm_entries() == 0);
 }
 
+// Not run under sanitizers (asan-skip): they need address space of their own.
 TEST_CASE("List: usable in workers whose address space is limited below the usual reservation",
-          "[list]") {
-  if (procpool_test::kSanitized) return;  // the sanitizers need address space of their own
+          "[list][asan-skip]") {
   auto o = procpool_test::workers(1);
   o.memory_limit = std::size_t{1} << 30;
   procpool::Pool pool(o);

@@ -24,7 +24,10 @@
 using namespace std::chrono_literals;
 using procpool_test::Stopwatch;
 
+using procpool_test::iota_vec;
+using procpool_test::my_pid;
 using procpool_test::square;
+using procpool_test::squares;
 using procpool_test::workers;
 
 using procpool_test::InputFailure;
@@ -63,9 +66,6 @@ int throw_at_5(int x) {
   if (x == 5) throw std::runtime_error("five");
   return x;
 }
-pid_t my_pid() {
-  return ::getpid();
-}
 std::string text_of(int n) {
   return std::string(static_cast<std::size_t>(n), 't');
 }
@@ -78,21 +78,9 @@ struct Doubler {
 static_assert(std::ranges::input_range<ThrowingInput>);
 static_assert(!std::ranges::forward_range<ThrowingInput>);
 
-std::vector<int> iota_vec(int n) {
-  std::vector<int> v(static_cast<std::size_t>(n));
-  std::iota(v.begin(), v.end(), 0);
-  return v;
-}
-
-std::vector<int> squares(int n) {
-  std::vector<int> v;
-  for (int i = 0; i < n; ++i) v.push_back(i * i);
-  return v;
-}
-
 }  // namespace
 
-TEST_CASE("apply runs a task and returns its value (B6)", "[pool]") {
+TEST_CASE("apply runs a task and returns its value", "[pool]") {
   procpool::Pool pool(workers(2));
   CHECK(pool.apply(square, 5) == 25);
   CHECK(pool.apply(&square, 6) == 36);
@@ -166,7 +154,7 @@ int point_sum(const Point& p) {
          std::accumulate(p.tags.begin(), p.tags.end(), 0);
 }
 
-// Counts live instances in this process: the pool must not keep copies (B16).
+// Counts live instances in this process: the pool must not keep copies.
 struct Counted {
   static inline std::atomic<int> live{0};
   int v = 0;
@@ -203,7 +191,7 @@ TEST_CASE("tasks take and return plain aggregates", "[pool]") {
   CHECK(pts[1].tags == std::vector<int>{2, 3});
 }
 
-TEST_CASE("the pool keeps no copies of arguments or results (B16)", "[pool]") {
+TEST_CASE("the pool keeps no copies of arguments or results", "[pool]") {
   procpool::Pool pool(workers(2));
   {
     std::vector<Counted> in;
@@ -222,7 +210,7 @@ TEST_CASE("the pool keeps no copies of arguments or results (B16)", "[pool]") {
   CHECK(Counted::live == 0);
 }
 
-TEST_CASE("map over vectors, views, lists and single-pass ranges (B1)", "[pool]") {
+TEST_CASE("map over vectors, views, lists and single-pass ranges", "[pool]") {
   procpool::Pool pool(workers(4));
 
   SECTION("vector, 0..9") {
@@ -279,7 +267,7 @@ TEST_CASE("map returns results in input order whatever the completion order", "[
   CHECK(pool.map_async(late_identity, in, 3).get() == in);
 }
 
-TEST_CASE("map and starmap over empty input (B3)", "[pool]") {
+TEST_CASE("map and starmap over empty input", "[pool]") {
   procpool::Pool pool(workers(2));
   CHECK(pool.map(square, std::vector<int>{}).empty());
   CHECK(pool.map(square, std::vector<int>{}, 1).empty());
@@ -293,7 +281,7 @@ TEST_CASE("map and starmap over empty input (B3)", "[pool]") {
   CHECK(pool.apply(square, 3) == 9);
 }
 
-TEST_CASE("map chunksizes (B11)", "[pool]") {
+TEST_CASE("map chunksizes", "[pool]") {
   procpool::Pool pool(workers(3));
   auto in = iota_vec(40);
   for (std::size_t cs : {std::size_t{1}, std::size_t{6}, std::size_t{40}, std::size_t{50}}) {
@@ -310,7 +298,7 @@ TEST_CASE("map chunksizes (B11)", "[pool]") {
   CHECK_THROWS_AS(pool.imap_unordered(square, in, 0), std::invalid_argument);
 }
 
-TEST_CASE("starmap and starmap_async unpack tuples and pairs (B2)", "[pool]") {
+TEST_CASE("starmap and starmap_async unpack tuples and pairs", "[pool]") {
   procpool::Pool pool(workers(4));
   std::vector<std::pair<int, int>> pairs;
   std::vector<int> expected;
@@ -335,7 +323,7 @@ TEST_CASE("starmap and starmap_async unpack tuples and pairs (B2)", "[pool]") {
   CHECK(pool.starmap(mul, view, 3) == want);
 }
 
-TEST_CASE("Pool(3) has exactly 3 workers, and 20 workers map 0..999 (B12)", "[pool]") {
+TEST_CASE("Pool(3) has exactly 3 workers, and 20 workers map 0..999", "[pool]") {
   {
     procpool::Pool pool(workers(3));
     CHECK(pool.size() == 3);
@@ -366,8 +354,7 @@ TEST_CASE("Pool(3) has exactly 3 workers, and 20 workers map 0..999 (B12)", "[po
   }
 }
 
-TEST_CASE("an exception from the caller's input range reaches the caller unchanged (B13)",
-          "[pool]") {
+TEST_CASE("an exception from the caller's input range reaches the caller unchanged", "[pool]") {
   procpool::Pool pool(workers(2));
   for (int at : {0, 3}) {
     INFO("input throws at element " << at);
@@ -384,7 +371,7 @@ TEST_CASE("an exception from the caller's input range reaches the caller unchang
   CHECK(pool.map(square, ThrowingInput(10, -1)) == squares(10));
 }
 
-TEST_CASE("a failing element fails map, and the next map is correct (E2)", "[pool]") {
+TEST_CASE("a failing element fails map, and the next map is correct", "[pool]") {
   procpool::Pool pool(workers(2));
   CHECK_THROWS_AS(pool.map(throw_at_5, iota_vec(10), 1), procpool::RemoteError);
   CHECK_THROWS_WITH(pool.map(throw_at_5, iota_vec(10), 3), Catch::Contains("five"));

@@ -1,4 +1,4 @@
-// Shared memory: Value<T> and Array<T> passed to tasks (V1, V3-V6 of ANCHORS.md section 9), their
+// Shared memory: Value<T> and Array<T> passed to tasks and read and written there, their
 // locks under contention, large arrays without copies, and shared objects reaching workers through
 // every way arguments travel (late creation, containers, tuples, maps, initializers).
 #include <algorithm>
@@ -169,7 +169,7 @@ int write_through_init_array(int i) {
 
 }  // namespace
 
-TEST_CASE("Values of five types are read and written by a task (V1)", "[shm]") {
+TEST_CASE("Values of five types are read and written by a task", "[shm]") {
   procpool::Pool pool(workers(2));
   procpool::Value<int> i(4343);
   procpool::Value<double> d(3.625);
@@ -227,7 +227,7 @@ TEST_CASE("Value of a trivially copyable struct", "[shm]") {
   CHECK(p.load().y == 6.0);
 }
 
-TEST_CASE("Array<int>(10) is zeroed, prefix-summed in place by a task (V3)", "[shm]") {
+TEST_CASE("Array<int>(10) is zeroed, prefix-summed in place by a task", "[shm]") {
   procpool::Array<int> a(10);
   REQUIRE(a.size() == 10);
   CHECK_FALSE(a.empty());
@@ -283,7 +283,7 @@ TEST_CASE("Array from a single-pass input iterator range", "[shm]") {
   CHECK(std::vector<int>(a.begin(), a.end()) == std::vector<int>{3, 1, 4, 1, 5});
 }
 
-TEST_CASE("Arrays made right after freeing a dirtied one are zero-filled (V4)", "[shm]") {
+TEST_CASE("Arrays made right after freeing a dirtied one are zero-filled", "[shm]") {
   procpool::Pool pool(workers(1));
   for (std::size_t n : {std::size_t{10}, std::size_t{1} << 20}) {
     for (int round = 0; round < 3; ++round) {
@@ -302,7 +302,7 @@ TEST_CASE("Arrays made right after freeing a dirtied one are zero-filled (V4)", 
   }
 }
 
-TEST_CASE("8 tasks x 100000 locked increments give exactly 800000 (V5)", "[shm]") {
+TEST_CASE("8 tasks x 100000 locked increments give exactly 800000", "[shm]") {
   constexpr int tasks = 8;
   constexpr int per_task = 100'000;
   const int repeats = kSanitized ? 2 : 5;
@@ -317,7 +317,7 @@ TEST_CASE("8 tasks x 100000 locked increments give exactly 800000 (V5)", "[shm]"
   }
 }
 
-TEST_CASE("4 tasks x 1000 passes over a 1000-element Array under its lock (V6)", "[shm]") {
+TEST_CASE("4 tasks x 1000 passes over a 1000-element Array under its lock", "[shm]") {
   procpool::Pool pool(workers(4));
   procpool::Array<int> a(1000);
   std::vector<procpool::AsyncResult<void>> results;

@@ -1,6 +1,6 @@
-// Shared memory leaves nothing behind (ANCHORS.md sections 11 and 13): no /dev/shm entries at
-// all (S1, S2), descriptors and mappings back to baseline after many objects (S7), workers that
-// let go of segments the parent destroyed, and no segment descriptor kept open in a worker.
+// Shared memory leaves nothing behind: no /dev/shm entries at all, even when a process is killed,
+// descriptors and mappings back to baseline after many objects, workers that let go of segments the
+// parent destroyed, and no segment descriptor kept open in a worker.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -123,7 +123,7 @@ int noop(int x) {
 
 }  // namespace
 
-TEST_CASE("nothing procpool creates appears in /dev/shm (S1)", "[shm]") {
+TEST_CASE("nothing procpool creates appears in /dev/shm", "[shm]") {
   const auto before = dev_shm_entries();
   {
     std::vector<procpool::Value<int>> values;
@@ -160,7 +160,7 @@ TEST_CASE("nothing procpool creates appears in /dev/shm (S1)", "[shm]") {
   CHECK(extra.empty());
 }
 
-TEST_CASE("10000 Value create/destroy cycles return fds and mappings to baseline (S7)", "[shm]") {
+TEST_CASE("10000 Value create/destroy cycles return fds and mappings to baseline", "[shm]") {
   // One of each first, so that lazily made statics do not count as growth.
   { procpool::Value<long> warm(1); }
   const std::size_t fds = procpool_test::count_open_fds();
@@ -188,8 +188,7 @@ TEST_CASE("10000 Value create/destroy cycles return fds and mappings to baseline
   CHECK(now.lines <= base.lines + 4);
 }
 
-TEST_CASE("a worker that received 1000 short-lived Arrays does not keep them mapped (S7)",
-          "[shm]") {
+TEST_CASE("a worker that received 1000 short-lived Arrays does not keep them mapped", "[shm]") {
   procpool::Pool pool(workers(1));
   REQUIRE(pool.apply(noop, 1) == 1);
   const pid_t w = pool.pids().at(0);
@@ -214,7 +213,7 @@ TEST_CASE("a worker that received 1000 short-lived Arrays does not keep them map
 
 // Like the previous case, but all 1000 Arrays are alive at once, so the pool has 1000 segments to
 // tell the worker about when the parent destroys them.
-TEST_CASE("a worker lets go of 1000 Arrays the parent destroyed all at once (S7)", "[shm]") {
+TEST_CASE("a worker lets go of 1000 Arrays the parent destroyed all at once", "[shm]") {
   procpool::Pool pool(workers(1));
   REQUIRE(pool.apply(noop, 1) == 1);
   const pid_t w = pool.pids().at(0);
@@ -262,7 +261,7 @@ TEST_CASE("an Array destroyed by the parent is not kept by workers forked while 
   CHECK(kept < big);
 }
 
-TEST_CASE("a process killed while it uses a pool and shared memory leaves nothing (S2)", "[shm]") {
+TEST_CASE("a process killed while it uses a pool and shared memory leaves nothing", "[shm]") {
   const int sig = GENERATE(SIGKILL, SIGTERM);
   INFO("signal " << sig);
   const auto before = dev_shm_entries();

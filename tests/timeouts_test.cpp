@@ -1,6 +1,5 @@
-// Hard time limits, cancellation, memory limits and large payloads (ANCHORS §5, §6: T1–T4, L1,
-// L4): a task past its limit is killed with its whole process group and its worker replaced; the
-// pool carries on.
+// Hard time limits, cancellation, memory limits and large payloads: a task past its limit is killed
+// with its whole process group and its worker replaced; the pool carries on.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <csignal>
@@ -9,38 +8,32 @@
 #include <new>
 #include <ranges>
 #include <string>
+#include <support/fault_support.hpp>
+#include <support/ranges_support.hpp>
+#include <support/test_support.hpp>
 #include <vector>
 
 #include <signal.h>
 #include <unistd.h>
 
-#include "support/fault_support.hpp"
-#include "support/ranges_support.hpp"
-#include "support/test_support.hpp"
 #include <procpool/procpool.hpp>
 
 using namespace std::chrono_literals;
 using procpool::TaskTimeout;
-using procpool_test::kSanitized;
 using procpool_test::Stopwatch;
 using procpool_test::thrown_as;
 using procpool_test::wait_until;
 
+using procpool_test::contains;
+using procpool_test::pattern;
+using procpool_test::replaced;
+using procpool_test::sleep_for_ms;
 using procpool_test::square;
+using procpool_test::started_then_sleep;
+using procpool_test::timed_workers;
+using procpool_test::workers;
 
 namespace {
-
-procpool::Options workers(unsigned n, std::chrono::milliseconds timeout = 0ms) {
-  procpool::Options o;
-  o.processes = n;
-  o.task_timeout = timeout;
-  return o;
-}
-
-int sleep_for_ms(int ms) {
-  procpool_test::sleep_ms(ms);
-  return ms;
-}
 
 int spin_forever(int) {
   volatile unsigned long n = 0;
@@ -68,12 +61,6 @@ int fork_sleeper_then_sleep(std::string path) {
   procpool_test::write_pid_file(path, g);
   procpool_test::sleep_ms(10'000);
   return 0;
-}
-
-int started_then_sleep(std::string marker, int ms) {
-  procpool_test::write_pid_file(marker, ::getpid());
-  procpool_test::sleep_ms(ms);
-  return ms;
 }
 
 int touch_and_return(std::string path) {
@@ -104,37 +91,11 @@ std::vector<std::uint8_t> echo_bytes(std::vector<std::uint8_t> v) {
   return v;
 }
 
-// Deterministic, non-repeating-looking bytes so a shifted or truncated copy cannot compare equal.
-template <class C>
-C pattern(std::size_t n) {
-  C out(n, 0);
-  std::uint64_t x = 0x9E3779B97F4A7C15ull;
-  for (std::size_t i = 0; i < n; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(out.data() + i, &x, std::min<std::size_t>(8, n - i));
-  }
-  return out;
-}
-
-bool contains(const std::vector<pid_t>& v, pid_t p) {
-  return std::find(v.begin(), v.end(), p) != v.end();
-}
-
-template <class P>
-bool replaced(P& pool, pid_t dead, std::uint64_t restarts) {
-  return wait_until([&] {
-    auto now = pool.pids();
-    return !contains(now, dead) && now.size() == pool.size() && pool.stats().restarts >= restarts;
-  });
-}
-
 }  // namespace
 
-TEST_CASE("a task past Options::task_timeout fails with TaskTimeout, its worker is replaced (T1)",
+TEST_CASE("a task past Options::task_timeout fails with TaskTimeout, its worker is replaced",
           "[timeouts]") {
-  procpool::Pool pool(workers(1, 200ms));
+  procpool::Pool pool(timed_workers(1, 200ms));
   const pid_t first = pool.pids().at(0);
   SECTION("sleeping") {
     Stopwatch sw;
@@ -156,8 +117,8 @@ TEST_CASE("a task past Options::task_timeout fails with TaskTimeout, its worker 
   CHECK(pool.stats().failed == 1);
 }
 
-TEST_CASE("a task ignoring SIGTERM is still stopped by SIGKILL (T2)", "[timeouts]") {
-  procpool::Pool pool(workers(1, 200ms));
+TEST_CASE("a task ignoring SIGTERM is still stopped by SIGKILL", "[timeouts]") {
+  procpool::Pool pool(timed_workers(1, 200ms));
   const pid_t first = pool.pids().at(0);
   Stopwatch sw;
   SECTION("sleeping") {
@@ -185,7 +146,7 @@ TEST_CASE("a per-call timeout applies on a pool without one", "[timeouts]") {
 }
 
 TEST_CASE("a per-call timeout longer than the pool's overrides it", "[timeouts]") {
-  procpool::Pool pool(workers(2, 200ms));
+  procpool::Pool pool(timed_workers(2, 200ms));
   auto longer = pool.apply_async(procpool::TaskOptions{.timeout = 5000ms}, sleep_for_ms, 600);
   auto plain = pool.apply_async(sleep_for_ms, 600);
   CHECK(longer.get() == 600);
@@ -197,11 +158,10 @@ TEST_CASE("a per-call timeout longer than the pool's overrides it", "[timeouts]"
   CHECK(sw.elapsed() < 2s);
 }
 
-TEST_CASE("a timeout kills the task's whole process group, grandchildren included (T1)",
-          "[timeouts]") {
+TEST_CASE("a timeout kills the task's whole process group, grandchildren included", "[timeouts]") {
   procpool_test::TempDir dir;
   const std::string path = dir.file("grandchild");
-  procpool::Pool pool(workers(1, 300ms));
+  procpool::Pool pool(timed_workers(1, 300ms));
   auto r = pool.apply_async(fork_sleeper_then_sleep, path);
   auto g = procpool_test::read_pid_file(path);
   REQUIRE(g);
@@ -212,8 +172,8 @@ TEST_CASE("a timeout kills the task's whole process group, grandchildren include
   CHECK(pool.apply(square, 2) == 4);
 }
 
-TEST_CASE("the time limit counts per task inside a chunk (T4)", "[timeouts]") {
-  procpool::Pool pool(workers(2, 300ms));
+TEST_CASE("the time limit counts per task inside a chunk", "[timeouts]") {
+  procpool::Pool pool(timed_workers(2, 300ms));
   Stopwatch sw;
   auto out = pool.map(sleep_100_then_identity, procpool_test::iota(0, 20), 5);
   REQUIRE(out.size() == 20);
@@ -223,8 +183,8 @@ TEST_CASE("the time limit counts per task inside a chunk (T4)", "[timeouts]") {
   CHECK(pool.stats().failed == 0);
 }
 
-TEST_CASE("imap raises TaskTimeout at each timed-out position and continues (T4)", "[timeouts]") {
-  procpool::Pool pool(workers(2, 300ms));
+TEST_CASE("imap raises TaskTimeout at each timed-out position and continues", "[timeouts]") {
+  procpool::Pool pool(timed_workers(2, 300ms));
   auto results = pool.imap(slow_at_1_mod_4, procpool_test::iota(0, 12));
   Stopwatch sw;
   std::vector<int> timed_out;
@@ -243,7 +203,7 @@ TEST_CASE("imap raises TaskTimeout at each timed-out position and continues (T4)
   CHECK(pool.stats().restarts == 3);
 }
 
-TEST_CASE("cancel() of a running task kills and replaces its worker (T3)", "[timeouts]") {
+TEST_CASE("cancel() of a running task kills and replaces its worker", "[timeouts]") {
   procpool_test::TempDir dir;
   procpool::Pool pool(workers(1));
   auto r = pool.apply_async(started_then_sleep, dir.file("started"), 10'000);
@@ -259,7 +219,7 @@ TEST_CASE("cancel() of a running task kills and replaces its worker (T3)", "[tim
   CHECK(pool.apply(square, 11) == 121);
 }
 
-TEST_CASE("cancel() of a running task leaves the tasks queued behind it alone (T3)", "[timeouts]") {
+TEST_CASE("cancel() of a running task leaves the tasks queued behind it alone", "[timeouts]") {
   procpool_test::TempDir dir;
   procpool::Pool pool(workers(1));
   auto warm = pool.map(square, procpool_test::iota(0, 2000), 1);  // lets the worker's window grow
@@ -273,7 +233,7 @@ TEST_CASE("cancel() of a running task leaves the tasks queued behind it alone (T
   for (int i = 0; i < 5; ++i) CHECK(behind[static_cast<std::size_t>(i)].get() == i * i);
 }
 
-TEST_CASE("cancel() of a queued task: true, and it never runs (T3)", "[timeouts]") {
+TEST_CASE("cancel() of a queued task: true, and it never runs", "[timeouts]") {
   procpool_test::TempDir dir;
   procpool::Pool pool(workers(1));
   SECTION("fresh pool") {
@@ -292,12 +252,9 @@ TEST_CASE("cancel() of a queued task: true, and it never runs (T3)", "[timeouts]
   CHECK(pool.stats().restarts == 0);
 }
 
-TEST_CASE("a task over Options::memory_limit fails, the pool carries on", "[timeouts]") {
-  if (kSanitized) {
-    // ASan reserves terabytes of shadow address space: an RLIMIT_AS makes every allocation fail.
-    SUCCEED("skipped under sanitizers");
-    return;
-  }
+// Not run under sanitizers (asan-skip): their terabytes of reserved shadow address space make
+// every allocation fail under an RLIMIT_AS.
+TEST_CASE("a task over Options::memory_limit fails, the pool carries on", "[timeouts][asan-skip]") {
   procpool::Options o = workers(1);
   o.memory_limit = std::size_t{256} << 20;
   procpool::Pool pool(o);
@@ -319,7 +276,8 @@ TEST_CASE("a task over Options::memory_limit fails, the pool carries on", "[time
   CHECK(pool.apply(allocate_and_touch, std::size_t{16} << 20) == std::size_t{16} << 20);
 }
 
-TEST_CASE("16 MiB and 100 MiB arguments round-trip byte-identical (L1)", "[timeouts]") {
+// Not run under ThreadSanitizer (tsan-skip): too slow there for its time limit.
+TEST_CASE("16 MiB and 100 MiB arguments round-trip byte-identical", "[timeouts][tsan-skip]") {
   procpool::Pool pool(workers(2));
   SECTION("16 MiB vector<uint8_t>") {
     auto v = pattern<std::vector<std::uint8_t>>(std::size_t{16} << 20);
@@ -345,7 +303,9 @@ TEST_CASE("16 MiB and 100 MiB arguments round-trip byte-identical (L1)", "[timeo
   }
 }
 
-TEST_CASE("terminate() with 100 MiB arguments in flight returns promptly (L4)", "[timeouts]") {
+// Not run under ThreadSanitizer (tsan-skip): too slow there for its time limit.
+TEST_CASE("terminate() with 100 MiB arguments in flight returns promptly",
+          "[timeouts][tsan-skip]") {
   const auto baseline = procpool_test::live_descendants();
   auto s = pattern<std::string>(std::size_t{100} << 20);
   std::vector<procpool::AsyncResult<std::string>> rs;

@@ -1,9 +1,9 @@
-// The wire between the pool and its workers (ANCHORS §13, X1–X3, X5): a worker's output is
-// untrusted. A codec<T> specialization running in the worker (T is a task's result type) corrupts
-// the result frame it is being written into, or writes raw bytes to the result pipe, as a
-// compromised or broken worker would. Each such task must fail on its own (WorkerCrashed saying
-// "malformed"), the worker must be replaced, other tasks must be unaffected, and the pool must
-// never allocate what a header merely claims.
+// The wire between the pool and its workers: a worker's output is untrusted. A codec<T>
+// specialization running in the worker (T is a task's result type) corrupts the result frame it is
+// being written into, or writes raw bytes to the result pipe, as a compromised or broken worker
+// would. Each such task must fail on its own (WorkerCrashed saying "malformed"), the worker must be
+// replaced, other tasks must be unaffected, and the pool must never allocate what a header merely
+// claims.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstddef>
@@ -14,15 +14,15 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <support/fault_support.hpp>
+#include <support/ranges_support.hpp>
+#include <support/test_support.hpp>
 #include <vector>
 
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "support/fault_support.hpp"
-#include "support/ranges_support.hpp"
-#include "support/test_support.hpp"
 #include <procpool/detail/wire.hpp>
 #include <procpool/procpool.hpp>
 
@@ -33,6 +33,7 @@ using procpool_test::Stopwatch;
 using procpool_test::thrown_as;
 using procpool_test::wait_until;
 
+using procpool_test::contains;
 using procpool_test::square;
 using procpool_test::workers;
 
@@ -303,19 +304,7 @@ void do_nothing(int) {
 }
 
 std::string big_pattern(std::size_t n) {
-  std::string out(n, '\0');
-  std::uint64_t x = 0x243F6A8885A308D3ull;
-  for (std::size_t i = 0; i < n; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(out.data() + i, &x, std::min<std::size_t>(8, n - i));
-  }
-  return out;
-}
-
-bool contains(const std::vector<pid_t>& v, pid_t p) {
-  return std::find(v.begin(), v.end(), p) != v.end();
+  return procpool_test::pattern<std::string>(n);
 }
 
 // Terminates the pool when the test leaves, so a task that hangs (a failure) cannot also make the
@@ -371,7 +360,7 @@ TEST_CASE("an honest custom codec round-trips through the pool", "[wire]") {
   CHECK(out.size() == 50);
 }
 
-TEST_CASE("a result frame with a bad magic, kind, id or item status fails that task alone (X3)",
+TEST_CASE("a result frame with a bad magic, kind, id or item status fails that task alone",
           "[wire]") {
   procpool::Pool pool(workers(2));
   TerminateOnExit stop{pool};
@@ -380,8 +369,7 @@ TEST_CASE("a result frame with a bad magic, kind, id or item status fails that t
   CHECK(pool.apply(square, 5) == 25);
 }
 
-TEST_CASE("a result frame whose kind says init_error is malformed, not a pool event (X3)",
-          "[wire]") {
+TEST_CASE("a result frame whose kind says init_error is malformed, not a pool event", "[wire]") {
   // One flipped bit turns "result" (5) into "init_error" (4).
   procpool::Pool pool(workers(2));
   TerminateOnExit stop{pool};
@@ -389,14 +377,14 @@ TEST_CASE("a result frame whose kind says init_error is malformed, not a pool ev
   CHECK(pool.apply(square, 5) == 25);
 }
 
-TEST_CASE("a result frame whose kind says hello is malformed, not a lost result (X3)", "[wire]") {
+TEST_CASE("a result frame whose kind says hello is malformed, not a lost result", "[wire]") {
   procpool::Pool pool(workers(2));
   TerminateOnExit stop{pool};
   expect_malformed(pool, kKindHello);
   CHECK(pool.apply(square, 5) == 25);
 }
 
-TEST_CASE("every flipped bit of a result frame's magic or id is detected (X3)", "[wire]") {
+TEST_CASE("every flipped bit of a result frame's magic or id is detected", "[wire]") {
   procpool::Pool pool(workers(2));
   TerminateOnExit stop{pool};
   const int bits = kSanitized ? 24 : 96;
@@ -421,8 +409,7 @@ TEST_CASE("every flipped bit of a result frame's magic or id is detected (X3)", 
   CHECK(pool.apply(square, 5) == 25);
 }
 
-TEST_CASE("an error report claiming a 2^62-byte string is rejected without allocating (X1)",
-          "[wire]") {
+TEST_CASE("an error report claiming a 2^62-byte string is rejected without allocating", "[wire]") {
   procpool::Pool pool(workers(2));
   TerminateOnExit stop{pool};
   expect_malformed(pool, kErrorReportHugeLength, true);
@@ -430,7 +417,7 @@ TEST_CASE("an error report claiming a 2^62-byte string is rejected without alloc
   CHECK(pool.apply(square, 5) == 25);
 }
 
-TEST_CASE("a frame header claiming more than the maximum frame is rejected (X1)", "[wire]") {
+TEST_CASE("a frame header claiming more than the maximum frame is rejected", "[wire]") {
   // Written straight to the pipe; one worker so nothing of another task is in between.
   procpool::Pool pool(workers(1));
   TerminateOnExit stop{pool};
@@ -449,7 +436,7 @@ TEST_CASE("a frame header claiming more than the maximum frame is rejected (X1)"
   }
 }
 
-TEST_CASE("a truncated frame followed by the worker's exit is a WorkerCrashed (X2)", "[wire]") {
+TEST_CASE("a truncated frame followed by the worker's exit is a WorkerCrashed", "[wire]") {
   procpool::Pool pool(workers(1));
   TerminateOnExit stop{pool};
   for (int mode : {kPipeTruncatedFrameThenExit, kPipeTruncatedHeaderThenExit, kPipeSizeMaxThenExit,
@@ -470,12 +457,9 @@ TEST_CASE("a truncated frame followed by the worker's exit is a WorkerCrashed (X
   }
 }
 
-TEST_CASE("a header announcing a maximum-size frame does not break a memory-limited pool (X1)",
-          "[wire]") {
-  if (kSanitized) {
-    SUCCEED("skipped under sanitizers: RLIMIT_AS and ASan's shadow memory do not mix");
-    return;
-  }
+// Not run under sanitizers (asan-skip): RLIMIT_AS and their shadow memory do not mix.
+TEST_CASE("a header announcing a maximum-size frame does not break a memory-limited pool",
+          "[wire][asan-skip]") {
   // In a child process with an address-space limit of what it uses now plus 1 GiB, well below the
   // 4 GiB such a header announces. Bytes that never arrive must not be allocated: the task fails
   // (its worker is gone), the process survives and the pool carries on.
@@ -558,7 +542,7 @@ TEST_CASE("a result the parent cannot decode is a CodecError from get(), the poo
   CHECK(pool.stats().restarts == 0);
 }
 
-TEST_CASE("a result whose encoding claims a 2^62-byte string is a CodecError (X1)", "[wire]") {
+TEST_CASE("a result whose encoding claims a 2^62-byte string is a CodecError", "[wire]") {
   procpool::Pool pool(workers(2));
   auto e = thrown_as<procpool::CodecError>([&] { pool.apply(make_liar, 0); });
   REQUIRE(e);
@@ -566,7 +550,7 @@ TEST_CASE("a result whose encoding claims a 2^62-byte string is a CodecError (X1
   CHECK(pool.apply(square, 5) == 25);
 }
 
-TEST_CASE("zero-length values are legal and kept distinct (X5)", "[wire]") {
+TEST_CASE("zero-length values are legal and kept distinct", "[wire]") {
   procpool::Pool pool(workers(2));
   CHECK(pool.apply(echo_string, std::string()) == "");
   CHECK(pool.apply(echo_string, std::string("a")) == "a");

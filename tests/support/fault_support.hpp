@@ -1,7 +1,7 @@
 #pragma once
-// Helpers for the fault, timeout and wire tests: sanitizer detection, exception capture, pid
-// files, and (for tasks running in a worker) finding the worker's result pipe so a test can write
-// raw bytes to the pool as a broken or hostile worker would.
+// Helpers for the fault, timeout and wire tests: exception capture, pid files, worker
+// replacement, and (for tasks running in a worker) finding the worker's result pipe so a test can
+// write raw bytes to the pool as a broken or hostile worker would.
 
 #include <algorithm>
 #include <cerrno>
@@ -12,14 +12,13 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <support/test_support.hpp>
 #include <utility>
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
-
-#include "support/test_support.hpp"
 
 namespace procpool_test {
 
@@ -54,6 +53,23 @@ inline std::optional<pid_t> read_pid_file(const std::string& path,
   long v = 0;
   if (!(f >> v) || v <= 0) return std::nullopt;
   return static_cast<pid_t>(v);
+}
+
+/// A task that records its pid in `marker` (see `read_pid_file`) when it starts, then sleeps `ms`.
+inline int started_then_sleep(std::string marker, int ms) {
+  write_pid_file(marker, ::getpid());
+  sleep_ms(ms);
+  return ms;
+}
+
+/// After worker `dead` died: true once its pid is gone from pids(), the pool is back to full size
+/// and has counted `restarts` replacements (polled).
+template <class P>
+bool replaced(P& pool, pid_t dead, std::uint64_t restarts) {
+  return wait_until([&] {
+    auto now = pool.pids();
+    return !contains(now, dead) && now.size() == pool.size() && pool.stats().restarts >= restarts;
+  });
 }
 
 /// The inode of a "pipe:[123]" link target, or 0.

@@ -2,15 +2,19 @@
 // Helpers for the test suite: process, thread and descriptor inspection through /proc, deadline
 // polling and temporary directories. Test code only, so POSIX headers are fine here.
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <dirent.h>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <numeric>
 #include <optional>
 #include <ranges>
 #include <sstream>
@@ -169,9 +173,56 @@ inline procpool::Options workers(unsigned n) {
   return o;
 }
 
+/// `workers(n)`, each replaced after `maxtasks` tasks.
+inline procpool::Options recycled_workers(unsigned n, std::size_t maxtasks) {
+  procpool::Options o = workers(n);
+  o.maxtasksperchild = maxtasks;
+  return o;
+}
+
+/// `workers(n)` with a hard time limit on every task.
+inline procpool::Options timed_workers(unsigned n, std::chrono::milliseconds timeout) {
+  procpool::Options o = workers(n);
+  o.task_timeout = timeout;
+  return o;
+}
+
 /// The suite's everyday task.
 inline int square(int x) {
   return x * x;
+}
+
+/// 0, 1, …, n-1.
+inline std::vector<int> iota_vec(int n) {
+  std::vector<int> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+/// square of 0, 1, …, n-1.
+inline std::vector<int> squares(int n) {
+  std::vector<int> v;
+  for (int i = 0; i < n; ++i) v.push_back(square(i));
+  return v;
+}
+
+template <class T>
+bool contains(const std::vector<T>& v, const T& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+/// Deterministic bytes that do not repeat, so a shifted or truncated copy cannot compare equal.
+template <class C>
+C pattern(std::size_t n) {
+  C out(n, 0);
+  std::uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (std::size_t i = 0; i < n; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(out.data() + i, &x, std::min<std::size_t>(8, n - i));
+  }
+  return out;
 }
 
 /// What ThrowingInput throws: the caller must get it back unchanged.
@@ -285,6 +336,32 @@ inline void touch_file(const std::string& path) {
 /// Sleeps in the calling process (for tasks that must take a while).
 inline void sleep_ms(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+// Tasks several suites share.
+
+/// The worker's pid.
+inline pid_t my_pid() {
+  return ::getpid();
+}
+
+/// Sleeps `ms` and returns it.
+inline int sleep_for_ms(int ms) {
+  sleep_ms(ms);
+  return ms;
+}
+
+/// Sleeps `ms`, then returns `value`.
+inline int sleep_then(int ms, int value) {
+  sleep_ms(ms);
+  return value;
+}
+
+/// Leaves a file when it starts, so the test knows it ran (or is running), then sleeps `ms`.
+inline int mark_then_sleep(std::string path, int ms) {
+  touch_file(path);
+  sleep_ms(ms);
+  return ms;
 }
 
 }  // namespace procpool_test

@@ -1,0 +1,112 @@
+// The spin governor's policy, on made-up clock readings: a spinner that loses its core pauses
+// spinning for the whole process, longer while it keeps happening, shorter after spins that kept
+// their core; the occasional audit of the thread's CPU time catches what the gap check misses.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstdint>
+
+#include <procpool/detail/spin_governor.hpp>
+
+using procpool::detail::SpinGovernor;
+
+namespace {
+
+constexpr std::int64_t us = 1000;
+constexpr std::int64_t ms = 1000 * us;
+
+// The thread's CPU clock, as the tests set it.
+std::int64_t fake_cpu = 0;
+std::int64_t read_fake_cpu() noexcept {
+  return fake_cpu;
+}
+
+// A governor whose audits read the fake CPU clock.
+struct FakeGovernor : SpinGovernor {
+  FakeGovernor() { cpu_clock = &read_fake_cpu; }
+};
+
+}  // namespace
+
+TEST_CASE("A spin that keeps its core keeps spinning allowed", "[spin]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  for (unsigned spin = 0; spin < 2 * SpinGovernor::audit_every; ++spin) {
+    fake_cpu = 0;
+    SpinGovernor::Watch w(g, t);
+    for (int i = 0; i < 50; ++i) {
+      t += 1 * us;
+      fake_cpu += 1 * us;  // all of the wall time was this thread's
+      REQUIRE(w.step(t));
+    }
+    w.finish(t);
+  }
+  CHECK(g.may_spin(t));
+  CHECK(g.losses() == 0);
+}
+
+TEST_CASE("A spinner that loses its core pauses spinning, longer while it keeps happening",
+          "[spin]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  {
+    SpinGovernor::Watch w(g, t);
+    CHECK(w.step(t + 1 * us));
+    t += 1 * us + SpinGovernor::gap_ns + 1;
+    CHECK_FALSE(w.step(t));           // a gap: the thread was descheduled
+    CHECK_FALSE(w.step(t + 1 * us));  // and the spin stays stopped
+  }
+  CHECK(g.losses() == 1);
+  CHECK_FALSE(g.may_spin(t));
+  CHECK_FALSE(g.may_spin(t + SpinGovernor::min_pause_ns - 1));
+  CHECK(g.may_spin(t + SpinGovernor::min_pause_ns));
+
+  // A spin that starts while spinning is paused does not spin at all.
+  SpinGovernor::Watch paused(g, t + 10 * us);
+  CHECK_FALSE(paused.ok());
+  CHECK_FALSE(paused.step(t + 11 * us));
+
+  // Losses in a row double the pause, up to the longest.
+  std::int64_t pause = SpinGovernor::min_pause_ns;
+  for (int i = 0; i < 12; ++i) {
+    t += SpinGovernor::max_pause_ns;
+    g.lost_core(t);
+    pause = std::min(2 * pause, SpinGovernor::max_pause_ns);
+    CHECK_FALSE(g.may_spin(t + pause - 1));
+    CHECK(g.may_spin(t + pause));
+  }
+  CHECK(pause == SpinGovernor::max_pause_ns);
+}
+
+TEST_CASE("Spins that keep their core shorten the next pause", "[spin]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  for (int i = 0; i < 8; ++i) g.lost_core(t);  // the longest pause
+  t += SpinGovernor::max_pause_ns;
+  for (int i = 0; i < 20; ++i) {
+    fake_cpu = 0;
+    SpinGovernor::Watch w(g, t);
+    t += 10 * us;
+    fake_cpu += 10 * us;
+    REQUIRE(w.step(t));
+    w.finish(t);
+  }
+  g.lost_core(t);
+  CHECK(g.may_spin(t + SpinGovernor::min_pause_ns));
+}
+
+TEST_CASE("An audited spin that got little CPU time counts as a lost core", "[spin]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  // The first spin is audited: no gap between steps was seen (say, the thread was descheduled
+  // inside work between resyncs), but its CPU time fell far behind the wall clock.
+  fake_cpu = 0;
+  SpinGovernor::Watch w(g, t);
+  for (int i = 0; i < 10; ++i) {
+    t += 10 * us;
+    w.resync(t);
+  }
+  fake_cpu = 20 * us;  // 20 µs of 100
+  w.finish(t);
+  CHECK(g.losses() == 1);
+  CHECK_FALSE(g.may_spin(t));
+}
