@@ -32,6 +32,7 @@
 #include <procpool/detail/pool_handle.hpp>
 #include <procpool/detail/posix/process.hpp>
 #include <procpool/detail/scheduler.hpp>
+#include <procpool/detail/spin_governor.hpp>
 #include <procpool/detail/submission_queue.hpp>
 #include <procpool/detail/transport.hpp>
 #include <procpool/detail/wire.hpp>
@@ -40,6 +41,9 @@
 #include <procpool/options.hpp>
 
 namespace procpool::detail {
+
+// Whether this thread's last wait for a result helped the pool (and so spun).
+inline thread_local bool helped_last_wait = false;
 
 class Supervisor final : public PoolHandle, public Waker {
  public:
@@ -97,16 +101,26 @@ class Supervisor final : public PoolHandle, public Waker {
     const Clock::duration budget =
         std::chrono::microseconds(spin_budget_us_.load(std::memory_order_relaxed));
     const auto end = until - now < budget ? until : now + budget;
+    helped_last_wait = false;
     if (end <= now) return done();
-    helpers_.fetch_add(1, std::memory_order_acq_rel);
+    // One thread helps at a time; any other waiter sleeps at once (its result wakes it), as
+    // does every waiter while the governor has spinning paused: spinners beyond the free cores
+    // only take them from the workers.
+    auto& governor = SpinGovernor::process();
+    if (!governor.may_spin(now_ns())) return done();
+    int idle = 0;
+    if (!helpers_.compare_exchange_strong(idle, 1, std::memory_order_acq_rel)) return done();
+    helped_last_wait = true;
+    SpinGovernor::Watch watch(governor, now_ns());
     bool ok = false;
     do {
       drive();
+      watch.resync(now_ns());
       for (int i = 0; i < 16 && !ok; ++i) {
         ok = done();
         cpu_relax();
       }
-    } while (!ok && Clock::now() < end);
+    } while (!ok && watch.step(now_ns()) && Clock::now() < end);
     ok = ok || done();
     stop_helping(!ok);
     return ok;
@@ -114,7 +128,9 @@ class Supervisor final : public PoolHandle, public Waker {
 
   // Results that come within a spin's reach keep the full spin; long waits halve it, so a pool
   // of long tasks does not burn a core beside its workers on every wait.
+  // Only waits that helped teach: the others did not spin.
   void waited(std::chrono::nanoseconds total) noexcept override {
+    if (!helped_last_wait) return;
     constexpr int full = config::wait_spin_us;
     if (total < std::chrono::microseconds(2 * full)) {
       spin_budget_us_.store(full, std::memory_order_relaxed);
@@ -171,6 +187,17 @@ class Supervisor final : public PoolHandle, public Waker {
     } evs[config::event_batch];
     int n = 0;
   };
+
+  // The pool's thread between rounds with nothing to do: spin on while the governor allows and
+  // the thread keeps its core (an idle round takes a few microseconds, so a much longer gap
+  // between two means it was descheduled).
+  bool keep_spinning(std::int64_t now) noexcept {
+    auto& governor = SpinGovernor::process();
+    const bool lost = spin_step_ >= 0 && now - spin_step_ > SpinGovernor::round_gap_ns;
+    if (lost) governor.lost_core(now);
+    spin_step_ = lost || !governor.may_spin(now) ? -1 : now;
+    return spin_step_ >= 0;
+  }
 
   void stop_helping(bool gave_up) noexcept {
     last_helped_.store(now_ns(), std::memory_order_relaxed);
@@ -289,19 +316,26 @@ class Supervisor final : public PoolHandle, public Waker {
       // Results taken here may have freed a worker's window (or a replacement said hello):
       // dispatch() must run again before this thread may sleep, whatever the clock says.
       const bool progressed = workforce_.poll();
-      if (progressed) last_activity_ = now_ns();
+      if (progressed) {
+        last_activity_ = now_ns();
+        spin_step_ = -1;  // the gap to the next idle round includes this work
+      }
       int n = transport_->run(std::chrono::nanoseconds::zero(), direct);
       if (n == 0 &&
           (helpers_.load(std::memory_order_acquire) > 0 ||
            now_ns() - last_helped_.load(std::memory_order_relaxed) < config::helped_recently_ns)) {
         // Threads waiting for results do the I/O now (or did a moment ago, and will again): look
         // again soon for deaths and deadlines, but leave the cores to them and the workers.
+        spin_step_ = -1;
         drive.unlock();
         std::unique_lock lock(helped_m_);
         helped_cv_.wait_for(lock, config::helped_wait);
         continue;
       }
-      if (n == 0 && !progressed && now_ns() - last_activity_ >= config::supervisor_spin_ns) {
+      const std::int64_t t = now_ns();
+      if (n == 0 && !progressed &&
+          (t - last_activity_ >= config::supervisor_spin_ns || !keep_spinning(t))) {
+        spin_step_ = -1;
         sleeping_.store(true, std::memory_order_seq_cst);
         // Re-check after announcing sleep: a submit that saw sleeping_ == false did not wake us.
         if (!queue_.new_requests() && helpers_.load(std::memory_order_seq_cst) == 0 &&
@@ -318,7 +352,10 @@ class Supervisor final : public PoolHandle, public Waker {
         drive.unlock();  // spinning: a waiting thread may take a round in between
         continue;
       }
-      if (n > 0) last_activity_ = now_ns();
+      if (n > 0) {
+        last_activity_ = now_ns();
+        spin_step_ = -1;
+      }
       scheduler_.enforce_deadlines(workforce_.records(), workforce_, now_ns());
     }
     loop_running_ = false;
@@ -388,7 +425,8 @@ class Supervisor final : public PoolHandle, public Waker {
   std::int64_t last_activity_ = 0;
   std::exception_ptr helper_error_;
   std::atomic<bool> sleeping_{false};
-  std::atomic<int> helpers_{0};
+  std::atomic<int> helpers_{0};  // 0 or 1: one thread helps at a time
+  std::int64_t spin_step_ = -1;  // when the pool's thread last spun a round; -1: not spinning
   std::atomic<int> spin_budget_us_{config::wait_spin_us};
   std::atomic<std::int64_t> last_helped_{0};  // when a waiting thread last stopped helping
   std::mutex helped_m_;

@@ -18,6 +18,7 @@
 #include <procpool/detail/posix/launch.hpp>
 #include <procpool/detail/posix/shm.hpp>
 #include <procpool/detail/segment.hpp>
+#include <procpool/detail/spin_governor.hpp>
 #include <procpool/detail/wire.hpp>
 
 namespace procpool::detail {
@@ -139,9 +140,12 @@ class WorkerLoop {
   // Reads more input: 1 got some, 0 EOF, -1 error. Polls briefly before blocking.
   int fill() {
     if (in_.capacity() - in_.size() < 64 * 1024) in_.reserve(in_.size() + 64 * 1024);
-    auto spin_until =
-        std::chrono::steady_clock::now() + std::chrono::microseconds(config::worker_spin_us);
-    bool spun = false;
+    const std::int64_t t0 = now_ns();
+    const std::int64_t spin_until = t0 + std::int64_t{config::worker_spin_us} * 1000;
+    // Spins only while cores are free (see SpinGovernor): on a busy machine the pool's other
+    // processes need this core more than this worker needs a quick start.
+    SpinGovernor::Watch watch(SpinGovernor::process(), t0);
+    bool spun = !watch.ok();
     for (;;) {
       if (spun || !ctx_.slot || ctx_.slot->sent.load(std::memory_order_acquire) != received_) {
         std::error_code ec;
@@ -155,8 +159,14 @@ class WorkerLoop {
         if (n == 0) return 0;
         if (ec != std::errc::resource_unavailable_try_again) return -1;
       }
-      if (spun || std::chrono::steady_clock::now() >= spin_until) {
-        spun = true;
+      if (!spun) {
+        const std::int64_t t = now_ns();
+        if (!watch.step(t) || t >= spin_until) {
+          watch.finish(t);
+          spun = true;
+        }
+      }
+      if (spun) {
         // Idle: also take in segments the pool sent, and let go of those it says are gone.
         // Large buffers are kept for the next large task, but not for an idle second.
         bool big = in_.capacity() > config::worker_keep_bytes ||

@@ -1,11 +1,20 @@
 #pragma once
 
+#include <cstdint>
 #include <fstream>
 #include <sched.h>
 #include <sstream>
 #include <string>
+#include <time.h>
 
 namespace procpool::detail::posix {
+
+/// CPU time the calling thread has used, in nanoseconds (a system call, unlike the wall clock).
+inline std::int64_t thread_cpu_ns() noexcept {
+  timespec ts{};
+  if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
 
 /// CPUs in this process's affinity mask.
 inline unsigned affinity_cpus() noexcept {

@@ -1,0 +1,131 @@
+#pragma once
+// When spinning pays. A thread that waits for another process (a result, a task) may poll for a
+// few microseconds instead of sleeping: when a core is free that saves a wake-up, which costs
+// 30-300 µs on a shared machine. When the cores are busy it does the opposite: the spinning thread
+// takes the CPU from the very process it waits for, and the scheduler then treats the pool's
+// threads as CPU hogs, so every later wake-up waits behind a neighbour's time slice.
+//
+// The governor tells the two apart at run time, for the whole process (its spinners share the
+// cores): a spinner that was descheduled, which happens only when other work wants its core,
+// pauses all spinning for a while (1 ms, doubling while it keeps happening, up to 64 ms); a spin
+// that kept its core shortens the next pause. A spin is seen to be descheduled by a gap between
+// two clock readings in a tight loop, and, for one spin in 16, by comparing the thread's CPU time
+// with the wall clock over the whole spin (a system call, too dear for every wait). Spinners are
+// the threads waiting for results (Supervisor::help), the pool's thread (Supervisor's loop) and
+// idle workers (WorkerLoop::fill).
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+#include <procpool/detail/clock.hpp>
+#include <procpool/detail/posix/cpu.hpp>
+
+namespace procpool::detail {
+
+class SpinGovernor {
+ public:
+  /// A step of a spin loop takes well under a microsecond and a timer interrupt a few: a longer
+  /// gap means the thread lost its core.
+  static constexpr std::int64_t gap_ns = 20'000;
+  /// The same for a loop whose every step makes system calls (the pool's thread between rounds).
+  static constexpr std::int64_t round_gap_ns = 200'000;
+  static constexpr std::int64_t min_pause_ns = 1'000'000;
+  static constexpr std::int64_t max_pause_ns = 64'000'000;
+  /// One spin in this many is audited with the thread's CPU time.
+  static constexpr unsigned audit_every = 16;
+
+  /// The thread's CPU clock (replaced by tests).
+  std::int64_t (*cpu_clock)() noexcept = &posix::thread_cpu_ns;
+
+  /// The process's governor.
+  static SpinGovernor& process() noexcept {
+    static SpinGovernor g;
+    return g;
+  }
+
+  /// False while spinning is paused: wait by sleeping.
+  bool may_spin(std::int64_t now) const noexcept {
+    return now >= resume_at_.load(std::memory_order_relaxed);
+  }
+
+  /// A spinner lost its core at `now`: pause all spinning, longer each time in a row.
+  void lost_core(std::int64_t now) noexcept {
+    std::int64_t p =
+        std::clamp(2 * pause_.load(std::memory_order_relaxed), min_pause_ns, max_pause_ns);
+    pause_.store(p, std::memory_order_relaxed);
+    resume_at_.store(now + p, std::memory_order_relaxed);
+    losses_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// A spin kept its core: the pause after the next loss starts shorter.
+  void kept_core() noexcept {
+    std::int64_t p = pause_.load(std::memory_order_relaxed);
+    if (p > 0) pause_.store(p / 2, std::memory_order_relaxed);
+  }
+
+  /// How often a spinner lost its core since the process started (for tests and benchmarks).
+  std::uint64_t losses() const noexcept { return losses_.load(std::memory_order_relaxed); }
+
+  /// Watches one spin. `ok()` is false when spinning is paused; `step(now)` is false once the
+  /// spin lost its core (the governor is told). `~Watch` reports the outcome of a spin that ran.
+  class Watch {
+   public:
+    Watch(SpinGovernor& g, std::int64_t now) noexcept
+        : g_(g), start_(now), last_(now), ok_(g.may_spin(now)) {
+      if (ok_ && g.spins_.fetch_add(1, std::memory_order_relaxed) % audit_every == 0)
+        cpu_start_ = g.cpu_clock();
+    }
+    ~Watch() { finish(now_ns()); }
+    Watch(const Watch&) = delete;
+    Watch& operator=(const Watch&) = delete;
+
+    bool ok() const noexcept { return ok_; }
+
+    /// A step of the spin at `now` (from a tight loop: no waiting since the last step).
+    bool step(std::int64_t now) noexcept {
+      if (ok_ && now - last_ > gap_ns) lose(now);
+      last_ = now;
+      return ok_;
+    }
+
+    /// Restarts the gap check at `now`, after work that may take long by itself.
+    void resync(std::int64_t now) noexcept { last_ = now; }
+
+    /// Ends the watch early (the spin is over, the wait goes on otherwise).
+    void finish(std::int64_t now) noexcept {
+      if (!ok_ || done_) return;
+      done_ = true;
+      if (cpu_start_ >= 0) {
+        const std::int64_t wall = now - start_;
+        const std::int64_t cpu = g_.cpu_clock() - cpu_start_;
+        if (wall - cpu > gap_ns && wall - cpu > wall / 4) {
+          lose(now);
+          return;
+        }
+      }
+      g_.kept_core();
+    }
+
+   private:
+    void lose(std::int64_t now) noexcept {
+      g_.lost_core(now);
+      ok_ = false;
+    }
+
+    SpinGovernor& g_;
+    std::int64_t start_;
+    std::int64_t last_;
+    std::int64_t cpu_start_ = -1;
+    bool ok_;
+    bool done_ = false;
+  };
+
+ private:
+  std::atomic<std::int64_t> resume_at_{0};
+  std::atomic<std::int64_t> pause_{0};
+  std::atomic<std::uint64_t> losses_{0};
+  std::atomic<unsigned> spins_{0};
+};
+
+}  // namespace procpool::detail
