@@ -26,6 +26,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <support/ranges_support.hpp>
 #include <support/test_support.hpp>
 #include <thread>
 #include <vector>
@@ -294,7 +295,7 @@ class Driver {
           break;
         case 7: {  // map, all values checked
           const int n = 1 + pick(300);
-          auto got = pool.map(value_of, std::views::iota(base, base + n));
+          auto got = pool.map(value_of, procpool_test::iota(base, base + n));
           tally.map_items += static_cast<std::uint64_t>(n);
           for (int k = 0; k < n; ++k)
             if (got.at(static_cast<std::size_t>(k)) != value_of(base + k))
@@ -305,7 +306,7 @@ class Driver {
           const int want = pick(20);
           int k = 0;
           {
-            auto it = pool.imap(value_of, std::views::iota(base, base + 100'000),
+            auto it = pool.imap(value_of, procpool_test::iota(base, base + 100'000),
                                 static_cast<std::size_t>(1 + pick(4)));
             for (int v : it) {
               if (v != value_of(base + k)) violation("imap: wrong value at " + std::to_string(k));
