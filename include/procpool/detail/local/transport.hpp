@@ -96,7 +96,8 @@ class LocalTransport final : public Transport {
     if (max_wait != std::chrono::nanoseconds::zero()) {
       std::int64_t ns = max_wait.count() < 0 ? -1 : max_wait.count();
       // Destroyed segments are noticed by looking: while workers may still map some, look often.
-      if (segments_watched() && (ns < 0 || ns > config::segment_check_ns))
+      // (Read from prepare_sleep: this wait runs without the drive lock that guards the links.)
+      if (watch_while_asleep_ && (ns < 0 || ns > config::segment_check_ns))
         ns = config::segment_check_ns;
       timeout_ms = ns < 0 ? -1
                           : static_cast<int>(std::clamp<std::int64_t>(
@@ -157,6 +158,7 @@ class LocalTransport final : public Transport {
   void adopt_loop_thread() noexcept override { ctx_.loop_thread = std::this_thread::get_id(); }
 
   bool prepare_sleep() noexcept override {
+    watch_while_asleep_ = segments_watched();
     bool quiet = true;
     for (Link* l : links_)
       if (l && !l->arm_doorbell(true)) quiet = false;
@@ -196,6 +198,7 @@ class LocalTransport final : public Transport {
   }
 
   Options opts_;
+  bool watch_while_asleep_ = false;  // segments_watched() when the loop went to sleep
   std::vector<std::shared_ptr<Segment>> init_segments_;
   Buffer init_frame_;
   LinkContext ctx_;
