@@ -122,7 +122,7 @@ void die_in_get(procpool::Queue<std::string> q) {
 // blocked on).
 template <class Drain>
 bool join_draining(procpool::Process& p, Drain&& drain) {
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
   for (;;) {
     drain();
     if (p.join_for(1ms)) return true;

@@ -88,8 +88,25 @@ inline LockResult robust_finish(pthread_mutex_t* m, int e, const char* call) {
   throw_system_error({e, std::generic_category()}, call);
 }
 
+/// How long a robust lock sleeps before it looks at the mutex again (see `robust_lock`).
+inline constexpr std::int64_t robust_lock_slice_ns = 20'000'000;
+
+// A robust mutex can lose a wake-up: when the waiter an unlock woke is killed before it takes the
+// lock, and a third process takes it first, nobody is left to wake the other sleepers (the
+// kernel only covers a lock left free). So a waiter never sleeps longer than one slice before it
+// tries again. `timedlock` (not `clocklock`) because the sanitizers know only that one; a jump of
+// the wall clock only stretches or shortens one slice.
 inline LockResult robust_lock(pthread_mutex_t* m) {
-  return robust_finish(m, pthread_mutex_lock(m), "pthread_mutex_lock");
+  for (;;) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    const std::int64_t until =
+        static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec + robust_lock_slice_ns;
+    ts.tv_sec = static_cast<time_t>(until / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(until % 1'000'000'000);
+    const int e = pthread_mutex_timedlock(m, &ts);
+    if (e != ETIMEDOUT) return robust_finish(m, e, "pthread_mutex_timedlock");
+  }
 }
 
 inline LockResult robust_try_lock(pthread_mutex_t* m) {
