@@ -28,11 +28,16 @@ constexpr std::int64_t ms = 1'000'000;
 struct FakeProbe final : WorkerProbe {
   explicit FakeProbe(std::size_t n) : statuses(n) {}
   LinkStatus status(std::size_t slot) const override { return statuses.at(slot); }
-  void revoke(std::size_t slot, std::uint64_t job) override { revoked.push_back({slot, job}); }
+  bool revoke(std::size_t slot, std::uint64_t job) override {
+    if (revoked.size() >= revoke_capacity) return false;
+    revoked.push_back({slot, job});
+    return true;
+  }
   void kill(std::size_t slot, KillReason why) override { kills.push_back({slot, why}); }
   void kill_now(std::size_t slot) override { hard_kills.push_back(slot); }
 
   std::vector<LinkStatus> statuses;
+  std::size_t revoke_capacity = SIZE_MAX;  // how many revocations the workers can hold
   std::vector<std::pair<std::size_t, std::uint64_t>> revoked;
   std::vector<std::pair<std::size_t, KillReason>> kills;
   std::vector<std::size_t> hard_kills;
@@ -149,6 +154,30 @@ TEST_CASE("scheduler: a stuck worker's waiting jobs are stolen for an idle one",
   CHECK(back.empty());
 }
 
+// A worker holds a bounded set of revoked jobs. A job it cannot be told to skip must neither be
+// marked revoked nor copied: the worker will run it, and a copy would run it twice.
+TEST_CASE("scheduler: a job the worker cannot be told to skip is not stolen", "[scheduler]") {
+  Scheduler s(0);
+  auto workers = ready_workers(2);
+  give(workers[0], {1, 2, 3});
+  FakeProbe probe(2);
+  probe.revoke_capacity = 1;  // room for one more revocation only
+  const std::int64_t now = 1000 * ms;
+  probe.statuses[0] = {1, now - 100 * ms};
+
+  std::uint64_t next = 50;
+  std::deque<Job> back;
+  s.rebalance(
+      workers, probe, now, [&] { return next++; }, back);
+  REQUIRE(probe.revoked.size() == 1);
+  CHECK(probe.revoked[0].second == 2);
+  REQUIRE(back.size() == 1);  // job 2's copy only
+  CHECK(back[0].id == 50);
+  CHECK(workers[0].inflight[1].revoked);
+  CHECK_FALSE(workers[0].inflight[2].revoked);  // job 3 stays, and runs there
+  CHECK_FALSE(workers[0].inflight[2].cloned);
+}
+
 TEST_CASE("scheduler: nothing is stolen while every worker is busy or the job is young",
           "[scheduler]") {
   Scheduler s(0);
@@ -190,6 +219,31 @@ TEST_CASE("scheduler: a cancel revokes windowed jobs and kills only a started on
   CHECK(probe.revoked.size() == 2);
   REQUIRE(probe.kills.size() == 1);
   CHECK(probe.kills[0] == std::pair<std::size_t, KillReason>{0, KillReason::cancel});
+}
+
+TEST_CASE("scheduler: a cancel drops the cancelled jobs not written to the worker yet",
+          "[scheduler]") {
+  Scheduler s(0);
+  auto workers = ready_workers(1);
+  auto c = std::make_shared<Completion>(3);
+  workers[0].inflight.push_back(job(1));
+  workers[0].inflight.push_back(job(2, c));
+  workers[0].inflight.push_back(job(3));
+  workers[0].inflight.push_back(job(4, c));  // not written
+  workers[0].inflight.push_back(job(5, c));  // not written
+  workers[0].unsent = 3;
+  workers[0].sent_jobs = 5;
+  FakeProbe probe(1);
+  probe.statuses[0] = {1, 0};
+
+  s.revoke_cancelled(c.get(), true, workers, probe);
+  REQUIRE(probe.revoked.size() == 1);  // job 2, written: the worker is told to skip it
+  CHECK(probe.revoked[0].second == 2);
+  CHECK(probe.kills.empty());
+  REQUIRE(workers[0].inflight.size() == 3);  // jobs 4 and 5 never reach the worker
+  CHECK(workers[0].inflight[2].id == 3);
+  CHECK(workers[0].unsent == 3);
+  CHECK(workers[0].sent_jobs == 3);
 }
 
 TEST_CASE("scheduler: deadlines count from the task's real start", "[scheduler]") {

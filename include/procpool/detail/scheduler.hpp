@@ -29,7 +29,8 @@ class WorkerProbe {
  public:
   virtual LinkStatus status(std::size_t slot) const = 0;
   /// Marks a job sent to the worker as not to be run: it skips it unless it has started it.
-  virtual void revoke(std::size_t slot, std::uint64_t job) = 0;
+  /// False if the worker cannot be told (see WorkerLink::revoke): the job stays as it was.
+  virtual bool revoke(std::size_t slot, std::uint64_t job) = 0;
   /// Kills the worker for `why` (a timeout is a gentle kill first; see kill_now).
   virtual void kill(std::size_t slot, KillReason why) = 0;
   /// The hard kill that follows a gentle one whose grace ran out.
@@ -108,8 +109,7 @@ class Scheduler {
       std::vector<Job*> taken;
       for (std::size_t k = 1; k < w.inflight.size(); ++k) {
         Job& j = w.inflight[k];
-        if (j.revoked) continue;
-        probe.revoke(i, j.id);
+        if (j.revoked || !probe.revoke(i, j.id)) continue;
         j.revoked = true;
         taken.push_back(&j);
       }
@@ -124,18 +124,25 @@ class Scheduler {
     }
   }
 
-  /// Jobs of the cancelled completion `c` already in a worker's window are revoked; a worker
-  /// that has started one is killed, if `kill_started`.
+  /// Jobs of the cancelled completion `c` already in a worker's window: those written to it
+  /// are revoked, and a worker that has started one is killed, if `kill_started`; those not
+  /// written yet are dropped (the completion has failed them already).
   void revoke_cancelled(const Completion* c, bool kill_started, std::span<WorkerRecord> workers,
                         WorkerProbe& probe) const {
     for (std::size_t i = 0; i < workers.size(); ++i) {
       WorkerRecord& w = workers[i];
       if (!w.alive) continue;
-      for (std::size_t k = 0; k < w.inflight.size() && k < w.unsent + 1; ++k) {
+      const std::size_t first_unwritten = w.unsent + (w.unsent_off > 0 ? 1 : 0);
+      for (std::size_t k = 0; k < w.inflight.size() && k < first_unwritten; ++k) {
         const Job& j = w.inflight[k];
         if (j.completion.get() != c) continue;
-        probe.revoke(i, j.id);
+        (void)probe.revoke(i, j.id);  // if it cannot be told, it runs it: the answer is dropped
         if (kill_started && probe.status(i).running_job == j.id) probe.kill(i, KillReason::cancel);
+      }
+      for (std::size_t k = w.inflight.size(); k-- > first_unwritten;) {
+        if (w.inflight[k].completion.get() != c) continue;
+        w.inflight.erase(w.inflight.begin() + static_cast<std::ptrdiff_t>(k));
+        if (w.sent_jobs > 0) --w.sent_jobs;
       }
     }
   }

@@ -78,8 +78,11 @@ class WorkerLink {
   /// malformed (it is then killed and nothing more is read from it).
   virtual bool collect(std::size_t slot, const WorkerRecord& w, FrameSink& sink) = 0;
   virtual LinkStatus status() const noexcept = 0;
-  /// The worker skips `job` if it has not started it.
-  virtual void revoke(std::uint64_t job) noexcept = 0;
+  /// The worker skips `job` if it has not started it. False if it cannot be told (it holds as
+  /// many revoked jobs as a window has): the job is then not revoked.
+  virtual bool revoke(std::uint64_t job) noexcept = 0;
+  /// The answer to `job` came: a revocation of it can be forgotten.
+  virtual void answered(std::uint64_t job) noexcept = 0;
   /// No more work: the worker finishes what it has, then exits.
   virtual void stop() noexcept = 0;
   /// Ends the worker: gently (it may clean up) or at once.

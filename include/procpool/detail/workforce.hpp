@@ -174,6 +174,7 @@ class Workforce final : public FrameSink, public WorkerProbe {
     Job job = std::move(w.inflight.front());
     w.inflight.pop_front();
     --w.unsent;
+    links_[slot]->answered(job.id);
     if (job.revoked) {
       bool skipped = false;
       for_each_item(payload, h.count,
@@ -208,7 +209,7 @@ class Workforce final : public FrameSink, public WorkerProbe {
   LinkStatus status(std::size_t slot) const override {
     return links_[slot] ? links_[slot]->status() : LinkStatus{};
   }
-  void revoke(std::size_t slot, std::uint64_t job) override { links_[slot]->revoke(job); }
+  bool revoke(std::size_t slot, std::uint64_t job) override { return links_[slot]->revoke(job); }
   void kill(std::size_t slot, KillReason why) override { kill_worker(slot, why); }
   void kill_now(std::size_t slot) override { links_[slot]->kill(false); }
 

@@ -197,13 +197,35 @@ class LocalLink : public WorkerLink {
   LinkStatus status() const noexcept override {
     LinkStatus s;
     // `job` first: the worker stores the start time before the job, so this time is its job's.
-    s.running_job = slot_->job.load(std::memory_order_acquire);
+    // seq_cst: after a revoke, this read decides whether the worker may still run the job.
+    s.running_job = slot_->job.load(std::memory_order_seq_cst);
     s.item_start_ns = slot_->item_start.load(std::memory_order_acquire);
     return s;
   }
 
-  void revoke(std::uint64_t job) noexcept override {
-    slot_->cancelled[slot_->cancel_next.fetch_add(1) % WorkerSlot::cancel_slots].store(job);
+  bool revoke(std::uint64_t job) noexcept override {
+    std::atomic<std::uint64_t>* free = nullptr;
+    for (auto& c : slot_->cancelled) {
+      const std::uint64_t v = c.load(std::memory_order_relaxed);  // only this side writes them
+      if (v == job) return true;
+      if (v == 0 && !free) free = &c;
+    }
+    if (!free) return false;
+    slot_->cancel_live.fetch_add(1);
+    free->store(job);
+    ++revoked_;
+    return true;
+  }
+
+  void answered(std::uint64_t job) noexcept override {
+    if (revoked_ == 0) return;
+    for (auto& c : slot_->cancelled) {
+      if (c.load(std::memory_order_relaxed) != job) continue;
+      c.store(0);
+      slot_->cancel_live.fetch_sub(1);
+      --revoked_;
+      return;
+    }
   }
 
   /// Closing the task pipe is the stop signal: the worker exits at EOF.
@@ -330,6 +352,7 @@ class LocalLink : public WorkerLink {
   std::size_t slot_index_;
   std::uint32_t gen_;
   WorkerSlot* slot_;
+  std::size_t revoked_ = 0;  // entries of slot_->cancelled in use
   pid_t pid_;
   posix::UniqueFd pidfd_, task_w_, result_r_, control_;
   bool want_out_ = false;      // EPOLLOUT armed on task_w_

@@ -67,6 +67,9 @@ class LocalTransport final : public Transport {
     s->ring_tail.store(0);
     s->ring_head.store(0);
     s->reader_sleeping.store(0);
+    // A predecessor's revocations are not this worker's: a job it had revoked may come again.
+    for (auto& c : s->cancelled) c.store(0);
+    s->cancel_live.store(0);
     LaunchRequest req;
     req.fds = {task.read_end.get(), result.write_end.get(), control_child.get(), slots_fd_.get()};
     req.params.slot = static_cast<std::uint32_t>(slot);

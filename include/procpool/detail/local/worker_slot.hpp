@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include <procpool/detail/config.hpp>
+
 namespace procpool::detail {
 
 /// What a worker is doing, in memory it shares with its pool: the pool enforces time limits per
@@ -22,12 +24,14 @@ struct alignas(64) WorkerSlot {
   // Bytes the worker has written to its result pipe, so a thread polling for results looks at
   // memory, not at the kernel, until one is there.
   std::atomic<std::uint64_t> returned{0};
-  // Jobs cancelled after they were sent to this worker: it skips them instead of running them.
-  // The pool writes an id here, then reads `job`; the worker writes `job`, then reads here; so
-  // (all seq_cst) either the worker skips the job or the pool sees it started and kills it.
-  static constexpr std::size_t cancel_slots = 64;
+  // Jobs revoked after they were sent to this worker: it skips them instead of running them.
+  // A set, not a ring: an entry stays until the job's answer has come (0 marks a free one), so a
+  // revocation is never forgotten while the worker may still reach the job. The pool counts
+  // `cancel_live` up, writes an id, then reads `job`; the worker writes `job`, then reads these;
+  // so (all seq_cst) either the worker skips the job or the pool sees that it started it.
+  static constexpr std::size_t cancel_slots = config::window_max;
   std::atomic<std::uint64_t> cancelled[cancel_slots] = {};
-  std::atomic<std::uint32_t> cancel_next{0};
+  std::atomic<std::uint32_t> cancel_live{0};  // entries in use: none (the usual case), no scan
 
   // Small results travel through this ring instead of the result pipe: no system call per task,
   // and a result is in the pool's memory before the worker starts its next task, so a crash in
@@ -56,6 +60,7 @@ struct alignas(64) WorkerSlot {
   }
 
   bool is_cancelled(std::uint64_t id) const {
+    if (cancel_live.load() == 0) return false;
     for (const auto& c : cancelled)
       if (c.load() == id) return true;
     return false;
