@@ -146,7 +146,7 @@ bool misbehave(procpool::Writer& w, const Evil& v) {
       set_kind(FrameKind::task);
       return true;
     case kKindStop:
-      set_kind(FrameKind::stop);
+      set_kind(static_cast<FrameKind>(2));  // reserved: no peer sends it
       return true;
     case kKindHello:
       set_kind(FrameKind::hello);

@@ -22,6 +22,7 @@
 #include <procpool/codec.hpp>
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/config.hpp>
+#include <procpool/detail/cpu_relax.hpp>
 #include <procpool/detail/posix/sync.hpp>
 #include <procpool/detail/segment.hpp>
 #include <procpool/detail/wire.hpp>

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <procpool/codec.hpp>
+#include <procpool/detail/cpu_relax.hpp>
 #include <procpool/detail/posix/heap.hpp>
 #include <procpool/detail/segment.hpp>
 #include <procpool/detail/wire.hpp>

@@ -29,6 +29,7 @@
 #include <procpool/detail/clock.hpp>
 #include <procpool/detail/completion.hpp>
 #include <procpool/detail/config.hpp>
+#include <procpool/detail/cpu_relax.hpp>
 #include <procpool/detail/pool_handle.hpp>
 #include <procpool/detail/posix/process.hpp>
 #include <procpool/detail/scheduler.hpp>

@@ -17,15 +17,6 @@ namespace procpool::detail {
 /// See PROCPOOL_MAX_FRAME.
 inline constexpr std::uint64_t max_frame = config::max_frame;
 
-/// A pause for a polling loop: lets the core's other hardware thread run, saves power.
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 // Frames between the pool and a worker: a fixed header, then `size` bytes of payload. Headers
 // are written only by the functions below (begin_frame, finish_frame, frame_with_id).
 //
@@ -37,7 +28,6 @@ inline void cpu_relax() noexcept {
 //   init    (pool → worker)  like task, with one item: the initializer; sent first, if any
 enum class FrameKind : std::uint8_t {
   task = 1,
-  stop = 2,  // never sent (see above); the value stays reserved
   hello = 3,
   init_error = 4,
   result = 5,

@@ -12,6 +12,7 @@
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/clock.hpp>
 #include <procpool/detail/config.hpp>
+#include <procpool/detail/cpu_relax.hpp>
 #include <procpool/detail/invoke.hpp>
 #include <procpool/detail/local/worker_slot.hpp>
 #include <procpool/detail/posix/fd.hpp>
