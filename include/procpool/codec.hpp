@@ -105,6 +105,31 @@ T decode_value(Reader& r) {
   }
 }
 
+/// Encodes `v` alone into `b` (cleared first) with codec `C`, for a shared container's item.
+template <class C, class T>
+std::span<const std::byte> encode_item(Buffer& b, const T& v) {
+  b.clear();
+  Writer w(b);
+  encode_value<C, T>(w, v);
+  return b.span();
+}
+
+/// A thread's scratch buffer lets its memory go after an item over 16 MiB.
+inline void trim_scratch(Buffer& b) {
+  if (b.capacity() > (std::size_t{16} << 20)) b = Buffer();
+}
+
+/// Decodes the one `T` that the scratch buffer `b` holds; trailing bytes are a `CodecError`
+/// naming `what`.
+template <class C, class T>
+T decode_item(Buffer& b, const char* what) {
+  Reader r(b.span());
+  T v = decode_value<C, T>(r);
+  if (!r.at_end()) r.fail(std::string("trailing bytes after a ") + what);
+  trim_scratch(b);
+  return v;
+}
+
 }  // namespace detail
 
 }  // namespace procpool

@@ -328,20 +328,12 @@ class Dict {
 
   template <class T>
   static std::span<const std::byte> encode(const T& v, int which) {
-    auto& b = detail::heap_scratch(which);
-    b.clear();
-    Writer w(b);
-    detail::encode_value<Codec, T>(w, v);
-    return b.span();
+    return detail::encode_item<Codec>(detail::heap_scratch(which), v);
   }
   static std::span<const std::byte> encode_key(const K& k) { return encode<K>(k, 0); }
 
   static V decode_value(detail::Buffer& b) {
-    Reader r(b.span());
-    V v = detail::decode_value<Codec, V>(r);
-    if (!r.at_end()) r.fail("trailing bytes after a Dict value");
-    if (b.capacity() > (std::size_t{16} << 20)) b = detail::Buffer();
-    return v;
+    return detail::decode_item<Codec, V>(b, "Dict value");
   }
 
   std::shared_ptr<detail::ByteDict> impl_;

@@ -215,7 +215,7 @@ class List {
       std::memcpy(b.data() + at, &len, 8);
     }
     impl_->append(b.span());
-    trim(b);
+    detail::trim_scratch(b);
   }
 
   /// Item `i`; `std::out_of_range` if there is none.
@@ -256,7 +256,7 @@ class List {
       out.push_back(detail::decode_value<Codec, T>(item));
       if (!item.at_end()) item.fail("trailing bytes after a List item");
     }
-    trim(b);
+    detail::trim_scratch(b);
     return out;
   }
 
@@ -274,24 +274,9 @@ class List {
   }
 
   static std::span<const std::byte> encode(const T& v) {
-    auto& b = detail::heap_scratch(0);
-    b.clear();
-    Writer w(b);
-    detail::encode_value<Codec, T>(w, v);
-    return b.span();
+    return detail::encode_item<Codec>(detail::heap_scratch(0), v);
   }
-
-  static T decode(detail::Buffer& b) {
-    Reader r(b.span());
-    T v = detail::decode_value<Codec, T>(r);
-    if (!r.at_end()) r.fail("trailing bytes after a List item");
-    trim(b);
-    return v;
-  }
-
-  static void trim(detail::Buffer& b) {
-    if (b.capacity() > (std::size_t{16} << 20)) b = detail::Buffer();
-  }
+  static T decode(detail::Buffer& b) { return detail::decode_item<Codec, T>(b, "List item"); }
 
   std::shared_ptr<detail::ByteList> impl_;
 };

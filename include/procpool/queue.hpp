@@ -371,20 +371,9 @@ class Queue {
   }
 
   static std::span<const std::byte> encode(const T& v) {
-    auto& b = detail::queue_scratch_in();
-    b.clear();
-    Writer w(b);
-    detail::encode_value<Codec, T>(w, v);
-    return b.span();
+    return detail::encode_item<Codec>(detail::queue_scratch_in(), v);
   }
-
-  static T decode(detail::Buffer& b) {
-    Reader r(b.span());
-    T v = detail::decode_value<Codec, T>(r);
-    if (!r.at_end()) r.fail("trailing bytes after a Queue item");
-    if (b.capacity() > (std::size_t{16} << 20)) b = detail::Buffer();
-    return v;
-  }
+  static T decode(detail::Buffer& b) { return detail::decode_item<Codec, T>(b, "Queue item"); }
 
   std::shared_ptr<detail::ByteQueue> q_;
 };
