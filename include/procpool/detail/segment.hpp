@@ -6,13 +6,13 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include <procpool/codec.hpp>
 #include <procpool/detail/posix/fd.hpp>
+#include <procpool/detail/posix/random.hpp>
 #include <procpool/detail/posix/shm.hpp>
 #include <procpool/errors.hpp>
 
@@ -124,18 +124,7 @@ class Segment {
  private:
   Segment() = default;
 
-  static std::uint64_t random_id() {
-    static std::mutex m;
-    static std::mt19937_64 gen{[] {
-      std::random_device rd;
-      return (std::uint64_t{rd()} << 32) ^ rd();
-    }()};
-    std::lock_guard lock(m);
-    std::uint64_t id;
-    do id = gen();
-    while (id == 0);
-    return id;
-  }
+  static std::uint64_t random_id() noexcept { return posix::unique_id(); }
 
   std::uint64_t id_ = 0;
   std::size_t size_ = 0;

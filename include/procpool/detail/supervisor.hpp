@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -66,14 +65,13 @@ class Supervisor final : public PoolHandle, public Waker {
 
   /// Starts the workers; throws if they cannot start or the initializer fails.
   void start() {
-    std::future<void> started = started_.get_future();
     {
       // The pool's thread blocks every signal (see posix::BlockAllSignals).
       posix::BlockAllSignals blocked;
       thread_ = std::thread([this] { supervise(); });
     }
     try {
-      started.get();
+      started_.get();
     } catch (...) {
       thread_.join();
       throw;
@@ -434,7 +432,33 @@ class Supervisor final : public PoolHandle, public Waker {
   std::condition_variable helped_cv_;
 
   // Startup.
-  std::promise<void> started_;
+  // The pool's thread says once whether the workers started; start() waits for it. (Not a
+  // std::promise: <future> would cost every program that includes procpool.)
+  class StartSignal {
+   public:
+    void set_value() { set(nullptr); }
+    void set_exception(std::exception_ptr e) { set(std::move(e)); }
+    /// Waits for the signal; rethrows the error it carries.
+    void get() {
+      std::unique_lock l(m_);
+      cv_.wait(l, [&] { return set_; });
+      if (error_) std::rethrow_exception(error_);
+    }
+
+   private:
+    void set(std::exception_ptr e) {
+      std::lock_guard l(m_);
+      if (set_) return;
+      set_ = true;
+      error_ = std::move(e);
+      cv_.notify_all();
+    }
+    std::mutex m_;
+    std::condition_variable cv_;
+    bool set_ = false;
+    std::exception_ptr error_;
+  };
+  StartSignal started_;
   bool started_ok_ = false;        // every worker said hello; the promise is kept
   bool startup_reported_ = false;  // the promise was broken with the startup error
   std::thread thread_;
