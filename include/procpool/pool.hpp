@@ -21,6 +21,7 @@
 #include <procpool/cpu.hpp>
 #include <procpool/detail/invoke.hpp>
 #include <procpool/detail/local/transport.hpp>
+#include <procpool/detail/results.hpp>
 #include <procpool/detail/supervisor.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
@@ -41,89 +42,6 @@ template <class F, class Tuple, std::size_t... I>
 struct star_wire<F, Tuple, std::index_sequence<I...>> {
   using type = wire_args_t<F, std::tuple_element_t<I, Tuple>...>;
 };
-
-template <class Codec, class R>
-stored_t<R> decode_result(std::span<const std::byte> bytes) {
-  if constexpr (std::is_void_v<R>) {
-    if (!bytes.empty()) throw CodecError("a void task returned bytes");
-    return {};
-  } else {
-    Reader r(bytes);
-    R v = decode_value<Codec, R>(r);
-    if (!r.at_end()) throw CodecError("result of type " + type_name<R>() + " has trailing bytes");
-    return v;
-  }
-}
-
-template <class Codec, class R>
-void materialize_single(TypedCompletion<R>& t) {
-  const JobOutcome& o = t.outcomes().at(0);
-  if (o.error) {
-    t.error = o.error;
-    return;
-  }
-  for_each_item(o.payload(), o.count, [&](const ItemView& it) {
-    if (it.status == ItemStatus::ok) {
-      t.value = decode_result<Codec, R>(it.bytes);
-    } else {
-      t.error = ErrorInfo::from_item(it);
-    }
-  });
-}
-
-// A map's result: every item in input order; the first failed item (in input order) wins.
-template <class Codec, class R>
-void materialize_map(TypedCompletion<std::vector<stored_t<R>>>& t) {
-  std::vector<stored_t<R>> out;
-  for (const JobOutcome& o : t.outcomes()) {
-    if (o.error) {
-      t.error = o.error;
-      return;
-    }
-    bool failed = false;
-    for_each_item(o.payload(), o.count, [&](const ItemView& it) {
-      if (failed) return;
-      if (it.status == ItemStatus::ok) {
-        out.push_back(decode_result<Codec, R>(it.bytes));
-      } else {
-        t.error = ErrorInfo::from_item(it);
-        failed = true;
-      }
-    });
-    if (failed) return;
-  }
-  t.value = std::move(out);
-}
-
-template <class Codec, class R>
-void decode_chunk(const Completion& c, std::deque<ImapItem<R>>& out) {
-  const JobOutcome& o = c.outcomes().at(0);
-  const std::optional<ErrorInfo>& whole = c.forced_error() ? c.forced_error() : o.error;
-  if (whole) {
-    for (std::uint32_t i = 0; i < c.items; ++i) {
-      ImapItem<R> it;
-      it.error = *whole;
-      out.push_back(std::move(it));
-    }
-    return;
-  }
-  for_each_item(o.payload(), o.count, [&](const ItemView& v) {
-    ImapItem<R> it;
-    if (v.status == ItemStatus::ok) {
-      try {
-        it.value = decode_result<Codec, R>(v.bytes);
-      } catch (const CodecError& e) {
-        ErrorInfo info;
-        info.kind = ErrorInfo::Kind::codec;
-        info.message = bare_message(e);
-        it.error = std::move(info);
-      }
-    } else {
-      it.error = ErrorInfo::from_item(v);
-    }
-    out.push_back(std::move(it));
-  });
-}
 
 }  // namespace detail
 
