@@ -14,6 +14,20 @@
 
 #include <procpool/detail/posix/error.hpp>
 
+#if defined(__SANITIZE_THREAD__)
+#define PROCPOOL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PROCPOOL_TSAN 1
+#endif
+#endif
+#ifndef PROCPOOL_TSAN
+#define PROCPOOL_TSAN 0
+#endif
+#if PROCPOOL_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 namespace procpool::detail::posix {
 
 // ---- futex: waiting on a 32-bit word in shared memory -----------------------------------------
@@ -91,12 +105,23 @@ inline LockResult robust_finish(pthread_mutex_t* m, int e, const char* call) {
 /// How long a robust lock sleeps before it looks at the mutex again (see `robust_lock`).
 inline constexpr std::int64_t robust_lock_slice_ns = 20'000'000;
 
+// ThreadSanitizer learns of a lock taken over from a dead owner by `lock` and `trylock`, not by
+// `timedlock`: tell it, or it reports the matching unlock as one of a mutex nobody holds.
+inline void tsan_note_locked([[maybe_unused]] pthread_mutex_t* m) noexcept {
+#if PROCPOOL_TSAN
+  __tsan_mutex_pre_lock(m, 0);  // (post_lock ends what pre_lock begins)
+  __tsan_mutex_post_lock(m, 0, 0);
+#endif
+}
+
 // A robust mutex can lose a wake-up: when the waiter an unlock woke is killed before it takes the
 // lock, and a third process takes it first, nobody is left to wake the other sleepers (the
 // kernel only covers a lock left free). So a waiter never sleeps longer than one slice before it
 // tries again. `timedlock` (not `clocklock`) because the sanitizers know only that one; a jump of
 // the wall clock only stretches or shortens one slice.
 inline LockResult robust_lock(pthread_mutex_t* m) {
+  const int first = pthread_mutex_trylock(m);
+  if (first != EBUSY) return robust_finish(m, first, "pthread_mutex_lock");
   for (;;) {
     timespec ts{};
     ::clock_gettime(CLOCK_REALTIME, &ts);
@@ -105,7 +130,9 @@ inline LockResult robust_lock(pthread_mutex_t* m) {
     ts.tv_sec = static_cast<time_t>(until / 1'000'000'000);
     ts.tv_nsec = static_cast<long>(until % 1'000'000'000);
     const int e = pthread_mutex_timedlock(m, &ts);
-    if (e != ETIMEDOUT) return robust_finish(m, e, "pthread_mutex_timedlock");
+    if (e == ETIMEDOUT) continue;
+    if (e == EOWNERDEAD) tsan_note_locked(m);
+    return robust_finish(m, e, "pthread_mutex_lock");
   }
 }
 
