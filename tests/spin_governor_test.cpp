@@ -20,9 +20,22 @@ std::int64_t read_fake_cpu() noexcept {
   return fake_cpu;
 }
 
-// A governor whose audits read the fake CPU clock.
+// The thread's count of involuntary switches, as the tests set it; by default every look finds
+// a new one (a busy machine).
+long fake_switches = 0;
+bool switches_advance = true;
+long read_fake_switches() noexcept {
+  if (switches_advance) ++fake_switches;
+  return fake_switches;
+}
+
+// A governor whose audits read the fake clocks.
 struct FakeGovernor : SpinGovernor {
-  FakeGovernor() { cpu_clock = &read_fake_cpu; }
+  FakeGovernor() {
+    cpu_clock = &read_fake_cpu;
+    preemptions = &read_fake_switches;
+    switches_advance = true;
+  }
 };
 
 }  // namespace
@@ -109,4 +122,26 @@ TEST_CASE("An audited spin that got little CPU time counts as a lost core", "[sp
   w.finish(t);
   CHECK(g.losses() == 1);
   CHECK_FALSE(g.may_spin(t));
+}
+
+TEST_CASE("A gap without an involuntary switch is the host's pause, not a neighbour's", "[spin]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  (void)g.preempted();       // this thread's count is known from here on
+  switches_advance = false;  // nobody else in this machine wants the core
+  {
+    SpinGovernor::Watch w(g, t);
+    t += SpinGovernor::gap_ns + 5 * us;
+    CHECK(w.step(t));  // a gap, but no switch: spin on
+    t += 1 * us;
+    CHECK(w.step(t));
+  }
+  CHECK(g.losses() == 0);
+  CHECK(g.may_spin(t));
+
+  switches_advance = true;  // now a neighbour took the core
+  SpinGovernor::Watch w(g, t);
+  t += SpinGovernor::gap_ns + 5 * us;
+  CHECK_FALSE(w.step(t));
+  CHECK(g.losses() == 1);
 }

@@ -8,9 +8,12 @@
 // The governor tells the two apart at run time, for the whole process (its spinners share the
 // cores): a spinner that was descheduled, which happens only when other work wants its core,
 // pauses all spinning for a while (1 ms, doubling while it keeps happening, up to 64 ms); a spin
-// that kept its core shortens the next pause. A spin is seen to be descheduled by a gap between
-// two clock readings in a tight loop, and, for one spin in 16, by comparing the thread's CPU time
-// with the wall clock over the whole spin (a system call, too dear for every wait). Spinners are
+// that kept its core shortens the next pause. A spin is suspected to be descheduled by a gap
+// between two clock readings in a tight loop, and, for one spin in 16, by comparing the thread's
+// CPU time with the wall clock over the whole spin (a system call, too dear for every wait). A
+// suspicion counts only if the thread was switched out involuntarily since it last looked: on a
+// virtual machine the host pauses a core now and then, which no neighbour of ours caused and
+// which spinning less would not help. Spinners are
 // the threads waiting for results (Supervisor::help), the pool's thread (Supervisor's loop) and
 // idle workers (WorkerLoop::fill).
 
@@ -35,8 +38,9 @@ class SpinGovernor {
   /// One spin in this many is audited with the thread's CPU time.
   static constexpr unsigned audit_every = 16;
 
-  /// The thread's CPU clock (replaced by tests).
+  /// The thread's CPU clock and its count of involuntary switches (replaced by tests).
   std::int64_t (*cpu_clock)() noexcept = &posix::thread_cpu_ns;
+  long (*preemptions)() noexcept = &posix::involuntary_switches;
 
   /// The process's governor.
   static SpinGovernor& process() noexcept {
@@ -62,6 +66,17 @@ class SpinGovernor {
   void kept_core() noexcept {
     std::int64_t p = pause_.load(std::memory_order_relaxed);
     if (p > 0) pause_.store(p / 2, std::memory_order_relaxed);
+  }
+
+  /// True if this thread was switched out involuntarily since it last asked (or if that cannot
+  /// be known; the first time: if it ever was).
+  bool preempted() noexcept {
+    thread_local long seen = -1;
+    const long n = preemptions();
+    if (n < 0) return true;
+    const bool more = seen >= 0 ? n > seen : n > 0;
+    seen = n;
+    return more;
   }
 
   /// How often a spinner lost its core since the process started (for tests and benchmarks).
@@ -101,7 +116,7 @@ class SpinGovernor {
         const std::int64_t cpu = g_.cpu_clock() - cpu_start_;
         if (wall - cpu > gap_ns && wall - cpu > wall / 4) {
           lose(now);
-          return;
+          if (!ok_) return;
         }
       }
       g_.kept_core();
@@ -109,6 +124,10 @@ class SpinGovernor {
 
    private:
     void lose(std::int64_t now) noexcept {
+      if (!g_.preempted()) {  // a pause of the machine, not a neighbour: spin on
+        last_ = now;
+        return;
+      }
       g_.lost_core(now);
       ok_ = false;
     }

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 namespace procpool::detail::posix {
@@ -19,6 +20,15 @@ inline std::int64_t thread_cpu_ns() noexcept {
   timespec ts{};
   if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
   return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+/// How often the calling thread was switched out while it could have run on: the scheduler gave
+/// its core to another thread of this machine (-1 if unknown). A pause of a virtual machine's
+/// core by its host does not count.
+inline long involuntary_switches() noexcept {
+  rusage ru{};
+  if (::getrusage(RUSAGE_THREAD, &ru) != 0) return -1;
+  return ru.ru_nivcsw;
 }
 
 /// CPUs in this process's affinity mask.
