@@ -126,8 +126,10 @@ class Supervisor final : public PoolHandle, public Waker {
   }
 
   // Results that come within a spin's reach keep the full spin; long waits halve it, so a pool
-  // of long tasks does not burn a core beside its workers on every wait.
-  // Only waits that helped teach: the others did not spin.
+  // of long tasks does not burn a core beside its workers on every wait. Only waits that helped
+  // teach (the others did not spin), so the budget never falls below an eighth: at 0 no wait
+  // would help, none would teach, and a pool that had a few slow waits (its start, a hiccup)
+  // stayed at sleeping round trips, 2-5x slower, for the rest of its life.
   void waited(std::chrono::nanoseconds total) noexcept override {
     if (!helped_last_wait) return;
     constexpr int full = config::wait_spin_us;
@@ -135,7 +137,7 @@ class Supervisor final : public PoolHandle, public Waker {
       spin_budget_us_.store(full, std::memory_order_relaxed);
     } else {
       int b = spin_budget_us_.load(std::memory_order_relaxed);
-      spin_budget_us_.store(b / 2, std::memory_order_relaxed);
+      spin_budget_us_.store(std::max(b / 2, full / 8), std::memory_order_relaxed);
     }
   }
 
