@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -8,7 +9,107 @@
 #include <span>
 #include <utility>
 
+#include <procpool/detail/config.hpp>
+
 namespace procpool::detail {
+
+/// Large buffers this process freed, kept for the next large frame: their pages are mapped
+/// already, and copying into fresh pages (a fault and a clearing each) is several times slower
+/// than into reused ones. Holds at most config::buffer_cache_bytes. Slots are claimed by
+/// compare-and-swap, not under a lock, so a child forked while another thread held a slot
+/// merely never sees that slot again: nothing in it can wait for a thread the fork left behind.
+class BufferCache {
+ public:
+  static BufferCache& process() noexcept {
+    static constinit BufferCache cache;
+    return cache;
+  }
+
+  /// A block of at least `n` bytes and at most twice that, or nullptr; `cap` is its size.
+  std::byte* take(std::size_t n, std::size_t& cap) noexcept {
+    if (bytes_.load(std::memory_order_relaxed) == 0) return nullptr;
+    for (Slot& s : slots_) {
+      std::size_t c = s.cap.load(std::memory_order_relaxed);
+      if (c < n || c / 2 > n) continue;
+      std::uint32_t st = full;
+      if (!s.state.compare_exchange_strong(st, busy, std::memory_order_acquire)) continue;
+      c = s.cap.load(std::memory_order_relaxed);
+      if (c < n || c / 2 > n) {  // replaced in between by one that does not fit
+        s.state.store(full, std::memory_order_release);
+        continue;
+      }
+      std::byte* p = s.p;
+      s.cap.store(0, std::memory_order_relaxed);
+      s.state.store(empty, std::memory_order_release);
+      bytes_.fetch_sub(c, std::memory_order_relaxed);
+      cap = c;
+      return p;
+    }
+    return nullptr;
+  }
+
+  /// Keeps `p` (of `cap` bytes, from malloc) if it is large and there is room; false: the caller
+  /// frees it.
+  bool keep(std::byte* p, std::size_t cap) noexcept {
+    if (cap < config::cached_buffer_min || cap > config::buffer_cache_bytes) return false;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (bytes_.fetch_add(cap, std::memory_order_relaxed) + cap <= config::buffer_cache_bytes) {
+        for (Slot& s : slots_) {
+          std::uint32_t st = empty;
+          if (!s.state.compare_exchange_strong(st, busy, std::memory_order_acquire)) continue;
+          s.p = p;
+          s.cap.store(cap, std::memory_order_relaxed);
+          s.state.store(full, std::memory_order_release);
+          return true;
+        }
+      }
+      bytes_.fetch_sub(cap, std::memory_order_relaxed);
+      if (attempt == 0 && !evict_smaller(cap)) return false;
+    }
+    return false;
+  }
+
+  /// Frees every block kept (a process idle for a while gives its memory back).
+  void clear() noexcept {
+    for (Slot& s : slots_) {
+      std::uint32_t st = full;
+      if (!s.state.compare_exchange_strong(st, busy, std::memory_order_acquire)) continue;
+      std::free(s.p);
+      bytes_.fetch_sub(s.cap.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+      s.state.store(empty, std::memory_order_release);
+    }
+  }
+
+  std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
+
+ private:
+  // Frees kept blocks smaller than `cap` until it would fit (a large block saves the most
+  // faults); false if none was freed.
+  bool evict_smaller(std::size_t cap) noexcept {
+    bool freed = false;
+    for (Slot& s : slots_) {
+      if (freed && bytes_.load(std::memory_order_relaxed) + cap <= config::buffer_cache_bytes)
+        break;
+      if (s.cap.load(std::memory_order_relaxed) >= cap) continue;
+      std::uint32_t st = full;
+      if (!s.state.compare_exchange_strong(st, busy, std::memory_order_acquire)) continue;
+      std::free(s.p);
+      bytes_.fetch_sub(s.cap.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+      s.state.store(empty, std::memory_order_release);
+      freed = true;
+    }
+    return freed;
+  }
+
+  enum : std::uint32_t { empty, busy, full };
+  struct Slot {
+    std::atomic<std::uint32_t> state{empty};
+    std::atomic<std::size_t> cap{0};  // read before claiming, to skip blocks that do not fit
+    std::byte* p = nullptr;
+  };
+  Slot slots_[config::buffer_cache_slots];
+  std::atomic<std::size_t> bytes_{0};
+};
 
 /// A growable byte buffer that does not zero what it grows into: encoders write every byte they
 /// reserve, and a large frame should be copied once, not cleared first.
@@ -23,14 +124,14 @@ class Buffer {
         cap_(std::exchange(o.cap_, 0)) {}
   Buffer& operator=(Buffer&& o) noexcept {
     if (this != &o) {
-      std::free(data_);
+      release(data_, cap_);
       data_ = std::exchange(o.data_, nullptr);
       size_ = std::exchange(o.size_, 0);
       cap_ = std::exchange(o.cap_, 0);
     }
     return *this;
   }
-  ~Buffer() { std::free(data_); }
+  ~Buffer() { release(data_, cap_); }
 
   std::byte* data() noexcept { return data_; }
   const std::byte* data() const noexcept { return data_; }
@@ -46,6 +147,16 @@ class Buffer {
     // Doubling keeps appends amortized; a larger request is taken exactly, not rounded up.
     std::size_t cap = cap_ < 128 ? 256 : cap_ * 2;
     if (cap < n) cap = n;
+    if (cap >= config::cached_buffer_min) {
+      std::size_t got = 0;
+      if (std::byte* p = BufferCache::process().take(cap, got)) {
+        if (size_ > 0) std::memcpy(p, data_, size_);
+        release(data_, cap_);
+        data_ = p;
+        cap_ = got;
+        return;
+      }
+    }
     auto* p = static_cast<std::byte*>(std::realloc(data_, cap));
     if (p == nullptr) throw std::bad_alloc();
     data_ = p;
@@ -84,6 +195,10 @@ class Buffer {
   }
 
  private:
+  static void release(std::byte* p, std::size_t cap) noexcept {
+    if (p != nullptr && !BufferCache::process().keep(p, cap)) std::free(p);
+  }
+
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t cap_ = 0;

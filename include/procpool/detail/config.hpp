@@ -35,12 +35,38 @@
 #define PROCPOOL_QUEUE_DEFAULT_BYTES (std::size_t{1} << 20)
 #endif
 
+#ifndef PROCPOOL_BUFFER_CACHE_BYTES
+/// How many bytes of large frame buffers each process keeps for reuse while it is busy (an idle
+/// second gives them back). Fresh pages cost a page fault and a clearing each: a 1 MiB argument
+/// is copied into reused pages several times faster. 0 turns the cache off, as AddressSanitizer
+/// builds do (a reused block would hide a use after free).
+#if defined(__SANITIZE_ADDRESS__)
+#define PROCPOOL_BUFFER_CACHE_BYTES 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PROCPOOL_BUFFER_CACHE_BYTES 0
+#endif
+#endif
+#endif
+#ifndef PROCPOOL_BUFFER_CACHE_BYTES
+#define PROCPOOL_BUFFER_CACHE_BYTES (std::size_t{256} << 20)
+#endif
+
 namespace procpool::detail::config {
 
 inline constexpr std::uint64_t max_frame = PROCPOOL_MAX_FRAME;
 inline constexpr std::int64_t supervisor_spin_ns = std::int64_t{PROCPOOL_SUPERVISOR_SPIN_US} * 1000;
 inline constexpr int wait_spin_us = PROCPOOL_WAIT_SPIN_US;
 inline constexpr int worker_spin_us = PROCPOOL_WORKER_SPIN_US;
+
+// ---- Frame buffers (buffer.hpp) ----
+inline constexpr std::size_t buffer_cache_bytes = PROCPOOL_BUFFER_CACHE_BYTES;
+/// Buffers at least this large are kept for reuse (smaller ones malloc serves from its heap).
+inline constexpr std::size_t cached_buffer_min = 256 * 1024;
+/// How many buffers the cache holds at most.
+inline constexpr std::size_t buffer_cache_slots = 64;
+/// A process idle this long frees the buffers it kept.
+inline constexpr std::chrono::seconds buffer_idle_keep{1};
 
 // ---- Scheduling (scheduler.hpp) ----
 /// Nanoseconds of queued work a worker's window may hold: one long job, or many short ones.

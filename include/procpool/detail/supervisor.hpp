@@ -25,6 +25,7 @@
 #include <thread>
 #include <utility>
 
+#include <procpool/detail/buffer.hpp>
 #include <procpool/detail/clock.hpp>
 #include <procpool/detail/completion.hpp>
 #include <procpool/detail/config.hpp>
@@ -328,6 +329,15 @@ class Supervisor final : public PoolHandle, public Waker {
         // Threads waiting for results do the I/O now (or did a moment ago, and will again): look
         // again soon for deaths and deadlines, but leave the cores to them and the workers.
         spin_step_ = -1;
+        if (workforce_.any_unsent()) {
+          // Frames wait for room: a helper looks at the channels only now and then, so the nap
+          // is taken on the transport, which wakes this thread as soon as a channel drains.
+          drive.unlock();
+          n = transport_->run(config::helped_wait, deferred);
+          drive.lock();
+          deferred.replay(direct);
+          continue;
+        }
         drive.unlock();
         std::unique_lock lock(helped_m_);
         helped_cv_.wait_for(lock, config::helped_wait);
@@ -341,12 +351,17 @@ class Supervisor final : public PoolHandle, public Waker {
         // Re-check after announcing sleep: a submit that saw sleeping_ == false did not wake us.
         if (!queue_.new_requests() && helpers_.load(std::memory_order_seq_cst) == 0 &&
             transport_->prepare_sleep()) {
-          const auto wait = next_wait();
+          auto wait = next_wait();
+          // Large buffers kept for reuse are given back after an idle second.
+          const bool trim = BufferCache::process().bytes() > 0 &&
+                            (wait.count() < 0 || wait >= config::buffer_idle_keep);
+          if (trim) wait = config::buffer_idle_keep;
           drive.unlock();
           n = transport_->run(wait, deferred);
           drive.lock();
           transport_->end_sleep();
           deferred.replay(direct);
+          if (trim && n == 0) BufferCache::process().clear();
         }
         sleeping_.store(false, std::memory_order_relaxed);
       } else if (n == 0) {

@@ -171,11 +171,13 @@ class WorkerLoop {
         // Idle: also take in segments the pool sent, and let go of those it says are gone.
         // Large buffers are kept for the next large task, but not for an idle second.
         bool big = in_.capacity() > config::worker_keep_bytes ||
-                   out_.capacity() > config::worker_keep_bytes;
+                   out_.capacity() > config::worker_keep_bytes ||
+                   BufferCache::process().bytes() > 0;
         int ready = posix::wait_either(ctx_.task_fd, ctx_.control_fd, big ? 1000 : -1);
         if (ready == 0) {
           if (in_.empty()) in_ = Buffer();
           out_ = Buffer();
+          BufferCache::process().clear();
           in_.reserve(in_.size() + 64 * 1024);
         }
         if (ready & 2) receive_segments(0);

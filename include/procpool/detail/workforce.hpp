@@ -112,6 +112,11 @@ class Workforce final : public FrameSink, public WorkerProbe {
     return std::all_of(records_.begin(), records_.end(),
                        [](auto& w) { return w.inflight.empty(); });
   }
+  /// Whether some worker's frames wait for room in its channel.
+  bool any_unsent() const {
+    return std::any_of(records_.begin(), records_.end(),
+                       [](auto& w) { return w.alive && w.unsent < w.inflight.size(); });
+  }
 
   // ---- Traffic --------------------------------------------------------------------------------
 
