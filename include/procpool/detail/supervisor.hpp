@@ -192,10 +192,11 @@ class Supervisor final : public PoolHandle, public Waker {
 
   // The pool's thread between rounds with nothing to do: spin on while the governor allows and
   // the thread keeps its core (an idle round takes a few microseconds, so a much longer gap
-  // between two means it was descheduled).
+  // between two means it was descheduled, if it was switched out: see SpinGovernor).
   bool keep_spinning(std::int64_t now) noexcept {
     auto& governor = SpinGovernor::process();
-    const bool lost = spin_step_ >= 0 && now - spin_step_ > SpinGovernor::round_gap_ns;
+    const bool lost =
+        spin_step_ >= 0 && now - spin_step_ > SpinGovernor::round_gap_ns && governor.preempted();
     if (lost) governor.lost_core(now);
     spin_step_ = lost || !governor.may_spin(now) ? -1 : now;
     return spin_step_ >= 0;
