@@ -1,6 +1,7 @@
 // Pool lifecycle: close, terminate, join, destruction, initializers, maxtasksperchild, and the
 // hygiene of the processes and descriptors a pool leaves behind.
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
@@ -12,9 +13,11 @@
 #include <string>
 #include <support/ranges_support.hpp>
 #include <support/test_support.hpp>
+#include <thread>
 #include <vector>
 
 #include <fcntl.h>
+#include <link.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -239,6 +242,30 @@ TEST_CASE("maxtasksperchild replaces workers and loses nothing", "[lifecycle]") 
     return procpool_test::children_of(::getpid(), true) == procpool_test::live_children();
   }));
   CHECK(wait_until([] { return procpool_test::live_children().size() == 3; }));
+}
+
+// glibc's fork does not reset the lock dl_iterate_phdr takes: a worker forked while another
+// thread was inside dl_iterate_phdr (as a thread submitting tasks often is) used to wait for that
+// lock for ever on its first task.
+TEST_CASE("workers start while another thread is inside dl_iterate_phdr", "[lifecycle]") {
+  std::atomic<bool> stop{false};
+  std::thread looker([&] {
+    while (!stop.load(std::memory_order_relaxed))
+      dl_iterate_phdr([](dl_phdr_info*, std::size_t, void*) { return 0; }, nullptr);
+  });
+  int answered = 0;
+  {
+    procpool::Pool pool(recycled_workers(1, 1));  // each task in a newly started worker
+    for (int i = 0; i < 20; ++i) {
+      auto r = pool.apply_async(square, i);
+      if (!r.wait_for(10s) || r.get() != i * i) break;
+      ++answered;
+    }
+    stop = true;
+    looker.join();
+    if (answered < 20) pool.terminate();  // the stuck worker must not hold the destructor
+  }
+  CHECK(answered == 20);
 }
 
 TEST_CASE("maxtasksperchild = 3 with one worker: task 4 runs in a new process", "[lifecycle]") {

@@ -248,11 +248,16 @@ TaskRef task_ref(F f) {
 /// Resolves image addresses in a worker, remembering recent ones.
 class AddressCache {
  public:
+  /// `modules`: the loaded objects as the parent saw them just before it forked this process
+  /// (see posix::ModuleTable), looked up first; nullptr in a worker started otherwise.
+  explicit AddressCache(const posix::ModuleTable* modules = nullptr) : modules_(modules) {}
+
   std::uintptr_t resolve(const posix::ImageAddress& a) {
     if (a.module == 0 && a.offset == 0) return 0;
     for (auto& e : entries_)
       if (e.used && e.addr.module == a.module && e.addr.offset == a.offset) return e.resolved;
-    auto p = reinterpret_cast<std::uintptr_t>(posix::resolve_code(a));
+    void* code = modules_ ? modules_->resolve(a) : nullptr;
+    auto p = reinterpret_cast<std::uintptr_t>(code ? code : posix::resolve_code(a));
     if (p == 0) return 0;
     auto& slot = entries_[next_++ % std::size(entries_)];
     slot = {true, a, p};
@@ -265,6 +270,7 @@ class AddressCache {
     posix::ImageAddress addr;
     std::uintptr_t resolved = 0;
   };
+  const posix::ModuleTable* modules_;
   Entry entries_[16];
   std::size_t next_ = 0;
 };

@@ -41,11 +41,13 @@ struct WorkerContext {
   bool has_init = false;       // an init frame comes first
   WorkerSlot* slot = nullptr;  // shared with the pool
   int control_fd = -1;         // shared memory segments from the pool
+  // fork: the parent's loaded objects at the fork, for resolving tasks (see posix::ModuleTable).
+  const posix::ModuleTable* modules = nullptr;
 };
 
 class WorkerLoop {
  public:
-  explicit WorkerLoop(const WorkerContext& ctx) : ctx_(ctx) {
+  explicit WorkerLoop(const WorkerContext& ctx) : ctx_(ctx), cache_(ctx.modules) {
     in_.reserve(config::worker_in_bytes);
     out_.reserve(config::worker_out_bytes);
   }

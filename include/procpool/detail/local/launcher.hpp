@@ -16,6 +16,7 @@
 #include <procpool/detail/posix/error.hpp>
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/launch.hpp>
+#include <procpool/detail/posix/module.hpp>
 #include <procpool/detail/posix/process.hpp>
 #include <procpool/detail/segment.hpp>
 #include <procpool/detail/worker.hpp>
@@ -58,6 +59,10 @@ class ForkLauncher final : public Launcher {
     ctx.maxtasks = static_cast<std::size_t>(r.params.maxtasks);
     ctx.has_init = r.params.has_init != 0;
     ctx.slot = r.slot;
+    // The child looks its tasks up in this copy, never through the loader's lock (which another
+    // thread may hold at the fork; see posix::ModuleTable).
+    const posix::ModuleTable modules = posix::ModuleTable::capture();
+    ctx.modules = &modules;
     posix::ChildSpec spec;
     spec.body = &worker_main;
     spec.ctx = &ctx;

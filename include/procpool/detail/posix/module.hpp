@@ -4,6 +4,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <dlfcn.h>
@@ -88,6 +89,65 @@ inline void* resolve_code(const ImageAddress& a) noexcept {
   if (!q.found) return nullptr;
   return reinterpret_cast<void*>(q.base + a.offset);
 }
+
+/// The loaded objects, copied out of the dynamic loader's list so that a child forked later can
+/// look up code addresses without asking the loader. dl_iterate_phdr takes a lock of glibc's
+/// (_dl_load_write_lock) that fork does not reset: had another thread of the parent been inside
+/// dl_iterate_phdr at the fork (submitting a task runs locate_code), the child's first lookup
+/// would wait for a thread it does not have, for ever.
+class ModuleTable {
+ public:
+  /// The objects loaded now. Empty if it cannot be made (then `resolve` finds nothing).
+  static ModuleTable capture() noexcept {
+    ModuleTable t;
+    bool failed = false;
+    struct Ctx {
+      ModuleTable& t;
+      bool& failed;
+    } ctx{t, failed};
+    dl_iterate_phdr(
+        [](dl_phdr_info* info, std::size_t, void* data) -> int {
+          auto& c = *static_cast<Ctx*>(data);
+          try {
+            Module m;
+            m.name = hash_name(info->dlpi_name ? info->dlpi_name : "");
+            m.base = info->dlpi_addr;
+            for (int i = 0; i < info->dlpi_phnum; ++i) {
+              const auto& ph = info->dlpi_phdr[i];
+              if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X))
+                m.code.push_back({ph.p_vaddr, ph.p_vaddr + ph.p_memsz});
+            }
+            c.t.modules_.push_back(std::move(m));
+            return 0;
+          } catch (...) {
+            c.failed = true;
+            return 1;
+          }
+        },
+        &ctx);
+    if (failed) t.modules_.clear();
+    return t;
+  }
+
+  /// As resolve_code, from the copy: nullptr if the copy has no such code.
+  void* resolve(const ImageAddress& a) const noexcept {
+    for (const Module& m : modules_) {
+      if (m.name != a.module) continue;  // the first object of that name, as resolve_code
+      for (const auto& [lo, hi] : m.code)
+        if (a.offset >= lo && a.offset < hi) return reinterpret_cast<void*>(m.base + a.offset);
+      return nullptr;
+    }
+    return nullptr;
+  }
+
+ private:
+  struct Module {
+    std::uint64_t name = 0;
+    std::uintptr_t base = 0;
+    std::vector<std::pair<std::uintptr_t, std::uintptr_t>> code;  // executable, base-relative
+  };
+  std::vector<Module> modules_;
+};
 
 namespace elf {
 
