@@ -6,6 +6,8 @@
 //
 // Usage: procpool_soak [SECONDS] [--threads N] [--seed S]   (default: 20 seconds, 3 threads)
 // Prints a tally; exits 0 when no invariant was broken, 1 otherwise, 2 on a bad option.
+// For a hang under a debugger: SOAK_HANG_AFTER=SECONDS replaces the watchdog's 180 s, and with
+// SOAK_HANG_PAUSE=1 the watchdog prints the pid and waits instead of exiting.
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -613,9 +615,12 @@ int main(int argc, char** argv) {
     bool done = false;
     std::thread watchdog([&] {
       std::unique_lock l(done_m);
-      if (done_cv.wait_until(l, until + kHangAfter, [&] { return done; })) return;
+      std::chrono::seconds hang_after = kHangAfter;
+      if (const char* h = std::getenv("SOAK_HANG_AFTER"))
+        hang_after = std::chrono::seconds(std::atoi(h));
+      if (done_cv.wait_until(l, until + hang_after, [&] { return done; })) return;
       std::printf("soak: FAILED: still running %lld s after the end; threads are at:\n",
-                  static_cast<long long>(kHangAfter.count()));
+                  static_cast<long long>(hang_after.count()));
       Tally partial;
       for (std::size_t i = 0; i < drivers.size(); ++i) {
         std::printf("  thread %zu: %s\n", i, drivers[i]->doing());
@@ -625,6 +630,11 @@ int main(int argc, char** argv) {
       print_tally(partial, sw.seconds());
       for (const auto& v : partial.violations) std::printf("  %s\n", v.c_str());
       std::fflush(stdout);
+      if (std::getenv("SOAK_HANG_PAUSE")) {
+        std::printf("soak: HANG pid %d, pausing for a debugger\n", static_cast<int>(::getpid()));
+        std::fflush(stdout);
+        for (;;) ::pause();
+      }
       std::_Exit(1);
     });
     for (auto& t : ts) t.join();
