@@ -11,6 +11,8 @@
 #include <time.h>
 #include <vector>
 
+#include <sys/resource.h>
+
 #include <procpool/procpool.hpp>
 
 namespace {
@@ -92,6 +94,13 @@ double thread_cpu_us() {
   return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
 }
 
+// This thread's system (kernel) CPU time.
+double thread_sys_us() {
+  rusage ru{};
+  ::getrusage(RUSAGE_THREAD, &ru);
+  return static_cast<double>(ru.ru_stime.tv_sec) * 1e6 + static_cast<double>(ru.ru_stime.tv_usec);
+}
+
 void report_steps(benchmark::State& state, const char* what, std::vector<double> steps) {
   std::sort(steps.begin(), steps.end());
   const double median = steps[steps.size() / 2];
@@ -106,20 +115,27 @@ void report_steps(benchmark::State& state, const char* what, std::vector<double>
 void list_push_1gib(benchmark::State& state) {
   using clock = std::chrono::steady_clock;
   const std::string item(1024, 'x');
-  std::vector<double> wall, cpu;
+  std::vector<double> wall, cpu, sys;
   for (auto _ : state) {
     procpool::List<std::string> l;
     wall.clear();
     cpu.clear();
+    sys.clear();
     for (int s = 0; s < 1024; ++s) {
       const auto t0 = clock::now();
       const double c0 = thread_cpu_us();
+      const double s0 = thread_sys_us();
       for (int k = 0; k < 1024; ++k) l.push_back(item);
       cpu.push_back(thread_cpu_us() - c0);
+      sys.push_back(thread_sys_us() - s0);
       wall.push_back(std::chrono::duration<double, std::micro>(clock::now() - t0).count());
     }
     benchmark::DoNotOptimize(l.size());
   }
+  // Where the costliest step was, and how much of it the kernel took (a growth step's memory).
+  const auto worst = std::max_element(cpu.begin(), cpu.end()) - cpu.begin();
+  state.counters["cpu_max_step"] = static_cast<double>(worst);
+  state.counters["cpu_max_sys_us"] = sys[static_cast<std::size_t>(worst)];
   report_steps(state, "wall", wall);
   report_steps(state, "cpu", cpu);
   state.SetBytesProcessed(state.iterations() * 1024 * 1024 * 1024);
