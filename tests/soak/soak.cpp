@@ -41,6 +41,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <procpool/detail/posix/sync.hpp>
 #include <procpool/procpool.hpp>
 
 using namespace std::chrono_literals;
@@ -49,17 +50,7 @@ using procpool_test::Clock;
 // How long after its end a run counts as hung.
 constexpr std::chrono::seconds kHangAfter{180};
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kThreadSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kThreadSanitizer = true;
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
+constexpr bool kThreadSanitizer = PROCPOOL_TSAN != 0;  // the library's own detection
 
 namespace {
 
@@ -602,6 +593,9 @@ int main(int argc, char** argv) {
     }
   }
   if (threads == 0) usage("--threads must be at least 1");
+  std::chrono::seconds hang_after = kHangAfter;
+  if (const char* h = std::getenv("SOAK_HANG_AFTER"))
+    hang_after = std::chrono::seconds(parse_number("SOAK_HANG_AFTER", h, 7 * 24 * 3600));
 
   // ThreadSanitizer's runtime starts a thread of its own with the program's first thread and
   // keeps it to the end: let it start before the count, or it reads as a thread left behind.
@@ -633,9 +627,6 @@ int main(int argc, char** argv) {
     bool done = false;
     std::thread watchdog([&] {
       std::unique_lock l(done_m);
-      std::chrono::seconds hang_after = kHangAfter;
-      if (const char* h = std::getenv("SOAK_HANG_AFTER"))
-        hang_after = std::chrono::seconds(std::atoi(h));
       if (done_cv.wait_until(l, until + hang_after, [&] { return done; })) return;
       std::printf("soak: FAILED: still running %lld s after the end; threads are at:\n",
                   static_cast<long long>(hang_after.count()));
