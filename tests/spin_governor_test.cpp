@@ -1,6 +1,7 @@
 // The spin governor's policy, on made-up clock readings: a spinner that loses its core pauses
 // spinning for the whole process, longer while it keeps happening, shorter after spins that kept
 // their core; the occasional audit of the thread's CPU time catches what the gap check misses.
+// And whether to spin at all follows which way the measured waits were shorter.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -144,4 +145,77 @@ TEST_CASE("A gap without an involuntary switch is the host's pause, not a neighb
   t += SpinGovernor::gap_ns + 5 * us;
   CHECK_FALSE(w.step(t));
   CHECK(g.losses() == 1);
+}
+
+namespace {
+
+// `n` waits for results, each as long as the way the governor waits at the time makes it.
+struct Waits {
+  std::int64_t spinning;
+  std::int64_t sleeping;
+};
+unsigned feed(SpinGovernor& g, std::int64_t& t, unsigned n, Waits w) {
+  unsigned spun = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    const bool spin = g.spinning();
+    spun += spin ? 1 : 0;
+    t += spin ? w.spinning : w.sleeping;
+    g.record_wait(spin ? w.spinning : w.sleeping, t);
+  }
+  return spun;
+}
+
+}  // namespace
+
+TEST_CASE("Waits keep spinning while spinning measures shorter", "[spin][spin-policy]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  const unsigned n = 100 * SpinGovernor::epoch_waits;
+  const unsigned spun = feed(g, t, n, {.spinning = 6 * us, .sleeping = 120 * us});
+  CHECK(g.spinning());
+  CHECK(g.switches() == 0);
+  // Probes of sleeping end after the few waits that show it cannot win.
+  CHECK(n - spun < 8 * 10);
+}
+
+TEST_CASE("Waits sleep once sleeping measures shorter (a busy machine)", "[spin][spin-policy]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  const auto gen = g.mode_generation();
+  feed(g, t, 2 * SpinGovernor::epoch_waits, {.spinning = 1200 * us, .sleeping = 60 * us});
+  CHECK_FALSE(g.spinning());
+  CHECK(g.switches() == 1);
+  CHECK(g.mode_generation() != gen);  // pools tell their workers
+
+  // Settled: probes of spinning come ever more rarely and cost a wait or two each.
+  const unsigned n = 2000 * SpinGovernor::epoch_waits;
+  const unsigned spun = feed(g, t, n, {.spinning = 1200 * us, .sleeping = 60 * us});
+  CHECK_FALSE(g.spinning());
+  CHECK(g.switches() == 1);
+  CHECK(spun < 2 * 20);
+}
+
+TEST_CASE("The way of waiting follows when the machine changes", "[spin][spin-policy]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  feed(g, t, 3000 * SpinGovernor::epoch_waits, {.spinning = 1200 * us, .sleeping = 60 * us});
+  REQUIRE_FALSE(g.spinning());
+  // The neighbours are gone: spinning is found to pay again within the longest probe gap.
+  const std::int64_t quiet_from = t;
+  while (g.switches() < 2 && t - quiet_from < 2 * SpinGovernor::max_probe_gap_ns)
+    feed(g, t, 1, {.spinning = 6 * us, .sleeping = 60 * us});
+  CHECK(g.switches() == 2);
+  CHECK(t - quiet_from <= SpinGovernor::max_probe_gap_ns + SpinGovernor::epoch_waits * 60 * us);
+  feed(g, t, 100 * SpinGovernor::epoch_waits, {.spinning = 6 * us, .sleeping = 60 * us});
+  CHECK(g.spinning());
+  CHECK(g.switches() == 2);
+}
+
+TEST_CASE("Long waits teach nothing about how to wait", "[spin][spin-policy]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  // Tasks of 50 ms: spinning or not, every wait is (clipped to) the same.
+  feed(g, t, 200 * SpinGovernor::epoch_waits, {.spinning = 50 * ms, .sleeping = 50 * ms});
+  CHECK(g.switches() == 0);
+  CHECK(g.spinning());
 }

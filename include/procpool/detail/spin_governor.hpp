@@ -16,10 +16,20 @@
 // which spinning less would not help. Spinners are
 // the threads waiting for results (Supervisor::help), the pool's thread (Supervisor's loop) and
 // idle workers (WorkerLoop::fill).
+//
+// Those signals miss the costliest case: spins too short to be descheduled while they run, on a
+// machine whose cores are busy, cost each round trip a neighbour's time slice later (measured:
+// 1.2 ms instead of 60 µs sleeping, with two CPU burners beside a Pool(2)); and on some hosts a
+// wake-up is cheap enough that sleeping wins even when the machine is quiet. So whether to spin
+// at all is measured, not guessed: the process times its waits for results in epochs of
+// `epoch_waits`, and now and then runs an epoch the other way (a probe). A probe that waited
+// clearly less wins; one that did not makes the next probe twice as far away (at most
+// `max_probe_gap_ns`), so a settled program pays for probing about 1% of its waits.
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 
 #include <procpool/detail/clock.hpp>
 #include <procpool/detail/posix/cpu.hpp>
@@ -48,10 +58,66 @@ class SpinGovernor {
     return g;
   }
 
+  /// Waits measured per epoch; the epoch's mean decides.
+  static constexpr unsigned epoch_waits = 32;
+  /// Longer waits count as this long: a long task says nothing about how to wait for it.
+  static constexpr std::int64_t wait_clip_ns = 2'000'000;
+  /// Probes never stop: conditions change (a neighbour starts or ends).
+  static constexpr std::int64_t max_probe_gap_ns = 2'000'000'000;
+  static constexpr unsigned max_probe_gap_epochs = 1024;
+
   /// False while spinning is paused: wait by sleeping.
   bool may_spin(std::int64_t now) const noexcept {
     return now >= resume_at_.load(std::memory_order_relaxed);
   }
+
+  /// Whether the waits for this process's results spin at all (see record_wait): its waiting
+  /// threads, its pools' threads and, told by their pools, its workers. A worker's own
+  /// governor is not asked: it measures no waits.
+  bool spinning() const noexcept { return spinning_.load(std::memory_order_relaxed); }
+  /// Changes each time spinning() does: a pool tells its workers then.
+  std::uint32_t mode_generation() const noexcept {
+    return mode_gen_.load(std::memory_order_acquire);
+  }
+
+  /// A thread waited `wait_ns` for a result (it found none ready when it began). Waits that
+  /// race another thread's report are dropped: a sample less changes nothing.
+  void record_wait(std::int64_t wait_ns, std::int64_t now) noexcept {
+    std::unique_lock lock(policy_m_, std::try_to_lock);
+    if (!lock.owns_lock()) return;
+    sum_ns_ += std::clamp<std::int64_t>(wait_ns, 0, wait_clip_ns);
+    ++count_;
+    // A probe ends as soon as it cannot win any more: under load a spinning epoch costs
+    // milliseconds a wait, and one or two such waits tell enough.
+    const bool lost = probing_ && sum_ns_ * 5 >= last_mean_ * 4 * epoch_waits;
+    if (count_ < epoch_waits && !lost) return;
+    const std::int64_t mean = sum_ns_ / count_;
+    sum_ns_ = 0;
+    count_ = 0;
+    if (probing_) {
+      probing_ = false;
+      if (!lost) {  // the other way waited clearly less: keep it
+        spin_best_ = !spin_best_;
+        gap_epochs_ = 1;  // and soon look back, in case the probe was lucky
+        switches_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        gap_epochs_ = std::min(2 * gap_epochs_, max_probe_gap_epochs);
+        set_spinning(spin_best_);
+      }
+      left_epochs_ = gap_epochs_;
+      last_probe_ = now;
+      if (!lost) last_mean_ = mean;
+      return;
+    }
+    last_mean_ = mean;
+    if (--left_epochs_ == 0 || now - last_probe_ >= max_probe_gap_ns) {
+      probing_ = true;
+      set_spinning(!spin_best_);
+    }
+  }
+
+  /// How often the measured best way to wait changed (for tests and benchmarks).
+  std::uint64_t switches() const noexcept { return switches_.load(std::memory_order_relaxed); }
 
   /// A spinner lost its core at `now`: pause all spinning, longer each time in a row.
   void lost_core(std::int64_t now) noexcept {
@@ -145,6 +211,24 @@ class SpinGovernor {
   std::atomic<std::int64_t> pause_{0};
   std::atomic<std::uint64_t> losses_{0};
   std::atomic<unsigned> spins_{0};
+
+  void set_spinning(bool on) noexcept {
+    if (spinning_.exchange(on, std::memory_order_relaxed) != on)
+      mode_gen_.fetch_add(1, std::memory_order_release);
+  }
+
+  std::atomic<bool> spinning_{true};
+  std::atomic<std::uint32_t> mode_gen_{0};
+  std::atomic<std::uint64_t> switches_{0};
+  std::mutex policy_m_;  // guards the epoch state below
+  bool spin_best_ = true;
+  bool probing_ = false;
+  unsigned count_ = 0;
+  std::int64_t sum_ns_ = 0;
+  std::int64_t last_mean_ = 0;
+  std::int64_t last_probe_ = 0;
+  unsigned gap_epochs_ = 1;
+  unsigned left_epochs_ = 1;
 };
 
 }  // namespace procpool::detail

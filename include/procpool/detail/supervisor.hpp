@@ -107,7 +107,7 @@ class Supervisor final : public PoolHandle, public Waker {
     // does every waiter while the governor has spinning paused: spinners beyond the free cores
     // only take them from the workers.
     auto& governor = SpinGovernor::process();
-    if (!governor.may_spin(now_ns())) return done();
+    if (!governor.spinning() || !governor.may_spin(now_ns())) return done();
     int idle = 0;
     if (!helpers_.compare_exchange_strong(idle, 1, std::memory_order_acq_rel)) return done();
     helped_last_wait = true;
@@ -132,6 +132,7 @@ class Supervisor final : public PoolHandle, public Waker {
   // would help, none would teach, and a pool that had a few slow waits (its start, a hiccup)
   // stayed at sleeping round trips, 2-5x slower, for the rest of its life.
   void waited(std::chrono::nanoseconds total) noexcept override {
+    SpinGovernor::process().record_wait(total.count(), now_ns());
     if (!helped_last_wait) return;
     constexpr int full = config::wait_spin_us;
     if (total < std::chrono::microseconds(2 * full)) {
@@ -198,7 +199,7 @@ class Supervisor final : public PoolHandle, public Waker {
     const bool lost =
         spin_step_ >= 0 && now - spin_step_ > SpinGovernor::round_gap_ns && governor.preempted();
     if (lost) governor.lost_core(now);
-    spin_step_ = lost || !governor.may_spin(now) ? -1 : now;
+    spin_step_ = lost || !governor.spinning() || !governor.may_spin(now) ? -1 : now;
     return spin_step_ >= 0;
   }
 

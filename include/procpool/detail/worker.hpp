@@ -148,7 +148,7 @@ class WorkerLoop {
     // Spins only while cores are free (see SpinGovernor): on a busy machine the pool's other
     // processes need this core more than this worker needs a quick start.
     SpinGovernor::Watch watch(SpinGovernor::process(), t0);
-    bool spun = !watch.ok();
+    bool spun = !watch.ok() || !may_poll();
     for (;;) {
       if (spun || !ctx_.slot || ctx_.slot->sent.load(std::memory_order_acquire) != received_) {
         std::error_code ec;
@@ -164,7 +164,7 @@ class WorkerLoop {
       }
       if (!spun) {
         const std::int64_t t = now_ns();
-        if (!watch.step(t) || t >= spin_until) {
+        if (!watch.step(t) || t >= spin_until || !may_poll()) {
           watch.finish(t);
           spun = true;
         }
@@ -191,6 +191,10 @@ class WorkerLoop {
       }
       std::this_thread::yield();  // a busy machine's other processes come first
     }
+  }
+
+  bool may_poll() const noexcept {
+    return !ctx_.slot || ctx_.slot->may_poll.load(std::memory_order_relaxed) != 0;
   }
 
   // Hands the result in `out_` to the pool: through the slot's ring when it fits (see

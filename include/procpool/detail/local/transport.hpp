@@ -22,6 +22,7 @@
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/shm.hpp>
 #include <procpool/detail/segment.hpp>
+#include <procpool/detail/spin_governor.hpp>
 #include <procpool/detail/transport.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/options.hpp>
@@ -67,6 +68,7 @@ class LocalTransport final : public Transport {
     s->ring_tail.store(0);
     s->ring_head.store(0);
     s->reader_sleeping.store(0);
+    s->may_poll.store(SpinGovernor::process().spinning() ? 1 : 0);
     // A predecessor's revocations are not this worker's: a job it had revoked may come again.
     for (auto& c : s->cancelled) c.store(0);
     s->cancel_live.store(0);
@@ -131,6 +133,14 @@ class LocalTransport final : public Transport {
   void interrupt() noexcept override { posix::eventfd_signal(wake_.get()); }
 
   void tidy() override {
+    // Workers poll for tasks only while this process's waits spin (see SpinGovernor).
+    const auto& governor = SpinGovernor::process();
+    if (const auto g = governor.mode_generation(); g != poll_mode_gen_) {
+      poll_mode_gen_ = g;
+      const std::uint32_t poll = governor.spinning() ? 1 : 0;
+      for (std::size_t i = 0; i < opts_.processes; ++i)
+        slot_of(i)->may_poll.store(poll, std::memory_order_relaxed);
+    }
     auto deaths = segment_deaths().load(std::memory_order_acquire);
     if (deaths != seen_deaths_) {
       seen_deaths_ = deaths;
@@ -211,6 +221,7 @@ class LocalTransport final : public Transport {
   std::unique_ptr<Launcher> launcher_;
   std::vector<Link*> links_;  // by slot: the live worker's link, or none
   std::uint64_t seen_deaths_ = 0;
+  std::uint32_t poll_mode_gen_ = 0;
 };
 
 }  // namespace procpool::detail::local

@@ -24,6 +24,9 @@ struct alignas(64) WorkerSlot {
   // Bytes the worker has written to its result pipe, so a thread polling for results looks at
   // memory, not at the kernel, until one is there.
   std::atomic<std::uint64_t> returned{0};
+  // Whether an idle worker may poll `sent` before it sleeps: the pool's process measures which
+  // way its waits are shorter (SpinGovernor::spinning) and says so here.
+  std::atomic<std::uint32_t> may_poll{1};
   // Jobs revoked after they were sent to this worker: it skips them instead of running them.
   // A set, not a ring: an entry stays until the job's answer has come (0 marks a free one), so a
   // revocation is never forgotten while the worker may still reach the job. The pool counts
