@@ -1,6 +1,7 @@
 // Pool: apply, apply_async, map, map_async, starmap, starmap_async over all kinds of input
 // ranges and tasks; ordering, chunking, concurrency of submitters and the stats() counters.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -189,6 +190,51 @@ TEST_CASE("tasks take and return plain aggregates", "[pool]") {
   REQUIRE(pts.size() == 2);
   CHECK(pts[1].label == "b");
   CHECK(pts[1].tags == std::vector<int>{2, 3});
+}
+
+namespace {
+struct Vec3 {
+  double x, y, z;
+};
+Vec3 scaled(Vec3 v) {
+  return {2 * v.x, 2 * v.y, 2 * v.z};
+}
+std::array<int, 4> spread(int x) {
+  return {x, x + 1, x + 2, x + 3};
+}
+double half(long x) {
+  return static_cast<double>(x) / 2;
+}
+std::string digits(std::uint8_t x) {
+  return std::to_string(x);
+}
+}  // namespace
+
+// Plain numbers and padding-free structs travel as their bytes (no per-item codec call): every
+// mix of such types and others, and arguments converted to the parameter's type, come back right.
+TEST_CASE("map over plain numbers and padding-free structs", "[pool]") {
+  procpool::Pool pool(workers(2));
+  std::vector<Vec3> vs;
+  for (int i = 0; i < 5000; ++i) vs.push_back({i * 1.0, i * 0.5, -i * 1.0});
+  auto r = pool.map(scaled, vs);
+  REQUIRE(r.size() == vs.size());
+  for (std::size_t i = 0; i < vs.size(); ++i) {
+    CHECK(r[i].x == 2 * vs[i].x);
+    CHECK(r[i].y == 2 * vs[i].y);
+    CHECK(r[i].z == 2 * vs[i].z);
+  }
+  std::vector<int> ints(3000);
+  std::iota(ints.begin(), ints.end(), -1500);
+  auto arrays = pool.map(spread, ints);
+  REQUIRE(arrays.size() == ints.size());
+  CHECK(arrays.front() == std::array<int, 4>{-1500, -1499, -1498, -1497});
+  CHECK(arrays.back() == std::array<int, 4>{1499, 1500, 1501, 1502});
+  auto halves = pool.map(half, ints);  // int arguments for a long parameter
+  REQUIRE(halves.size() == ints.size());
+  CHECK(halves[1] == -749.5);
+  CHECK(pool.map(digits, std::vector<std::uint8_t>{0, 7, 255}) ==
+        std::vector<std::string>{"0", "7", "255"});
+  CHECK(pool.apply(scaled, Vec3{1, 2, 3}).z == 6);
 }
 
 TEST_CASE("the pool keeps no copies of arguments or results", "[pool]") {

@@ -105,6 +105,18 @@ T decode_value(Reader& r) {
   }
 }
 
+/// True when codec `C` encodes every `T` as exactly the object's bytes (BinaryCodec's
+/// padding-free packed types): the pool then copies such values with memcpy, without a Reader
+/// or Writer per value.
+template <class C, class T>
+consteval bool raw_encoded() {
+  if constexpr (std::is_same_v<C, BinaryCodec>) {
+    return bin::is_bulk<T>();
+  } else {
+    return false;
+  }
+}
+
 /// Encodes `v` alone into `b` (cleared first) with codec `C`, for a shared container's item.
 template <class C, class T>
 std::span<const std::byte> encode_item(Buffer& b, const T& v) {

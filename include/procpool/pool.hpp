@@ -173,6 +173,17 @@ class Pool {
 
   template <class W, class... A>
   static void add_item(detail::Buffer& b, A&&... a) {
+    if constexpr (sizeof...(A) == 1 && std::tuple_size_v<W> == 1) {
+      using W0 = std::tuple_element_t<0, W>;
+      if constexpr ((std::is_same_v<std::remove_cvref_t<A>, W0> && ...) &&
+                    detail::raw_encoded<Codec, W0>()) {
+        // An element of a map over plain numbers or structs: its length, then its bytes.
+        const std::uint64_t n = sizeof(W0);
+        b.append(&n, sizeof n);
+        (b.append(&a, sizeof(W0)), ...);
+        return;
+      }
+    }
     std::size_t at = b.size();
     detail::put_u64(b, 0);
     Writer w(b);

@@ -3,6 +3,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <iterator>
 #include <span>
@@ -142,18 +143,35 @@ struct Invoker<Codec, F, std::tuple<W...>> {
     try {
       try {
         std::size_t at = begin_item(out, ItemStatus::ok);
+        F f = make(fn);
+        auto call = [&](std::tuple<W...>& t) {
+          if constexpr (std::is_void_v<R>) {
+            std::apply([&](W&... a) { f(std::move(a)...); }, t);
+          } else {
+            R result = std::apply([&](W&... a) -> R { return f(std::move(a)...); }, t);
+            if constexpr (raw_encoded<Codec, std::remove_cvref_t<R>>()) {
+              out.append(&result, sizeof result);
+            } else {
+              Writer w(out);
+              encode_value<Codec, std::remove_cvref_t<R>>(w, result);
+            }
+          }
+        };
+        // A map over plain numbers or structs runs this per element: one copy, no Reader.
+        if constexpr (sizeof...(W) == 1 && (raw_encoded<Codec, W>() && ...)) {
+          if (args.size() == (sizeof(W) + ...)) {
+            std::tuple<W...> t;
+            std::memcpy(static_cast<void*>(&std::get<0>(t)), args.data(), args.size());
+            call(t);
+            finish_item(out, at);
+            return;
+          }
+        }
         Reader r(args);
         // Braced initialization decodes the arguments left to right.
         std::tuple<W...> t{decode_value<Codec, W>(r)...};
         if (!r.at_end()) throw CodecError("task arguments have trailing bytes");
-        F f = make(fn);
-        if constexpr (std::is_void_v<R>) {
-          std::apply([&](W&... a) { f(std::move(a)...); }, t);
-        } else {
-          R result = std::apply([&](W&... a) -> R { return f(std::move(a)...); }, t);
-          Writer w(out);
-          encode_value<Codec, std::remove_cvref_t<R>>(w, result);
-        }
+        call(t);
         finish_item(out, at);
       } catch (const CodecError& e) {
         out.resize(mark);

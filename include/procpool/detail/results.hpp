@@ -4,6 +4,7 @@
 // bytes were checked by the frame reader, the values are checked here by the codec.
 
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <span>
@@ -51,6 +52,9 @@ void materialize_single(TypedCompletion<R>& t) {
 template <class Codec, class R>
 void materialize_map(TypedCompletion<std::vector<stored_t<R>>>& t) {
   std::vector<stored_t<R>> out;
+  std::size_t items = 0;
+  for (const JobOutcome& o : t.outcomes()) items += o.count;
+  out.reserve(items);
   for (const JobOutcome& o : t.outcomes()) {
     if (o.error) {
       t.error = o.error;
@@ -60,6 +64,13 @@ void materialize_map(TypedCompletion<std::vector<stored_t<R>>>& t) {
     for_each_item(o.payload(), o.count, [&](const ItemView& it) {
       if (failed) return;
       if (it.status == ItemStatus::ok) {
+        if constexpr (raw_encoded<Codec, stored_t<R>>()) {
+          if (it.bytes.size() == sizeof(stored_t<R>)) {  // else the codec says what is wrong
+            stored_t<R>& v = out.emplace_back();
+            std::memcpy(static_cast<void*>(&v), it.bytes.data(), sizeof v);
+            return;
+          }
+        }
         out.push_back(decode_result<Codec, R>(it.bytes));
       } else {
         t.error = ErrorInfo::from_item(it);

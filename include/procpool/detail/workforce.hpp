@@ -173,7 +173,12 @@ class Workforce final : public FrameSink, public WorkerProbe {
         return false;
     }
     if (!w.front_sent() || w.inflight.front().id != h.id) return false;
-    if (!for_each_item(payload, h.count, [](const ItemView&) {}) ||
+    // One pass checks the frame and counts its outcomes (a chunk of a map has thousands).
+    std::uint64_t ok_items = 0, failed_items = 0;
+    if (!for_each_item(payload, h.count,
+                       [&](const ItemView& it) {
+                         (it.status == ItemStatus::ok ? ok_items : failed_items)++;
+                       }) ||
         h.count != w.inflight.front().count)
       return false;
     Job job = std::move(w.inflight.front());
@@ -198,10 +203,6 @@ class Workforce final : public FrameSink, public WorkerProbe {
     o.count = h.count;
     o.frame = f.take();
     o.offset = sizeof(FrameHeader);
-    std::uint64_t ok_items = 0, failed_items = 0;
-    for_each_item(o.payload(), o.count, [&](const ItemView& it) {
-      (it.status == ItemStatus::ok ? ok_items : failed_items)++;
-    });
     job.completion->settle(job.index, std::move(o), job.count, [&] {
       queue_.count_completed(ok_items);
       queue_.count_failed(failed_items);
