@@ -182,7 +182,9 @@ TEST_CASE("Waits sleep once sleeping measures shorter (a busy machine)", "[spin]
   FakeGovernor g;
   std::int64_t t = 5 * ms;
   const auto gen = g.mode_generation();
-  feed(g, t, 2 * SpinGovernor::epoch_waits, {.spinning = 1200 * us, .sleeping = 60 * us});
+  // The first probe comes once spinning was judged over its first epochs; it wins at once.
+  feed(g, t, (SpinGovernor::min_probe_gap_epochs + 1) * SpinGovernor::epoch_waits,
+       {.spinning = 1200 * us, .sleeping = 60 * us});
   CHECK_FALSE(g.spinning());
   CHECK(g.switches() == 1);
   CHECK(g.mode_generation() != gen);  // pools tell their workers
@@ -218,4 +220,21 @@ TEST_CASE("Long waits teach nothing about how to wait", "[spin][spin-policy]") {
   feed(g, t, 200 * SpinGovernor::epoch_waits, {.spinning = 50 * ms, .sleeping = 50 * ms});
   CHECK(g.switches() == 0);
   CHECK(g.spinning());
+}
+
+TEST_CASE("A spin's rare long waits count against it", "[spin][spin-policy]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  // Spinning: 4 µs, but one wait in 25 loses a time slice (2 ms): 84 µs on average, worse than
+  // sleeping's steady 22 µs, though most epochs of 32 spinning waits look far better.
+  unsigned spins = 0, slept = 0;
+  for (unsigned i = 0; i < 4000 * SpinGovernor::epoch_waits; ++i) {
+    std::int64_t w = 22 * us;
+    if (g.spinning()) w = ++spins % 25 == 0 ? 2 * ms : 4 * us;
+    slept += g.spinning() ? 0 : 1;
+    t += w;
+    g.record_wait(w, t);
+  }
+  CHECK_FALSE(g.spinning());
+  CHECK(slept > 4000 * SpinGovernor::epoch_waits * 9 / 10);
 }

@@ -58,13 +58,16 @@ class SpinGovernor {
     return g;
   }
 
-  /// Waits measured per epoch; the epoch's mean decides.
+  /// Waits per epoch: a probe lasts one (or less), the way kept is judged over all its epochs.
   static constexpr unsigned epoch_waits = 32;
   /// Longer waits count as this long: a long task says nothing about how to wait for it.
   static constexpr std::int64_t wait_clip_ns = 2'000'000;
   /// Probes never stop: conditions change (a neighbour starts or ends).
   static constexpr std::int64_t max_probe_gap_ns = 2'000'000'000;
   static constexpr unsigned max_probe_gap_epochs = 1024;
+  /// The way kept is judged over this many epochs at least before a probe challenges it: a
+  /// spin's long waits are rare (a few in a hundred) but are most of its cost.
+  static constexpr unsigned min_probe_gap_epochs = 4;
 
   /// False while spinning is paused: wait by sleeping.
   bool may_spin(std::int64_t now) const noexcept {
@@ -89,16 +92,17 @@ class SpinGovernor {
     ++count_;
     // A probe ends as soon as it cannot win any more: under load a spinning epoch costs
     // milliseconds a wait, and one or two such waits tell enough.
-    const bool lost = probing_ && sum_ns_ * 5 >= last_mean_ * 4 * epoch_waits;
+    const bool lost = probing_ && sum_ns_ * 5 >= base_mean() * 4 * epoch_waits;
     if (count_ < epoch_waits && !lost) return;
-    const std::int64_t mean = sum_ns_ / count_;
+    const std::int64_t sum = sum_ns_;
+    const unsigned count = count_;
     sum_ns_ = 0;
     count_ = 0;
     if (probing_) {
       probing_ = false;
       if (!lost) {  // the other way waited clearly less: keep it
         spin_best_ = !spin_best_;
-        gap_epochs_ = 1;  // and soon look back, in case the probe was lucky
+        gap_epochs_ = min_probe_gap_epochs;  // and soon look back, in case it was luck
         switches_.fetch_add(1, std::memory_order_relaxed);
       } else {
         gap_epochs_ = std::min(2 * gap_epochs_, max_probe_gap_epochs);
@@ -106,10 +110,13 @@ class SpinGovernor {
       }
       left_epochs_ = gap_epochs_;
       last_probe_ = now;
-      if (!lost) last_mean_ = mean;
+      // The way now kept is judged anew from here; a probe that won is its first epoch.
+      base_sum_ = lost ? 0 : sum;
+      base_count_ = lost ? 0 : count;
       return;
     }
-    last_mean_ = mean;
+    base_sum_ += sum;
+    base_count_ += count;
     if (--left_epochs_ == 0 || now - last_probe_ >= max_probe_gap_ns) {
       probing_ = true;
       set_spinning(!spin_best_);
@@ -212,6 +219,12 @@ class SpinGovernor {
   std::atomic<std::uint64_t> losses_{0};
   std::atomic<unsigned> spins_{0};
 
+  // The mean wait of the way kept, over every epoch since the last probe: a spin's rare long
+  // waits (a time slice lost now and then) weigh in, which one epoch of 32 often misses.
+  std::int64_t base_mean() const noexcept {
+    return base_count_ ? base_sum_ / static_cast<std::int64_t>(base_count_) : 0;
+  }
+
   void set_spinning(bool on) noexcept {
     if (spinning_.exchange(on, std::memory_order_relaxed) != on)
       mode_gen_.fetch_add(1, std::memory_order_release);
@@ -225,10 +238,11 @@ class SpinGovernor {
   bool probing_ = false;
   unsigned count_ = 0;
   std::int64_t sum_ns_ = 0;
-  std::int64_t last_mean_ = 0;
+  std::int64_t base_sum_ = 0;
+  std::uint64_t base_count_ = 0;
   std::int64_t last_probe_ = 0;
-  unsigned gap_epochs_ = 1;
-  unsigned left_epochs_ = 1;
+  unsigned gap_epochs_ = min_probe_gap_epochs;
+  unsigned left_epochs_ = min_probe_gap_epochs;
 };
 
 }  // namespace procpool::detail
