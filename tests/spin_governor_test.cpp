@@ -1,10 +1,17 @@
 // The spin governor's policy, on made-up clock readings: a spinner that loses its core pauses
 // spinning for the whole process, longer while it keeps happening, shorter after spins that kept
 // their core; the occasional audit of the thread's CPU time catches what the gap check misses.
-// And whether to spin at all follows which way the measured waits were shorter.
+// And whether to spin at all follows which way the measured waits were shorter; a real pool
+// keeps every result while that decision flips back and forth.
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdint>
+#include <numeric>
+#include <support/test_support.hpp>
+#include <thread>
+#include <vector>
 
 #include <procpool/detail/spin_governor.hpp>
 
@@ -237,4 +244,48 @@ TEST_CASE("A spin's rare long waits count against it", "[spin][spin-policy]") {
   }
   CHECK_FALSE(g.spinning());
   CHECK(slept > 4000 * SpinGovernor::epoch_waits * 9 / 10);
+}
+
+namespace {
+
+int plus_one(int x) {
+  return x + 1;
+}
+
+// Makes the process's governor settle on `spin` by reporting waits that favour it.
+void steer(bool spin) {
+  auto& g = SpinGovernor::process();
+  for (int i = 0; i < 64 * static_cast<int>(SpinGovernor::epoch_waits) && g.spinning() != spin;
+       ++i) {
+    const bool favoured = g.spinning() == spin;
+    g.record_wait(favoured ? 5 * us : 2 * ms, procpool::detail::now_ns());
+  }
+}
+
+}  // namespace
+
+// Workers poll or sleep as the pool's process decides, told through their slots: a switch in
+// either direction while tasks are in flight loses no wake-up and no result.
+TEST_CASE("the way of waiting switches while tasks run, and nothing is lost", "[spin][pool]") {
+  procpool::Pool pool(procpool_test::workers(2));
+  std::atomic<bool> stop{false};
+  std::atomic<int> flips{0};
+  std::thread steering([&] {
+    bool spin = false;
+    while (!stop.load()) {
+      steer(spin);
+      if (SpinGovernor::process().spinning() == spin) ++flips;
+      spin = !spin;
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+  });
+  for (int i = 0; i < 3000; ++i) REQUIRE(pool.apply_async(plus_one, i).get() == i + 1);
+  std::vector<int> in(20000);
+  std::iota(in.begin(), in.end(), 0);
+  const auto out = pool.map(plus_one, in, 7);
+  stop = true;
+  steering.join();
+  REQUIRE(out.size() == in.size());
+  CHECK(out.back() == 20000);
+  CHECK(flips.load() > 10);
 }
