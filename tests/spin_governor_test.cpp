@@ -238,7 +238,7 @@ TEST_CASE("A spin's rare long waits count against it", "[spin][spin-policy]") {
   for (unsigned i = 0; i < 4000 * SpinGovernor::epoch_waits; ++i) {
     std::int64_t w = 22 * us;
     if (g.spinning()) w = ++spins % 25 == 0 ? 2 * ms : 4 * us;
-    slept += g.spinning() ? 0 : 1;
+    slept += g.spinning() ? 0u : 1u;
     t += w;
     g.record_wait(w, t);
   }

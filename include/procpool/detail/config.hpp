@@ -63,6 +63,8 @@ inline constexpr int worker_spin_us = PROCPOOL_WORKER_SPIN_US;
 inline constexpr std::size_t buffer_cache_bytes = PROCPOOL_BUFFER_CACHE_BYTES;
 /// Buffers at least this large are kept for reuse (smaller ones malloc serves from its heap).
 inline constexpr std::size_t cached_buffer_min = 256 * 1024;
+/// Task frames at least this large reach a local worker through shared memory.
+inline constexpr std::size_t shared_frame_min = 256 * 1024;
 /// How many buffers the cache holds at most.
 inline constexpr std::size_t buffer_cache_slots = 64;
 /// A process idle this long frees the buffers it kept.

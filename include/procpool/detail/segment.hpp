@@ -199,6 +199,22 @@ inline void write_segment(Writer& w, const std::shared_ptr<Segment>& s) {
   if (current_attachments) current_attachments->push_back(s);
 }
 
+/// The segment `id`, mapped here already or sent by the pool (waited for); nullptr if the pool
+/// is gone before it came.
+inline std::shared_ptr<Segment> find_segment(std::uint64_t id) {
+  auto& t = SegmentTable::get();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    {
+      std::lock_guard lock(t.m);
+      auto it = t.live.find(id);
+      if (it != t.live.end())
+        if (auto s = it->second.lock()) return s;
+    }
+    if (attempt == 0 && !receive_segments(id)) break;
+  }
+  return nullptr;
+}
+
 /// Finds the segment a handle refers to: mapped here already, or sent by the pool.
 inline std::shared_ptr<Segment> read_segment(Reader& r) {
   auto id = r.read<std::uint64_t>();

@@ -355,7 +355,7 @@ class Supervisor final : public PoolHandle, public Waker {
             transport_->prepare_sleep()) {
           auto wait = next_wait();
           // Large buffers kept for reuse are given back after an idle second.
-          const bool trim = BufferCache::process().bytes() > 0 &&
+          const bool trim = (BufferCache::process().bytes() > 0 || transport_->kept_bytes() > 0) &&
                             (wait.count() < 0 || wait >= config::buffer_idle_keep);
           if (trim) wait = config::buffer_idle_keep;
           drive.unlock();
@@ -363,7 +363,14 @@ class Supervisor final : public PoolHandle, public Waker {
           drive.lock();
           transport_->end_sleep();
           deferred.replay(direct);
-          if (trim && n == 0) BufferCache::process().clear();
+          // Only once the pool has been idle a whole second (the transport may return sooner,
+          // and a wake-up for new work is no event either).
+          if (trim && n == 0 &&
+              now_ns() - last_activity_ >=
+                  std::chrono::nanoseconds(config::buffer_idle_keep).count()) {
+            BufferCache::process().clear();
+            transport_->let_go();
+          }
         }
         sleeping_.store(false, std::memory_order_relaxed);
       } else if (n == 0) {

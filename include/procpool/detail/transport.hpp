@@ -112,6 +112,9 @@ class Transport {
   /// one is waiting already (the sleep is off).
   virtual bool prepare_sleep() noexcept = 0;
   virtual void end_sleep() noexcept = 0;
+  /// Memory kept for reuse by the next large message (given back when the pool idles a while).
+  virtual std::size_t kept_bytes() const noexcept { return 0; }
+  virtual void let_go() noexcept {}
 };
 
 }  // namespace procpool::detail

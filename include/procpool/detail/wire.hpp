@@ -26,6 +26,8 @@ inline constexpr std::uint64_t max_frame = config::max_frame;
 //   init_error (worker → pool)  one error item: the initializer failed; the worker exits
 //   result  (worker → pool)  `count` items: u8 status, u64 length, bytes
 //   init    (pool → worker)  like task, with one item: the initializer; sent first, if any
+//   shared_task (pool → worker)  a task frame that lies in shared memory: segment id, size
+//           (see local/shared_frame.hpp); id, count and flags repeat the task's
 enum class FrameKind : std::uint8_t {
   task = 1,
   hello = 3,
@@ -33,6 +35,7 @@ enum class FrameKind : std::uint8_t {
   result = 5,
   init = 6,
   doorbell = 7,  // (worker → pool) no payload: a result is waiting in the slot's ring
+  shared_task = 9,
 };
 
 struct FrameHeader {

@@ -14,6 +14,7 @@
 #include <procpool/detail/config.hpp>
 #include <procpool/detail/cpu_relax.hpp>
 #include <procpool/detail/invoke.hpp>
+#include <procpool/detail/local/shared_frame.hpp>
 #include <procpool/detail/local/worker_slot.hpp>
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/launch.hpp>
@@ -91,7 +92,15 @@ class WorkerLoop {
         }
         std::span<const std::byte> payload(in_.data() + pos + sizeof h, h.size);
         pos += sizeof h + h.size;
-        if (h.kind != static_cast<std::uint8_t>(FrameKind::task)) return worker_bad_frame;
+        std::shared_ptr<Segment> shared;  // holds a task frame that lies in shared memory
+        if (h.kind == static_cast<std::uint8_t>(FrameKind::shared_task)) {
+          auto frame = local::resolve_shared_frame(h, payload, shared);
+          if (frame.empty()) return worker_bad_frame;
+          std::memcpy(&h, frame.data(), sizeof h);
+          payload = frame.subspan(sizeof h);
+        } else if (h.kind != static_cast<std::uint8_t>(FrameKind::task)) {
+          return worker_bad_frame;
+        }
 
         auto t0 = std::chrono::steady_clock::now();
         std::size_t at = begin_frame(out_, FrameKind::result, h.id);

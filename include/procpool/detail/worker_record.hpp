@@ -27,7 +27,11 @@ struct Job {
   std::uint32_t count = 1;  // items
   std::int64_t timeout_ns = 0;
   std::vector<std::shared_ptr<Segment>> attachments;  // shared memory its arguments refer to
-  TaskName task;                                      // for messages about it
+  // A large frame's copy in shared memory, and the small frame a local worker gets instead (see
+  // local/shared_frame.hpp). `frame` stays whole for any other kind of worker.
+  std::shared_ptr<Segment> shared_frame;
+  Buffer indirect;
+  TaskName task;  // for messages about it
   // Taken back from a worker stuck on a long job (see Scheduler::rebalance). When its answer
   // from that worker comes: if `cloned`, a copy went to the queue and the answer is dropped;
   // otherwise the answer decides (a result counts, "skipped" sends it elsewhere).

@@ -20,6 +20,7 @@
 
 #include <procpool/detail/config.hpp>
 #include <procpool/detail/frame_reader.hpp>
+#include <procpool/detail/local/shared_frame.hpp>
 #include <procpool/detail/local/worker_slot.hpp>
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/process.hpp>
@@ -51,6 +52,9 @@ struct LinkContext {
   std::thread::id loop_thread;  // blocks every signal, SIGPIPE included
   // Segments sent to any worker, so that their deaths can be told (see LocalTransport::tidy).
   std::unordered_map<std::uint64_t, std::weak_ptr<Segment>> sent_segments;
+  // Large task frames go through shared memory (see shared_frame.hpp); not to workers under a
+  // memory limit, whose address space the files they keep mapped would fill.
+  bool share_frames = true;
 };
 
 /// The channels of a new worker, parent's ends.
@@ -93,13 +97,17 @@ class LocalLink : public WorkerLink {
       posix::IoSlice iov[config::write_batch];
       int n = 0;
       for (std::size_t i = w.unsent; i < w.inflight.size() && n < config::write_batch; ++i, ++n) {
-        // A job's segments go ahead of its frame (unless the frame is already partly written).
-        if (!(i == w.unsent && w.unsent_off > 0) && !w.inflight[i].attachments.empty() &&
-            !send_segments(w.inflight[i])) {
-          ctl_full = true;
-          break;
+        Job& job = w.inflight[i];
+        // A job's segments go ahead of its frame (unless the frame is already partly written);
+        // so does a large frame, through shared memory.
+        if (!(i == w.unsent && w.unsent_off > 0)) {
+          if (ctx_.share_frames) (void)share_frame(job);
+          if ((!job.attachments.empty() || job.shared_frame) && !send_segments(job)) {
+            ctl_full = true;
+            break;
+          }
         }
-        const Buffer& f = w.inflight[i].frame;
+        const Buffer& f = wire(job);
         std::size_t off = i == w.unsent ? w.unsent_off : 0;
         iov[n] = {f.data() + off, f.size() - off};
       }
@@ -116,7 +124,7 @@ class LocalLink : public WorkerLink {
       auto left = static_cast<std::size_t>(r);
       slot_->sent.fetch_add(left, std::memory_order_release);
       while (left > 0) {
-        std::size_t rest = w.inflight[w.unsent].frame.size() - w.unsent_off;
+        std::size_t rest = wire(w.inflight[w.unsent]).size() - w.unsent_off;
         if (left >= rest) {
           left -= rest;
           ++w.unsent;
@@ -285,16 +293,26 @@ class LocalLink : public WorkerLink {
   // Sends the shared memory segments `job` refers to and the worker lacks. False if the control
   // socket is full (retried when it drains).
   bool send_segments(const Job& job) {
-    for (const auto& seg : job.attachments) {
-      if (segments_.count(seg->id())) continue;
-      ControlMessage msg{ControlMessage::segment, seg->id(), seg->size()};
-      auto ec = posix::send_message(control_.get(), &msg, sizeof msg, seg->fd());
-      if (ec == std::errc::resource_unavailable_try_again) return false;
-      if (ec) return true;  // the worker is gone: its pidfd reports it
-      segments_.insert(seg->id());
-      ctx_.sent_segments.emplace(seg->id(), seg);
-    }
+    for (const auto& seg : job.attachments)
+      if (!send_segment(seg)) return false;
+    return !job.shared_frame || send_segment(job.shared_frame);
+  }
+
+  // False if the control socket is full (try again when it drains).
+  bool send_segment(const std::shared_ptr<Segment>& seg) {
+    if (segments_.count(seg->id())) return true;
+    ControlMessage msg{ControlMessage::segment, seg->id(), seg->size()};
+    auto ec = posix::send_message(control_.get(), &msg, sizeof msg, seg->fd());
+    if (ec == std::errc::resource_unavailable_try_again) return false;
+    if (ec) return true;  // the worker is gone: its pidfd reports it
+    segments_.insert(seg->id());
+    ctx_.sent_segments.emplace(seg->id(), seg);
     return true;
+  }
+
+  // What goes down the task pipe for `job`.
+  static const Buffer& wire(const Job& job) noexcept {
+    return job.shared_frame ? job.indirect : job.frame;
   }
 
   bool parse(std::size_t slot, const WorkerRecord& w, FrameSink& sink, std::uint64_t ring_limit) {

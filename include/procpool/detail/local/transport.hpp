@@ -18,6 +18,7 @@
 #include <procpool/detail/config.hpp>
 #include <procpool/detail/local/launcher.hpp>
 #include <procpool/detail/local/link.hpp>
+#include <procpool/detail/local/shared_frame.hpp>
 #include <procpool/detail/local/worker_slot.hpp>
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/shm.hpp>
@@ -36,6 +37,7 @@ class LocalTransport final : public Transport {
   LocalTransport(const Options& opts, const Buffer& init_task,
                  std::vector<std::shared_ptr<Segment>> init_segments)
       : opts_(opts), init_segments_(std::move(init_segments)), links_(opts.processes, nullptr) {
+    ctx_.share_frames = opts.memory_limit == 0;
     posix::check(ctx_.epoll.open(), "epoll_create1");
     posix::check(posix::make_eventfd(wake_), "eventfd");
     posix::check(ctx_.epoll.add(wake_.get(), posix::Epoll::in, tag(kWake, 0, 0)), "epoll_ctl");
@@ -50,6 +52,13 @@ class LocalTransport final : public Transport {
       finish_frame(init_frame_, at, 1);
     }
   }
+
+  ~LocalTransport() override { SharedFrames::process().clear_free(); }
+  LocalTransport(const LocalTransport&) = delete;
+  LocalTransport& operator=(const LocalTransport&) = delete;
+
+  std::size_t kept_bytes() const noexcept override { return SharedFrames::process().bytes(); }
+  void let_go() noexcept override { SharedFrames::process().clear_free(); }
 
   std::unique_ptr<WorkerLink> launch(std::size_t slot, std::uint32_t gen) override {
     posix::PipeFds task, result;
