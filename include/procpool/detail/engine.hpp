@@ -1,0 +1,39 @@
+#pragma once
+// The seam between the templates a program instantiates (Pool, ImapState) and the pool's
+// type-independent engine (supervisor, transport, launchers, worker loop, POSIX layer). Header-only
+// (the default), the functions below are inline and engine_impl.hpp defines them here. With
+// PROCPOOL_SEPARATE_COMPILATION they are only declared: src/procpool.cpp defines them once, and
+// a program's translation units neither parse nor compile the engine.
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include <procpool/detail/buffer.hpp>
+#include <procpool/detail/separate.hpp>
+#include <procpool/detail/submission_queue.hpp>
+#include <procpool/options.hpp>
+
+namespace procpool::detail {
+
+class Segment;
+class Supervisor;
+class PoolHandle;
+
+/// Checks `opts` (a `processes` of 0 becomes the CPU count), starts the workers and returns the
+/// running engine; throws if they cannot start or `init_task` fails in one.
+PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(
+    Options& opts, Buffer init_task, std::vector<std::shared_ptr<Segment>> init_segments);
+PROCPOOL_DECL SubmissionQueue& pool_queue(Supervisor& s) noexcept;
+PROCPOOL_DECL std::size_t pool_size(const Supervisor& s) noexcept;
+/// Waits until every worker has exited (after close or terminate).
+PROCPOOL_DECL void pool_join(Supervisor& s);
+/// The engine as its completions see it.
+PROCPOOL_DECL std::shared_ptr<PoolHandle> pool_handle(
+    const std::shared_ptr<Supervisor>& s) noexcept;
+
+}  // namespace procpool::detail
+
+#ifndef PROCPOOL_SEPARATE_COMPILATION
+#include <procpool/detail/engine_impl.hpp>
+#endif
