@@ -7,7 +7,9 @@
 namespace procpool {
 
 namespace detail {
+PROCPOOL_SEPARATE_BEGIN
 PROCPOOL_DECL void init_process(int argc, char** argv);
+PROCPOOL_SEPARATE_END
 }  // namespace detail
 
 /// Call first thing in `main`, before the program starts any thread. In a worker started by

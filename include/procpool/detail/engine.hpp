@@ -20,6 +20,8 @@ class Segment;
 class Supervisor;
 class PoolHandle;
 
+PROCPOOL_SEPARATE_BEGIN
+
 /// Checks `opts` (a `processes` of 0 becomes the CPU count), starts the workers and returns the
 /// running engine; throws if they cannot start or `init_task` fails in one.
 PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(
@@ -31,6 +33,8 @@ PROCPOOL_DECL void pool_join(Supervisor& s);
 /// The engine as its completions see it.
 PROCPOOL_DECL std::shared_ptr<PoolHandle> pool_handle(
     const std::shared_ptr<Supervisor>& s) noexcept;
+
+PROCPOOL_SEPARATE_END
 
 }  // namespace procpool::detail
 

@@ -15,6 +15,8 @@
 
 namespace procpool::detail {
 
+PROCPOOL_SEPARATE_BEGIN
+
 PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(
     Options& opts, Buffer init_task, std::vector<std::shared_ptr<Segment>> init_segments) {
   local::check_can_start(opts.start, "Pool");
@@ -47,5 +49,7 @@ PROCPOOL_DECL std::shared_ptr<PoolHandle> pool_handle(
     const std::shared_ptr<Supervisor>& s) noexcept {
   return s;
 }
+
+PROCPOOL_SEPARATE_END
 
 }  // namespace procpool::detail

@@ -9,6 +9,8 @@
 
 namespace procpool::detail {
 
+PROCPOOL_SEPARATE_BEGIN
+
 PROCPOOL_DECL void init_process(int argc, char** argv) {
   namespace posix = detail::posix;
   pid_t parent = 0;
@@ -30,5 +32,7 @@ PROCPOOL_DECL void init_process(int argc, char** argv) {
   // forkserver pools report the failure when they start.
   (void)posix::start_forkserver(&launched_worker_main);
 }
+
+PROCPOOL_SEPARATE_END
 
 }  // namespace procpool::detail
