@@ -140,7 +140,7 @@ class ImapState {
       started.push_back(std::move(c));
     }
     if (batch.empty()) return;
-    pool_queue(*pool_).submit(batch, items);  // throws PoolClosed before anything is in flight
+    pool_submit(*pool_, batch, items);  // throws PoolClosed before anything is in flight
     for (auto& c : started) inflight_.push_back(std::move(c));
   }
 

@@ -215,7 +215,7 @@ class Pool {
     j.completion = c;
     c->pool = detail::pool_handle(engine_);
     c->items = 1;
-    engine_queue().submit(std::move(j));
+    detail::pool_submit(*engine_, std::move(j));
     return AsyncResult<R>(std::move(c));
   }
 
@@ -327,7 +327,8 @@ class Pool {
       j.timeout_ns = limit;
       j.task = detail::task_name_of(f);
     }
-    engine_queue().submit(jobs, n);  // also for no jobs: a closed pool refuses even an empty map
+    // Also for no jobs: a closed pool refuses even an empty map.
+    detail::pool_submit(*engine_, jobs, n);
     return AsyncResult<Vec>(std::move(c));
   }
 

@@ -27,6 +27,9 @@ PROCPOOL_SEPARATE_BEGIN
 PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(
     Options& opts, Buffer init_task, std::vector<std::shared_ptr<Segment>> init_segments);
 PROCPOOL_DECL SubmissionQueue& pool_queue(Supervisor& s) noexcept;
+/// SubmissionQueue::submit, out of line in the compiled mode (it is most of what a map adds).
+PROCPOOL_DECL void pool_submit(Supervisor& s, std::vector<Job>& jobs, std::size_t items);
+PROCPOOL_DECL void pool_submit(Supervisor& s, Job&& job);
 PROCPOOL_DECL std::size_t pool_size(const Supervisor& s) noexcept;
 /// Waits until every worker has exited (after close or terminate).
 PROCPOOL_DECL void pool_join(Supervisor& s);

@@ -37,6 +37,14 @@ PROCPOOL_DECL SubmissionQueue& pool_queue(Supervisor& s) noexcept {
   return s.queue();
 }
 
+PROCPOOL_DECL void pool_submit(Supervisor& s, std::vector<Job>& jobs, std::size_t items) {
+  s.queue().submit(jobs, items);
+}
+
+PROCPOOL_DECL void pool_submit(Supervisor& s, Job&& job) {
+  s.queue().submit(std::move(job));
+}
+
 PROCPOOL_DECL std::size_t pool_size(const Supervisor& s) noexcept {
   return s.size();
 }
