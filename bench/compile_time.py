@@ -4,6 +4,8 @@
 Compiles (to an object file, no link) a few small programs several times at -O0 and -O2:
   baseline     std::async over a vector: what a program without procpool pays
   hello        procpool::Pool and map, the README's first example (header-only, the default)
+  hello/syntax the same with -fsyntax-only: parsing and template instantiation alone, no code
+               generated; a floor for any header-only hello whatever its code generation costs
   hello/c      the same in the compiled mode (-DPROCPOOL_SEPARATE_COMPILATION; the engine is
                compiled once, in the `engine` row, not in this file)
   hello-pool/c the same including only <procpool/pool.hpp>, compiled mode
@@ -11,7 +13,8 @@ Compiles (to an object file, no link) a few small programs several times at -O0 
   queue        an empty program that includes only <procpool/queue.hpp>
   umbrella     an empty program that includes <procpool/procpool.hpp>
   umbrella/c   the same in the compiled mode
-  std-headers  an empty program including the standard headers <procpool/procpool.hpp> includes:
+  std-headers  an empty program including the standard and system headers procpool's headers
+               include (all of them, as <procpool/procpool.hpp> does):
                the part of any procpool file's time that no change to procpool's own code removes
   engine       src/procpool.cpp, the compiled mode's one engine file (once per program)
 and prints, for each, the median wall and CPU (user + system) time, each also as a ratio to the
@@ -90,6 +93,7 @@ SEPARATE = "-DPROCPOOL_SEPARATE_COMPILATION"
 ROWS = [
     ("baseline", "baseline", []),
     ("hello", "hello", []),
+    ("hello/syntax", "hello", ["-fsyntax-only"]),
     ("hello/c", "hello", [SEPARATE]),
     ("hello-pool/c", "hello-pool", [SEPARATE]),
     ("shared", "shared", []),
