@@ -3,7 +3,7 @@
 // type-independent engine (supervisor, transport, launchers, worker loop, POSIX layer). Header-only
 // (the default), the functions below are inline and engine_impl.hpp defines them here. With
 // PROCPOOL_SEPARATE_COMPILATION they are only declared: src/procpool.cpp defines them once, and
-// a program's translation units neither parse nor compile the engine.
+// a file that uses a Pool neither compiles the engine nor, through pool.hpp, parses it.
 
 #include <cstddef>
 #include <memory>
