@@ -13,8 +13,11 @@ configure_package_config_file(cmake/procpoolConfig.cmake.in
 # Before 1.0 a minor version may break the API, hence SameMinorVersion.
 write_basic_package_version_file("${PROJECT_BINARY_DIR}/procpoolConfigVersion.cmake"
   COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
+# procpool.cpp: the package builds procpool::compiled from it in the consumer's project, with the
+# consumer's compiler and flags, so the package stays architecture-independent.
 install(FILES "${PROJECT_BINARY_DIR}/procpoolConfig.cmake"
               "${PROJECT_BINARY_DIR}/procpoolConfigVersion.cmake"
+              src/procpool.cpp
         DESTINATION ${PROCPOOL_INSTALL_CMAKEDIR})
 
 # pkg-config file for Meson and Makefile users. Arch-independent, so it goes under the data

@@ -30,7 +30,8 @@ rm -rf "$stage"
 dpkg-deb -x "$deb" "$stage"
 prefix="$stage/usr"
 for f in include/procpool/procpool.hpp share/cmake/procpool/procpoolConfig.cmake \
-  share/cmake/procpool/procpoolTargets.cmake share/pkgconfig/procpool.pc; do
+  share/cmake/procpool/procpoolTargets.cmake share/cmake/procpool/procpool.cpp \
+  share/pkgconfig/procpool.pc; do
   [ -f "$prefix/$f" ] || fail "the package lacks /usr/$f"
 done
 

@@ -19,7 +19,7 @@
 
 #include <procpool/async_result.hpp>
 #include <procpool/detail/completion.hpp>
-#include <procpool/detail/supervisor.hpp>
+#include <procpool/detail/engine.hpp>
 #include <procpool/errors.hpp>
 
 namespace procpool {
@@ -65,7 +65,7 @@ class ImapState {
   ~ImapState() {
     // Dropped early: whatever is still queued is discarded, so a huge input stops here.
     for (auto& c : inflight_)
-      if (!c->done()) pool_->cancel(c, false);
+      if (!c->done()) pool_handle(pool_)->cancel(c, false);
   }
   ImapState(const ImapState&) = delete;
   ImapState& operator=(const ImapState&) = delete;
@@ -123,7 +123,7 @@ class ImapState {
         break;
       }
       auto c = job.completion;
-      c->pool = pool_;
+      c->pool = pool_handle(pool_);
       if (!ordered_) {
         std::weak_ptr<ReadyQueue> q = ready_;
         c->on_complete([q](Completion& done) {
@@ -140,7 +140,7 @@ class ImapState {
       started.push_back(std::move(c));
     }
     if (batch.empty()) return;
-    pool_->queue().submit(batch, items);  // throws PoolClosed before anything is in flight
+    pool_submit(*pool_, batch, items);  // throws PoolClosed before anything is in flight
     for (auto& c : started) inflight_.push_back(std::move(c));
   }
 
@@ -150,10 +150,10 @@ class ImapState {
     std::optional<Clock::time_point> t0;
     if (!ready()) {
       t0 = Clock::now();
-      (void)pool_->help(ready, deadline.value_or(Clock::time_point::max()));
+      (void)pool_handle(pool_)->help(ready, deadline.value_or(Clock::time_point::max()));
     }
     std::shared_ptr<Completion> c = take_ready(deadline);
-    if (t0) pool_->waited(Clock::now() - *t0);
+    if (t0) pool_handle(pool_)->waited(Clock::now() - *t0);
     return c;
   }
 

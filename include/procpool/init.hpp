@@ -2,38 +2,26 @@
 
 #include <procpool/detail/cxx20.hpp>
 
-#include <string>
-
-#include <procpool/detail/posix/launch.hpp>
-#include <procpool/detail/posix/process.hpp>
-#include <procpool/detail/worker.hpp>
+#include <procpool/detail/separate.hpp>
 
 namespace procpool {
+
+namespace detail {
+PROCPOOL_SEPARATE_BEGIN
+PROCPOOL_DECL void init_process(int argc, char** argv);
+PROCPOOL_SEPARATE_END
+}  // namespace detail
 
 /// Call first thing in `main`, before the program starts any thread. In a worker started by
 /// `StartMethod::spawn` (a fresh copy of this program) it runs the worker and never returns; in
 /// a normal run it returns at once, after starting the small fork server that
 /// `StartMethod::forkserver` pools use. `StartMethod::fork` needs no call.
 inline void init(int argc, char** argv) {
-  namespace posix = detail::posix;
-  pid_t parent = 0;
-  posix::WorkerParams params;
-  if (posix::read_worker_marker(parent, params)) {
-    // A spawned worker: its channels are descriptors 3 to 6 (see posix::spawn_worker).
-    posix::set_process_name("procpool-worker");  // exec named it after the program
-    const int b = posix::spawned_fd_base;
-    posix::WorkerFds fds{b, b + 1, b + 2, b + 3};
-    posix::child::die(detail::launched_worker_main(fds, params));
-  }
-  auto& state = posix::InitState::get();
-  if (state.called.exchange(true)) return;
-  for (int i = 0; i < argc; ++i) state.argv.emplace_back(argv[i] ? argv[i] : "");
-  // The fork server is started here even if no forkserver pool will ever be made: it must be
-  // forked while the program has a single thread (a fork of a threaded program copies locks
-  // other threads hold), and which start method later pools and processes use is only known
-  // later (Options, set_start_method). It is one sleeping process, started once. Without it,
-  // forkserver pools report the failure when they start.
-  (void)posix::start_forkserver(&detail::launched_worker_main);
+  detail::init_process(argc, argv);
 }
 
 }  // namespace procpool
+
+#ifndef PROCPOOL_SEPARATE_COMPILATION
+#include <procpool/detail/init_impl.hpp>
+#endif

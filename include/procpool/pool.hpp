@@ -19,10 +19,9 @@
 #include <procpool/async_result.hpp>
 #include <procpool/codec.hpp>
 #include <procpool/cpu.hpp>
+#include <procpool/detail/engine.hpp>
 #include <procpool/detail/invoke.hpp>
-#include <procpool/detail/local/transport.hpp>
 #include <procpool/detail/results.hpp>
-#include <procpool/detail/supervisor.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/imap.hpp>
@@ -79,9 +78,9 @@ class Pool {
   /// Waits for every submitted task, then for the workers to exit (`close()` + `join()`).
   ~Pool() {
     if (!engine_) return;
-    engine_->queue().close();
+    engine_queue().close();
     try {
-      engine_->join();
+      detail::pool_join(*engine_);
     } catch (...) {
       // join() from a result callback: the pool's thread finishes on its own.
     }
@@ -142,33 +141,25 @@ class Pool {
   }
 
   /// No more submissions; queued and running tasks still finish.
-  void close() { engine_->queue().close(); }
+  void close() { engine_queue().close(); }
   /// Stops the workers now; unfinished tasks fail with `Cancelled`.
-  void terminate() { engine_->queue().terminate(); }
+  void terminate() { engine_queue().terminate(); }
   /// Waits until every worker has exited. Only after `close()` or `terminate()`.
-  void join() { engine_->join(); }
+  void join() { detail::pool_join(*engine_); }
 
-  std::size_t size() const { return engine_->size(); }
-  std::vector<pid_t> pids() const { return engine_->queue().pids(); }
-  Stats stats() const { return engine_->queue().stats(); }
+  std::size_t size() const { return detail::pool_size(*engine_); }
+  std::vector<pid_t> pids() const { return engine_queue().pids(); }
+  Stats stats() const { return engine_queue().stats(); }
   /// How many chunks an imap keeps in flight.
   std::size_t imap_window() const { return 32 * size() + 8; }
 
  private:
+  detail::SubmissionQueue& engine_queue() const { return detail::pool_queue(*engine_); }
+
   void start(Options opts, detail::Buffer init_task,
              std::vector<std::shared_ptr<detail::Segment>> init_segments) {
-    detail::local::check_can_start(opts.start, "Pool");
-    if (opts.processes == 0) opts.processes = cpu_count();
-    if (opts.processes > 4096)
-      throw std::invalid_argument(detail::prefixed(
-          "Options::processes " + std::to_string(opts.processes) + " is above the limit of 4096"));
-    if (opts.task_timeout.count() < 0)
-      throw std::invalid_argument(detail::prefixed("Options::task_timeout is negative"));
+    engine_ = detail::start_pool(opts, std::move(init_task), std::move(init_segments));
     opts_ = opts;
-    auto transport =
-        std::make_unique<detail::local::LocalTransport>(opts, init_task, std::move(init_segments));
-    engine_ = std::make_shared<detail::Supervisor>(opts, std::move(transport));
-    engine_->start();
   }
 
   template <class W, class... A>
@@ -226,16 +217,16 @@ class Pool {
     using R = std::remove_cvref_t<detail::apply_result_t<F, W>>;
     auto c = std::make_shared<detail::TypedCompletion<R>>(1, &detail::materialize_single<Codec, R>);
     detail::Job j;
-    j.id = engine_->queue().next_id();
+    j.id = engine_queue().next_id();
     std::size_t at = begin_task<F, W>(j.frame, j.id, f);
     add_item_to<W>(j, std::forward<A>(args)...);
     j.timeout_ns = to_ns(limit);
     j.task = detail::task_name_of(f);
     end_task(j.frame, at, 1, j.timeout_ns > 0);
     j.completion = c;
-    c->pool = engine_;
+    c->pool = detail::pool_handle(engine_);
     c->items = 1;
-    engine_->queue().submit(std::move(j));
+    detail::pool_submit(*engine_, std::move(j));
     return AsyncResult<R>(std::move(c));
   }
 
@@ -292,7 +283,7 @@ class Pool {
             jobs.back().frame.size() - at > chunk_bytes) {
           if (!jobs.empty()) end_task(jobs.back().frame, at, jobs.back().count, timed);
           detail::Job& j = jobs.emplace_back();
-          j.id = engine_->queue().next_id();
+          j.id = engine_queue().next_id();
           j.count = 0;
           at = begin_task<F, W>(j.frame, j.id, f);
         }
@@ -323,7 +314,7 @@ class Pool {
         while (i < n && i - first < chunksize && (i == first || ends[i] - start <= chunk_bytes))
           ++i;
         detail::Job& j = jobs.emplace_back();
-        j.id = engine_->queue().next_id();
+        j.id = engine_queue().next_id();
         std::size_t at = begin_task<F, W>(j.frame, j.id, f);
         j.frame.append(staged.data() + start, ends[i - 1] - start);
         if (!segments.empty()) {
@@ -338,7 +329,7 @@ class Pool {
 
     auto c = std::make_shared<detail::TypedCompletion<Vec>>(jobs.size(),
                                                             &detail::materialize_map<Codec, R>);
-    c->pool = engine_;
+    c->pool = detail::pool_handle(engine_);
     c->items = static_cast<std::uint32_t>(std::min<std::size_t>(n, UINT32_MAX));
     for (std::size_t k = 0; k < jobs.size(); ++k) {
       detail::Job& j = jobs[k];
@@ -347,7 +338,8 @@ class Pool {
       j.timeout_ns = limit;
       j.task = detail::task_name_of(f);
     }
-    engine_->queue().submit(jobs, n);  // also for no jobs: a closed pool refuses even an empty map
+    // Also for no jobs: a closed pool refuses even an empty map.
+    detail::pool_submit(*engine_, jobs, n);
     return AsyncResult<Vec>(std::move(c));
   }
 
@@ -356,7 +348,7 @@ class Pool {
     detail::check_task<F>();
     if (chunksize == 0)
       throw std::invalid_argument(detail::prefixed("imap chunksize must be at least 1"));
-    engine_->queue().check_open();
+    engine_queue().check_open();
     // What std::views::all would keep: a reference to an lvalue container, a copy of a view,
     // the range itself when it is an rvalue. (Not views::all itself: clang before 16 cannot
     // instantiate libstdc++'s ref_view and owning_view.)
@@ -373,7 +365,7 @@ class Pool {
       std::optional<std::ranges::iterator_t<View>> it;
     };
     auto src = std::make_shared<Source>(std::forward<Range>(input));
-    detail::SubmissionQueue* queue = &engine_->queue();
+    detail::SubmissionQueue* queue = &engine_queue();
     const std::int64_t limit = to_ns(opts_.task_timeout);
     auto produce = [src, queue, f, chunksize, limit](detail::Job& j) -> bool {
       if (!src->it) src->it = std::ranges::begin(src->view);

@@ -5,6 +5,8 @@
 
 #include <procpool/procpool.hpp>
 
+long sum_of_cubes(procpool::Pool<>& pool, int n);  // second.cpp
+
 int square(int x) {
   return x * x;
 }
@@ -16,5 +18,7 @@ int main() {
   auto squares = pool.map(square, in);
   long sum = std::accumulate(squares.begin(), squares.end(), 0L);
   std::printf("sum of squares 0..99 = %ld\n", sum);
-  return sum == 328350 ? 0 : 1;
+  long cubes = sum_of_cubes(pool, 100);
+  std::printf("sum of cubes 0..99 = %ld\n", cubes);
+  return sum == 328350 && cubes == 24502500 ? 0 : 1;
 }

@@ -1,0 +1,11 @@
+#pragma once
+// The compiled mode's one translation unit. A program whose files are all built with
+// PROCPOOL_SEPARATE_COMPILATION includes this in exactly one .cpp (CMake's procpool::compiled
+// does it for you): the engine is compiled there, once, instead of in every file using a pool.
+
+#ifndef PROCPOOL_SEPARATE_COMPILATION
+#error "<procpool/src.hpp> is for the compiled mode: define PROCPOOL_SEPARATE_COMPILATION"
+#endif
+
+#include <procpool/detail/engine_impl.hpp>
+#include <procpool/detail/init_impl.hpp>
