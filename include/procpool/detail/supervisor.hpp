@@ -80,7 +80,9 @@ class Supervisor final : public PoolHandle, public Waker {
   }
 
   SubmissionQueue& queue() noexcept { return queue_; }
-  std::size_t size() const noexcept { return size_; }
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+  /// Workers in all: more than the slots when a link fronts several (see WorkerLink::capacity).
+  void set_size(std::size_t n) noexcept { size_.store(n, std::memory_order_relaxed); }
 
   void join() {
     if (!queue_.closed()) throw std::logic_error(prefixed("join() before close() or terminate()"));
@@ -427,7 +429,7 @@ class Supervisor final : public PoolHandle, public Waker {
     return std::chrono::nanoseconds(std::max<std::int64_t>(0, next - now));
   }
 
-  const std::size_t size_;
+  std::atomic<std::size_t> size_;
   SubmissionQueue queue_;
   Scheduler scheduler_;
   std::unique_ptr<Transport> transport_;
