@@ -51,7 +51,7 @@ class Scheduler {
     auto n = static_cast<std::size_t>(config::window_budget_ns / std::max(w.avg_ns, 1.0));
     n = std::clamp(n, config::window_min, config::window_max);
     // A pool of workers behind one link recycles its own workers.
-    if (w.pooled()) return n * w.capacity;
+    if (w.pooled) return n * w.capacity;
     if (maxtasks_ != 0) n = std::min(n, maxtasks_ - std::min(maxtasks_, w.sent_jobs));
     return n;
   }

@@ -87,9 +87,11 @@ class WorkerLink {
   virtual void stop() noexcept = 0;
   /// Ends the worker: gently (it may clean up) or at once.
   virtual void kill(bool gently) noexcept = 0;
-  /// How many jobs it runs at once. Above 1 the link fronts a pool of workers elsewhere (another
-  /// machine): it answers in any order, reports failed jobs itself (FrameKind::failed) and
-  /// enforces time limits and maxtasksperchild there. Known for sure once it said hello.
+  /// True if the link fronts a pool of workers elsewhere (another machine): it answers in any
+  /// order, reports failed jobs itself (FrameKind::failed), and time limits and
+  /// maxtasksperchild are enforced there.
+  virtual bool pooled() const noexcept { return false; }
+  /// How many jobs it runs at once; for a pooled link, known for sure once it said hello.
   virtual std::size_t capacity() const noexcept { return 1; }
 };
 

@@ -57,6 +57,7 @@ struct WorkerRecord {
   KillReason kill = KillReason::none;
   std::int64_t kill_deadline = 0;          // hard kill after this (ns), if still alive; 0: none
   double avg_ns = config::initial_job_ns;  // running mean of its jobs' run time
+  bool pooled = false;                     // a pool of workers elsewhere (WorkerLink::pooled)
   std::size_t capacity = 1;                // jobs it runs at once (see WorkerLink::capacity)
 
   /// May be given more work.
@@ -65,8 +66,6 @@ struct WorkerRecord {
   bool front_sent() const noexcept { return !inflight.empty() && unsent > 0; }
   /// The id a result from this worker must carry next, 0 if none is due.
   std::uint64_t expected() const noexcept { return front_sent() ? inflight.front().id : 0; }
-  /// A pool of workers behind one link: answers come in any order.
-  bool pooled() const noexcept { return capacity > 1; }
   /// True if a job with this id has been written to it.
   bool was_sent(std::uint64_t id) const noexcept {
     for (std::size_t i = 0; i < unsent && i < inflight.size(); ++i)

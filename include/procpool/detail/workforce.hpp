@@ -57,6 +57,7 @@ class Workforce final : public FrameSink, public WorkerProbe {
     w = WorkerRecord{};
     w.alive = true;
     w.gen = gen;
+    w.pooled = links_[slot]->pooled();
     w.capacity = links_[slot]->capacity();
     queue_.add_pid(static_cast<pid_t>(links_[slot]->id()));
   }
@@ -172,12 +173,12 @@ class Workforce final : public FrameSink, public WorkerProbe {
       case FrameKind::result:
         break;
       case FrameKind::failed:
-        return w.pooled() && on_failed(w, h.id, payload);
+        return w.pooled && on_failed(w, h.id, payload);
       default:
         return false;
     }
     std::size_t at = 0;
-    if (w.pooled()) {
+    if (w.pooled) {
       // Answers come in any order; one for a job no longer here (failed with the pool's
       // terminate, say) is dropped.
       if (!find_sent(w, h.id, at)) return true;

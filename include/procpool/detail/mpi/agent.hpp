@@ -1,0 +1,250 @@
+#pragma once
+// The agent: what every rank but 0 runs on its MPI thread. It serves rank 0's pools with local
+// pools of its own (one per mpi::Pool, the same engine as procpool::Pool, workers from the fork
+// server), so a task that crashes, hangs or exceeds its memory kills one local worker and fails
+// one task, and the MPI job never sees it. Results are forwarded as the local engine settles
+// them; a failed job goes back as a `failed` frame carrying its error.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <utility>
+
+#include <procpool/cpu.hpp>
+#include <procpool/detail/completion.hpp>
+#include <procpool/detail/invoke.hpp>
+#include <procpool/detail/local/launcher.hpp>
+#include <procpool/detail/local/transport.hpp>
+#include <procpool/detail/mpi/comm.hpp>
+#include <procpool/detail/mpi/node.hpp>
+#include <procpool/detail/mpi/protocol.hpp>
+#include <procpool/detail/posix/module.hpp>
+#include <procpool/detail/supervisor.hpp>
+#include <procpool/detail/wire.hpp>
+#include <procpool/errors.hpp>
+#include <procpool/options.hpp>
+
+namespace procpool::detail::mpi {
+
+/// The local start method for a pool's workers: plain fork would copy a process that called
+/// MPI_Init, so fork means the fork server (forked before MPI started).
+inline StartMethod local_start(StartMethod m) {
+  return m == StartMethod::fork ? StartMethod::forkserver : m;
+}
+
+class Agent {
+ public:
+  explicit Agent(Comm& comm) : comm_(comm) {}
+
+  int run() {
+    Pacer pacer;
+    Buffer msg, out;
+    int from = 0;
+    while (!shutdown_) {
+      bool busy = false;
+      while (!shutdown_ && comm_.try_receive(0, msg, from)) {
+        busy = true;
+        const bool ok = for_each_record(std::span<const std::byte>(msg.data(), msg.size()),
+                                        [&](const Record& r) { handle(r); });
+        if (!ok) comm_.abort("a malformed message came from rank 0");
+      }
+      {
+        std::lock_guard l(m_);
+        std::swap(out, out_);
+      }
+      if (!out.empty()) {
+        comm_.send(0, std::move(out));
+        out = Buffer{};
+        busy = true;
+      }
+      comm_.progress();
+      if (busy) {
+        pacer.busy();
+        continue;
+      }
+      if (pacer.spinning()) continue;
+      std::unique_lock l(m_);
+      cv_.wait_for(l, pacer.next_nap(), [&] { return !out_.empty(); });
+    }
+    // Rank 0's program has ended: so do this rank's pools.
+    for (auto& [id, p] : pools_) {
+      p->dropping.store(true);
+      p->engine->queue().terminate();
+      try {
+        p->engine->join();
+      } catch (...) {
+      }
+    }
+    pools_.clear();
+    return 0;
+  }
+
+ private:
+  struct LocalPool {
+    std::shared_ptr<Supervisor> engine;
+    std::atomic<bool> dropping{false};  // terminated: its outcomes are no longer wanted
+  };
+
+  void handle(const Record& r) {
+    switch (r.op) {
+      case Op::open:
+        open(r.pool, r.bytes);
+        return;
+      case Op::task:
+        task(r.pool, r.aux, r.bytes);
+        return;
+      case Op::close:
+      case Op::terminate:
+        end(r.pool, r.op == Op::terminate);
+        return;
+      case Op::shutdown:
+        shutdown_ = true;
+        return;
+      default:
+        comm_.abort("an unknown request came from rank 0");
+    }
+  }
+
+  void reply(std::uint32_t pool, Op op, std::uint64_t aux, std::span<const std::byte> bytes) {
+    {
+      std::lock_guard l(m_);
+      put_record(out_, pool, op, aux, bytes);
+    }
+    cv_.notify_one();
+  }
+
+  void reply_frame(std::uint32_t pool, const Buffer& frame, std::uint64_t aux = 0) {
+    reply(pool, Op::frame, aux, std::span<const std::byte>(frame.data(), frame.size()));
+  }
+
+  void reply_failed(std::uint32_t pool, std::uint64_t job, ErrorInfo e) {
+    e.message = "on rank " + std::to_string(comm_.rank()) + ": " + e.message;
+    Buffer f;
+    std::size_t at = begin_frame(f, FrameKind::failed, job);
+    e.put_report(f);
+    finish_frame(f, at, 1);
+    reply_frame(pool, f);
+  }
+
+  void open(std::uint32_t pool, std::span<const std::byte> bytes) {
+    OpenSpec spec;
+    if (bytes.size() < sizeof spec) comm_.abort("a malformed pool request came from rank 0");
+    std::memcpy(&spec, bytes.data(), sizeof spec);
+    Buffer init;
+    init.append(bytes.data() + sizeof spec, bytes.size() - sizeof spec);
+    Options o;
+    o.processes = spec.processes != 0 ? static_cast<unsigned>(spec.processes) : cpu_count();
+    o.start = local_start(static_cast<StartMethod>(spec.start));
+    o.maxtasksperchild = static_cast<std::size_t>(spec.maxtasksperchild);
+    o.memory_limit = static_cast<std::size_t>(spec.memory_limit);
+    if (auto it = pools_.find(pool); it != pools_.end()) end(pool, true, false);
+    auto p = std::make_shared<LocalPool>();
+    Buffer f;
+    try {
+      local::check_can_start(o.start, "procpool::mpi::Pool");
+      auto t =
+          std::make_unique<local::LocalTransport>(o, init, std::vector<std::shared_ptr<Segment>>{});
+      p->engine = std::make_shared<Supervisor>(o, std::move(t));
+      p->engine->start();
+    } catch (const std::exception& e) {
+      // Reported as the initializer's failure (the usual cause); the message says what it was.
+      std::string type = "procpool::Error", msg = e.what();
+      if (auto* re = dynamic_cast<const RemoteError*>(&e)) type = re->type_name();
+      const std::string mark = "the initializer failed: ";
+      if (auto at = msg.find(mark); at != std::string::npos) msg = msg.substr(at + mark.size());
+      msg = "on rank " + std::to_string(comm_.rank()) + ": " + msg;
+      std::size_t at = begin_frame(f, FrameKind::init_error, 0);
+      append_error_item(f, ItemStatus::remote_error, type, msg);
+      finish_frame(f, at, 1);
+      reply_frame(pool, f);
+      return;
+    }
+    pools_[pool] = p;
+    std::size_t at = begin_frame(f, FrameKind::hello, 0);
+    finish_frame(f, at, 0);
+    reply_frame(pool, f, o.processes);
+  }
+
+  // A task's name for messages: its function, or (a lambda) its trampoline, which names its type.
+  static TaskName name_of(std::span<const std::byte> payload) {
+    TaskName n;
+    std::uint64_t v[4];
+    if (payload.size() < sizeof v) return n;
+    std::memcpy(v, payload.data(), sizeof v);
+    posix::ImageAddress fn{v[2], v[3]}, tramp{v[0], v[1]};
+    void* p = posix::resolve_code(v[2] != 0 || v[3] != 0 ? fn : tramp);
+    n.fn = reinterpret_cast<std::uintptr_t>(p);
+    return n;
+  }
+
+  void task(std::uint32_t pool, std::uint64_t timeout_ns, std::span<const std::byte> bytes) {
+    FrameHeader h;
+    if (!read_frame_header(bytes, h) || h.kind != static_cast<std::uint8_t>(FrameKind::task))
+      comm_.abort("a malformed task came from rank 0");
+    auto it = pools_.find(pool);
+    if (it == pools_.end()) {
+      ErrorInfo e;
+      e.kind = ErrorInfo::Kind::cancelled;
+      e.message = "the pool had ended here";
+      reply_failed(pool, h.id, e);
+      return;
+    }
+    std::shared_ptr<LocalPool> p = it->second;
+    Job j;
+    j.id = h.id;
+    j.frame.append(bytes.data(), bytes.size());
+    j.count = h.count;
+    j.timeout_ns = static_cast<std::int64_t>(timeout_ns);
+    j.task = name_of(bytes.subspan(sizeof h));
+    auto c = std::make_shared<Completion>(1);
+    c->items = h.count;
+    const std::uint64_t id = h.id;
+    c->on_complete([this, p, pool, id](Completion& done) {
+      if (p->dropping.load()) return;
+      if (const auto& e = done.forced_error()) return reply_failed(pool, id, *e);
+      const JobOutcome& o = done.outcomes()[0];
+      if (o.error) return reply_failed(pool, id, *o.error);
+      reply_frame(pool, o.frame);
+    });
+    j.completion = std::move(c);
+    try {
+      p->engine->queue().submit(std::move(j));
+    } catch (const Error& e) {
+      ErrorInfo info;
+      info.kind = ErrorInfo::Kind::closed;
+      info.message = e.what();
+      reply_failed(pool, id, info);
+    }
+  }
+
+  void end(std::uint32_t pool, bool terminate, bool say_bye = true) {
+    if (auto it = pools_.find(pool); it != pools_.end()) {
+      auto p = it->second;
+      pools_.erase(it);
+      if (terminate) {
+        p->dropping.store(true);
+        p->engine->queue().terminate();
+      } else {
+        p->engine->queue().close();
+      }
+      p->engine->join();
+    }
+    if (say_bye) reply(pool, Op::bye, 0, {});
+  }
+
+  Comm& comm_;
+  bool shutdown_ = false;
+  std::map<std::uint32_t, std::shared_ptr<LocalPool>> pools_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  Buffer out_;  // records for rank 0, from this thread and the pools' threads
+};
+
+}  // namespace procpool::detail::mpi
