@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -124,6 +125,18 @@ class Agent {
     reply(pool, Op::frame, aux, std::span<const std::byte>(frame.data(), frame.size()));
   }
 
+  // A result frame, under rank 0's id `job`: a job taken back from a stuck worker here (see
+  // Scheduler::rebalance) ran under a fresh one.
+  void reply_result(std::uint32_t pool, const Buffer& frame, std::uint64_t job) {
+    {
+      std::lock_guard l(m_);
+      const std::size_t at = out_.size() + sizeof(RecordHeader) + offsetof(FrameHeader, id);
+      put_record(out_, pool, Op::frame, 0, std::span<const std::byte>(frame.data(), frame.size()));
+      std::memcpy(out_.data() + at, &job, sizeof job);
+    }
+    cv_.notify_one();
+  }
+
   void reply_failed(std::uint32_t pool, std::uint64_t job, ErrorInfo e) {
     e.message = "on rank " + std::to_string(comm_.rank()) + ": " + e.message;
     Buffer f;
@@ -211,7 +224,7 @@ class Agent {
       if (const auto& e = done.forced_error()) return reply_failed(pool, id, *e);
       const JobOutcome& o = done.outcomes()[0];
       if (o.error) return reply_failed(pool, id, *o.error);
-      reply_frame(pool, o.frame);
+      reply_result(pool, o.frame, id);
     });
     j.completion = std::move(c);
     try {
