@@ -3,7 +3,7 @@
 // expect: cannot reach another machine
 #include <procpool/mpi.hpp>
 
-int read(procpool::Value<int> v) {
+int peek(procpool::Value<int> v) {
   return v.load();
 }
 
@@ -11,5 +11,5 @@ int main(int argc, char** argv) {
   procpool::mpi::init(argc, argv);
   procpool::mpi::Pool pool;
   procpool::Value<int> v(1);
-  return pool.apply(read, v);
+  return pool.apply(peek, v);
 }
