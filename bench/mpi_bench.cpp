@@ -48,43 +48,59 @@ double best_of(int runs, F f) {
 int main(int argc, char** argv) {
   procpool::mpi::init(argc, argv);
   procpool::mpi::Options o;
+  std::string only;  // one workload by name, or all
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--per-rank" && i + 1 < argc) {
+    if (a == "--only" && i + 1 < argc) {
+      only = argv[++i];
+    } else if (a == "--per-rank" && i + 1 < argc) {
       o.processes_per_rank = static_cast<unsigned>(std::atoi(argv[++i]));
     } else if (a == "--no-root") {
       o.use_root = false;
     } else {
-      std::fprintf(stderr, "usage: mpi_bench [--per-rank N] [--no-root]\n");
+      std::fprintf(stderr, "usage: mpi_bench [--per-rank N] [--no-root] [--only NAME]\n");
       return 2;
     }
   }
   procpool::mpi::Pool pool(o);
   std::printf("ranks %d workers %zu\n", procpool::mpi::world_size(), pool.size());
 
+  std::fflush(stdout);
+  auto want = [&](const char* name) { return only.empty() || only == name; };
   pool.map(inc, std::views::iota(0, 10000));  // warm up every worker
-  const int trips = 5000;
-  double t = best_of(3, [&] {
-    for (int i = 0; i < trips; ++i)
-      if (pool.apply_async(inc, i).get() != i + 1) std::abort();
-  });
-  std::printf("round_trip %.2f us\n", t / trips * 1e6);
-
-  const int n1 = 100'000;
-  t = best_of(3, [&] { pool.map(inc, std::views::iota(0, n1), 1); });
-  std::printf("map_chunk1 %.0f tasks/s\n", n1 / t);
-
-  const int n2 = 1'000'000;
-  t = best_of(3, [&] { pool.map(inc, std::views::iota(0, n2)); });
-  std::printf("map_auto %.0f tasks/s\n", n2 / t);
-
-  std::vector<std::vector<std::byte>> blobs(64, std::vector<std::byte>(1 << 20));
-  t = best_of(3, [&] { pool.map(nbytes, blobs, 1); });
-  std::printf("args_64x1MiB %.3f GB/s\n", 64.0 * (1 << 20) / t / 1e9);
-
-  std::vector<std::byte> big(64 << 20);
-  t = best_of(3, [&] {
-    if (pool.apply(echo, big).size() != big.size()) std::abort();
-  });
-  std::printf("round_trip_64MiB %.3f GB/s\n", 64.0 * (1 << 20) / t / 1e9);
+  double t = 0;
+  if (want("round_trip")) {
+    const int trips = 5000;
+    t = best_of(3, [&] {
+      for (int i = 0; i < trips; ++i)
+        if (pool.apply_async(inc, i).get() != i + 1) std::abort();
+    });
+    std::printf("round_trip %.2f us\n", t / trips * 1e6);
+    std::fflush(stdout);
+  }
+  if (want("map_chunk1")) {
+    const int n1 = 100'000;
+    t = best_of(3, [&] { pool.map(inc, std::views::iota(0, n1), 1); });
+    std::printf("map_chunk1 %.0f tasks/s\n", n1 / t);
+    std::fflush(stdout);
+  }
+  if (want("map_auto")) {
+    const int n2 = 1'000'000;
+    t = best_of(3, [&] { pool.map(inc, std::views::iota(0, n2)); });
+    std::printf("map_auto %.0f tasks/s\n", n2 / t);
+    std::fflush(stdout);
+  }
+  if (want("args_64x1MiB")) {
+    std::vector<std::vector<std::byte>> blobs(64, std::vector<std::byte>(1 << 20));
+    t = best_of(3, [&] { pool.map(nbytes, blobs, 1); });
+    std::printf("args_64x1MiB %.3f GB/s\n", 64.0 * (1 << 20) / t / 1e9);
+    std::fflush(stdout);
+  }
+  if (want("round_trip_64MiB")) {
+    std::vector<std::byte> big(64 << 20);
+    t = best_of(3, [&] {
+      if (pool.apply(echo, big).size() != big.size()) std::abort();
+    });
+    std::printf("round_trip_64MiB %.3f GB/s\n", 64.0 * (1 << 20) / t / 1e9);
+  }
 }

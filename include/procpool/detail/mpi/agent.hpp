@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <procpool/cpu.hpp>
 #include <procpool/detail/completion.hpp>
@@ -46,23 +47,23 @@ class Agent {
 
   int run() {
     Pacer pacer;
-    Buffer msg, out;
+    Buffer msg;
+    Inbox inbox;
     int from = 0;
     while (!shutdown_) {
       bool busy = false;
       while (!shutdown_ && comm_.try_receive(0, msg, from)) {
         busy = true;
-        const bool ok = for_each_record(std::span<const std::byte>(msg.data(), msg.size()),
-                                        [&](const Record& r) { handle(r); });
-        if (!ok) comm_.abort("a malformed message came from rank 0");
+        if (!inbox.read(msg, [&](const Record& r) { handle(r); }))
+          comm_.abort("a malformed message came from rank 0");
       }
+      std::vector<Buffer> out;
       {
         std::lock_guard l(m_);
-        std::swap(out, out_);
+        out = out_.take();
       }
-      if (!out.empty()) {
-        comm_.send(0, std::move(out));
-        out = Buffer{};
+      for (Buffer& m : out) {
+        comm_.send(0, std::move(m));
         busy = true;
       }
       comm_.progress();
@@ -99,7 +100,7 @@ class Agent {
         open(r.pool, r.bytes);
         return;
       case Op::task:
-        task(r.pool, r.aux, r.bytes);
+        task(r.pool, r.aux, r.bytes, r.body);
         return;
       case Op::close:
       case Op::terminate:
@@ -116,7 +117,7 @@ class Agent {
   void reply(std::uint32_t pool, Op op, std::uint64_t aux, std::span<const std::byte> bytes) {
     {
       std::lock_guard l(m_);
-      put_record(out_, pool, op, aux, bytes);
+      out_.add(pool, op, aux, bytes);
     }
     cv_.notify_one();
   }
@@ -127,12 +128,11 @@ class Agent {
 
   // A result frame, under rank 0's id `job`: a job taken back from a stuck worker here (see
   // Scheduler::rebalance) ran under a fresh one.
-  void reply_result(std::uint32_t pool, const Buffer& frame, std::uint64_t job) {
+  void reply_result(std::uint32_t pool, Buffer& frame, std::uint64_t job) {
+    std::memcpy(frame.data() + offsetof(FrameHeader, id), &job, sizeof job);
     {
       std::lock_guard l(m_);
-      const std::size_t at = out_.size() + sizeof(RecordHeader) + offsetof(FrameHeader, id);
-      put_record(out_, pool, Op::frame, 0, std::span<const std::byte>(frame.data(), frame.size()));
-      std::memcpy(out_.data() + at, &job, sizeof job);
+      out_.add(pool, Op::frame, 0, std::move(frame));
     }
     cv_.notify_one();
   }
@@ -197,7 +197,8 @@ class Agent {
     return n;
   }
 
-  void task(std::uint32_t pool, std::uint64_t timeout_ns, std::span<const std::byte> bytes) {
+  void task(std::uint32_t pool, std::uint64_t timeout_ns, std::span<const std::byte> bytes,
+            Buffer* body) {
     FrameHeader h;
     if (!read_frame_header(bytes, h) || h.kind != static_cast<std::uint8_t>(FrameKind::task))
       comm_.abort("a malformed task came from rank 0");
@@ -212,17 +213,23 @@ class Agent {
     std::shared_ptr<LocalPool> p = it->second;
     Job j;
     j.id = h.id;
-    j.frame.append(bytes.data(), bytes.size());
+    j.task = name_of(bytes.subspan(sizeof h));
+    if (body) {
+      j.frame = std::move(*body);  // a large task's own message: kept, not copied
+    } else {
+      j.frame.append(bytes.data(), bytes.size());
+    }
     j.count = h.count;
     j.timeout_ns = static_cast<std::int64_t>(timeout_ns);
-    j.task = name_of(bytes.subspan(sizeof h));
     auto c = std::make_shared<Completion>(1);
     c->items = h.count;
     const std::uint64_t id = h.id;
     c->on_complete([this, p, pool, id](Completion& done) {
       if (p->dropping.load()) return;
       if (const auto& e = done.forced_error()) return reply_failed(pool, id, *e);
-      const JobOutcome& o = done.outcomes()[0];
+      // This completion is the agent's alone, and nobody reads its outcome after this: the
+      // result frame is taken, not copied.
+      auto& o = const_cast<JobOutcome&>(done.outcomes()[0]);
       if (o.error) return reply_failed(pool, id, *o.error);
       reply_result(pool, o.frame, id);
     });
@@ -257,7 +264,7 @@ class Agent {
   std::map<std::uint32_t, std::shared_ptr<LocalPool>> pools_;
   std::mutex m_;
   std::condition_variable cv_;
-  Buffer out_;  // records for rank 0, from this thread and the pools' threads
+  Outbox out_;  // records for rank 0, from this thread and the pools' threads
 };
 
 }  // namespace procpool::detail::mpi

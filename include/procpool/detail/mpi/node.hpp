@@ -29,7 +29,6 @@
 
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/clock.hpp>
-#include <procpool/detail/cpu_relax.hpp>
 #include <procpool/detail/mpi/comm.hpp>
 #include <procpool/detail/mpi/protocol.hpp>
 #include <procpool/detail/posix/process.hpp>
@@ -37,11 +36,22 @@
 
 namespace procpool::detail::mpi {
 
-// How the MPI thread waits: spins this long after the last traffic, then sleeps in steps that
-// double from the first to the last while answers are due.
-inline constexpr std::int64_t spin_ns = 50'000;
+// How the MPI thread waits: it spins (yielding) for PROCPOOL_MPI_SPIN_US after the last traffic,
+// which covers a round trip to another rank, then naps in steps that double from 10 us to
+// PROCPOOL_MPI_NAP_US; after a second without traffic, to 1 ms. A post from a pool (or a result
+// from the agent's pool) ends a nap at once; only a message from another rank waits for the nap
+// to end.
+#ifndef PROCPOOL_MPI_SPIN_US
+#define PROCPOOL_MPI_SPIN_US 1000
+#endif
+#ifndef PROCPOOL_MPI_NAP_US
+#define PROCPOOL_MPI_NAP_US 100
+#endif
+inline constexpr std::int64_t spin_ns = std::int64_t{PROCPOOL_MPI_SPIN_US} * 1000;
 inline constexpr std::chrono::microseconds first_nap{10};
-inline constexpr std::chrono::microseconds last_nap{500};
+inline constexpr std::chrono::microseconds last_nap{PROCPOOL_MPI_NAP_US};
+inline constexpr std::chrono::microseconds idle_nap{1000};
+inline constexpr std::int64_t idle_after_ns = 1'000'000'000;
 
 /// Spin, then naps that grow: one per idle round of the MPI thread.
 class Pacer {
@@ -52,12 +62,15 @@ class Pacer {
   }
   /// True while the thread should spin on.
   bool spinning() noexcept {
-    cpu_relax();
+    // Yields rather than pauses: ranks often share cores with their own workers (and on a test
+    // machine, with other ranks), which must not wait for a spinning thread's time slice.
+    std::this_thread::yield();
     return now_ns() - last_ < spin_ns;
   }
   std::chrono::microseconds next_nap() noexcept {
     auto n = nap_;
-    nap_ = std::min(nap_ * 2, last_nap);
+    const auto cap = now_ns() - last_ < idle_after_ns ? last_nap : idle_nap;
+    nap_ = std::min(nap_ * 2, cap);
     return n;
   }
 
@@ -69,8 +82,8 @@ class Pacer {
 /// A pool on rank 0, as the courier sees it: where the records for it go.
 class Receiver {
  public:
-  /// A record from rank `from` (called on the courier thread).
-  virtual void deliver(int from, Op op, std::uint64_t aux, std::span<const std::byte> bytes) = 0;
+  /// A record from rank `from` (called on the courier thread). Its body may be moved from.
+  virtual void deliver(int from, const Record& r) = 0;
 
  protected:
   ~Receiver() = default;
@@ -141,18 +154,27 @@ class Node {
   /// Queues a record for rank `dest`; it leaves on the courier's next round.
   void post(int dest, std::uint32_t pool, Op op, std::uint64_t aux,
             std::span<const std::byte> bytes) {
+    post_with(dest, pool, op, [&](Outbox& o) { o.add(pool, op, aux, bytes); });
+  }
+  /// Like post; a large `bytes` is sent as it is (see Outbox).
+  void post(int dest, std::uint32_t pool, Op op, std::uint64_t aux, Buffer&& bytes) {
+    post_with(dest, pool, op, [&](Outbox& o) { o.add(pool, op, aux, std::move(bytes)); });
+  }
+
+ private:
+  template <class Add>
+  void post_with(int dest, std::uint32_t pool, Op op, Add&& add) {
     {
       std::lock_guard l(m_);
       if (out_.size() < static_cast<std::size_t>(size_))
         out_.resize(static_cast<std::size_t>(size_));
-      put_record(out_[static_cast<std::size_t>(dest)], pool, op, aux, bytes);
+      add(out_[static_cast<std::size_t>(dest)]);
       if (op != Op::shutdown) ++due_[key(pool, dest)];  // each of these is answered once
       posted_ = true;
     }
     cv_.notify_one();
   }
 
- private:
   Node() = default;
 
   static std::uint64_t key(std::uint32_t pool, int rank) {
@@ -195,7 +217,8 @@ class Node {
   // Rank 0's MPI thread.
   void courier() {
     Pacer pacer;
-    std::vector<Buffer> out;
+    std::vector<Outbox> out;
+    inboxes_.resize(static_cast<std::size_t>(size_));
     Buffer msg;
     for (;;) {
       bool busy = false, stopping = false;
@@ -207,8 +230,7 @@ class Node {
       }
       for (std::size_t r = 0; r < out.size(); ++r) {
         if (out[r].empty()) continue;
-        comm_.send(static_cast<int>(r), std::move(out[r]));
-        out[r] = Buffer{};
+        for (Buffer& m : out[r].take()) comm_.send(static_cast<int>(r), std::move(m));
         busy = true;
       }
       comm_.progress();
@@ -232,10 +254,10 @@ class Node {
       }
     }
     // The program ends: every agent ends with it.
-    for (int r = 1; r < size_; ++r) post(r, 0, Op::shutdown, 0, {});
+    for (int r = 1; r < size_; ++r) post(r, 0, Op::shutdown, 0, std::span<const std::byte>{});
     std::lock_guard l(m_);
     for (std::size_t r = 0; r < out_.size(); ++r)
-      if (!out_[r].empty()) comm_.send(static_cast<int>(r), std::move(out_[r]));
+      for (Buffer& m : out_[r].take()) comm_.send(static_cast<int>(r), std::move(m));
   }
 
   std::uint64_t due_total() const {
@@ -244,14 +266,13 @@ class Node {
     return n;
   }
 
-  void dispatch(int from, const Buffer& msg) {
-    const bool ok =
-        for_each_record(std::span<const std::byte>(msg.data(), msg.size()), [&](const Record& r) {
-          answered(r, from);
-          std::lock_guard l(registry_m_);
-          auto it = receivers_.find(r.pool);
-          if (it != receivers_.end()) it->second->deliver(from, r.op, r.aux, r.bytes);
-        });
+  void dispatch(int from, Buffer& msg) {
+    const bool ok = inboxes_[static_cast<std::size_t>(from)].read(msg, [&](const Record& r) {
+      answered(r, from);
+      std::lock_guard l(registry_m_);
+      auto it = receivers_.find(r.pool);
+      if (it != receivers_.end()) it->second->deliver(from, r);
+    });
     if (!ok) comm_.abort("a malformed message came from rank " + std::to_string(from));
   }
 
@@ -287,7 +308,8 @@ class Node {
   std::exception_ptr init_error_;
   bool stopping_ = false;
   bool posted_ = false;
-  std::vector<Buffer> out_;                     // by destination rank: records not sent yet
+  std::vector<Outbox> out_;                     // by destination rank: records not sent yet
+  std::vector<Inbox> inboxes_;                  // by sending rank (the courier's thread only)
   std::map<std::uint64_t, std::uint64_t> due_;  // answers due, by (pool, rank)
 
   std::mutex registry_m_;

@@ -41,9 +41,15 @@ class RemoteLink final : public WorkerLink {
 
   void flush(WorkerRecord& w) override {
     for (; w.unsent < w.inflight.size(); ++w.unsent) {
-      const Job& j = w.inflight[w.unsent];
-      node_.post(rank_, pool_, Op::task, static_cast<std::uint64_t>(j.timeout_ns),
-                 std::span<const std::byte>(j.frame.data(), j.frame.size()));
+      Job& j = w.inflight[w.unsent];
+      const auto limit = static_cast<std::uint64_t>(j.timeout_ns);
+      if (j.frame.size() >= detach_bytes) {
+        // Sent as it is: a pooled link's jobs are neither taken back nor copied here (time
+        // limits and replacements happen on the rank), so the job needs its frame no more.
+        node_.post(rank_, pool_, Op::task, limit, std::move(j.frame));
+      } else {
+        node_.post(rank_, pool_, Op::task, limit, j.frame.span());
+      }
     }
     w.unsent_off = 0;
   }
@@ -87,17 +93,21 @@ class RemoteLink final : public WorkerLink {
 
   // ---- The courier's side -------------------------------------------------------------------
 
-  void deliver(Op op, std::uint64_t aux, std::span<const std::byte> bytes) {
-    if (op == Op::bye) {
+  void deliver(const Record& r) {
+    if (r.op == Op::bye) {
       ended_.store(true, std::memory_order_release);
       return;
     }
-    if (op != Op::frame) return;
+    if (r.op != Op::frame) return;
     Buffer b;
-    b.append(bytes.data(), bytes.size());
+    if (r.body) {
+      b = std::move(*r.body);
+    } else {
+      b.append(r.bytes.data(), r.bytes.size());
+    }
     std::lock_guard l(m_);
     inbox_.push_back(std::move(b));
-    inbox_aux_.push_back(aux);
+    inbox_aux_.push_back(r.aux);
     news_.store(true, std::memory_order_release);
   }
 
@@ -110,7 +120,7 @@ class RemoteLink final : public WorkerLink {
     if (end_sent_) return;
     end_sent_ = true;
     try {
-      node_.post(rank_, pool_, op, 0, {});
+      node_.post(rank_, pool_, op, 0, std::span<const std::byte>{});
     } catch (...) {
       // Out of memory while posting: the job cannot go on cleanly.
       std::terminate();
@@ -233,13 +243,13 @@ class MpiTransport final : public Transport, public Receiver {
 
   // ---- Receiver (the courier's thread) ------------------------------------------------------
 
-  void deliver(int from, Op op, std::uint64_t aux, std::span<const std::byte> bytes) override {
+  void deliver(int from, const Record& rec) override {
     {
       std::lock_guard l(m_);
       if (from < 1 || static_cast<std::size_t>(from) > ranks_.size()) return;
       RemoteLink* r = ranks_[static_cast<std::size_t>(from - 1)];
       if (!r) return;  // its slot was buried already
-      r->deliver(op, aux, bytes);
+      r->deliver(rec);
     }
     interrupt();
   }
