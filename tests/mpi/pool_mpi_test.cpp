@@ -68,6 +68,19 @@ TEST_CASE("use_root = false keeps tasks off rank 0", "[mpi]") {
   for (int r : ranks) CHECK(r != 0);
 }
 
+TEST_CASE("workers started by spawn and by the fork server, on every rank", "[mpi]") {
+  for (auto m : {procpool::StartMethod::spawn, procpool::StartMethod::forkserver}) {
+    mpi::Options o = small(1);
+    o.start = m;
+    mpi::Pool pool(o);
+    CHECK(pool.map(square, std::views::iota(0, 50), 1).back() == 49 * 49);
+    auto ranks = pool.map(rank_after,
+                          std::vector<int>(4 * static_cast<std::size_t>(mpi::world_size()), 20), 1);
+    CHECK(std::set<int>(ranks.begin(), ranks.end()).size() ==
+          static_cast<std::size_t>(mpi::world_size()));
+  }
+}
+
 TEST_CASE("imap is lazy and ordered; imap_unordered gives every result", "[mpi]") {
   mpi::Pool pool(small());
   std::atomic<int> pulled{0};
