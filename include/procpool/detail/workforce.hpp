@@ -331,6 +331,13 @@ class Workforce final : public FrameSink, public WorkerProbe {
     std::deque<Job> back;
     for (auto& j : w.inflight) {
       if (j.cloned) continue;  // its copy is queued already
+      if (j.frame.empty()) {
+        // Its frame was handed over whole to a pooled link (see mpi::RemoteLink::flush): it
+        // cannot be sent again, so it fails with the link.
+        if (failed.empty()) why = death_error(w, st, pid);
+        failed.push_back(std::move(j));
+        continue;
+      }
       j.revoked = false;
       back.push_back(std::move(j));
     }
