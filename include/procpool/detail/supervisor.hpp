@@ -332,9 +332,10 @@ class Supervisor final : public PoolHandle, public Waker {
         // Threads waiting for results do the I/O now (or did a moment ago, and will again): look
         // again soon for deaths and deadlines, but leave the cores to them and the workers.
         spin_step_ = -1;
-        if (workforce_.any_unsent()) {
+        if (workforce_.any_unsent() || transport_->answers_interrupt()) {
           // Frames wait for room: a helper looks at the channels only now and then, so the nap
-          // is taken on the transport, which wakes this thread as soon as a channel drains.
+          // is taken on the transport, which wakes this thread as soon as a channel drains (or,
+          // for a transport whose answers come with an interrupt, as soon as one comes).
           drive.unlock();
           n = transport_->run(config::helped_wait, deferred);
           drive.lock();

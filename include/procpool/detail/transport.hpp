@@ -118,6 +118,9 @@ class Transport {
   /// one is waiting already (the sleep is off).
   virtual bool prepare_sleep() noexcept = 0;
   virtual void end_sleep() noexcept = 0;
+  /// True if answers are announced by interrupt() (they come from another thread, as over MPI):
+  /// the pool's thread then naps in run(), never elsewhere, so an answer ends every nap.
+  virtual bool answers_interrupt() const noexcept { return false; }
 };
 
 }  // namespace procpool::detail

@@ -61,6 +61,7 @@ class Agent {
       {
         std::lock_guard l(m_);
         out = out_.take();
+        has_out_.store(false, std::memory_order_relaxed);
       }
       for (Buffer& m : out) {
         comm_.send(0, std::move(m));
@@ -71,7 +72,10 @@ class Agent {
         pacer.busy();
         continue;
       }
-      if (pacer.spinning()) continue;
+      if (pacer.spinning()) {
+        help_pools();
+        continue;
+      }
       std::unique_lock l(m_);
       cv_.wait_for(l, pacer.next_nap(), [&] { return !out_.empty(); });
     }
@@ -91,7 +95,8 @@ class Agent {
  private:
   struct LocalPool {
     std::shared_ptr<Supervisor> engine;
-    std::atomic<bool> dropping{false};  // terminated: its outcomes are no longer wanted
+    std::atomic<bool> dropping{false};     // terminated: its outcomes are no longer wanted
+    std::atomic<std::int64_t> running{0};  // jobs submitted, not yet answered
   };
 
   void handle(const Record& r) {
@@ -114,10 +119,24 @@ class Agent {
     }
   }
 
+  // While it would spin anyway, this thread does the local pools' work itself for a moment (as
+  // a thread waiting for a result does, see Supervisor::help): a task's answer then reaches it
+  // without waking the pool's thread twice. It stops as soon as there is something to send or a
+  // message from rank 0 has arrived.
+  void help_pools() {
+    const auto until = Clock::now() + std::chrono::microseconds(100);
+    for (auto& [id, p] : pools_) {
+      if (p->running.load(std::memory_order_relaxed) <= 0) continue;
+      (void)p->engine->help(
+          [&] { return has_out_.load(std::memory_order_relaxed) || comm_.waiting(0); }, until);
+    }
+  }
+
   void reply(std::uint32_t pool, Op op, std::uint64_t aux, std::span<const std::byte> bytes) {
     {
       std::lock_guard l(m_);
       out_.add(pool, op, aux, bytes);
+      has_out_.store(true, std::memory_order_relaxed);
     }
     cv_.notify_one();
   }
@@ -133,6 +152,7 @@ class Agent {
     {
       std::lock_guard l(m_);
       out_.add(pool, Op::frame, 0, std::move(frame));
+      has_out_.store(true, std::memory_order_relaxed);
     }
     cv_.notify_one();
   }
@@ -225,6 +245,7 @@ class Agent {
     c->items = h.count;
     const std::uint64_t id = h.id;
     c->on_complete([this, p, pool, id](Completion& done) {
+      p->running.fetch_sub(1, std::memory_order_relaxed);
       if (p->dropping.load()) return;
       if (const auto& e = done.forced_error()) return reply_failed(pool, id, *e);
       // This completion is the agent's alone, and nobody reads its outcome after this: the
@@ -235,6 +256,7 @@ class Agent {
     });
     j.completion = std::move(c);
     try {
+      p->running.fetch_add(1, std::memory_order_relaxed);
       p->engine->queue().submit(std::move(j));
     } catch (const Error& e) {
       ErrorInfo info;
@@ -265,6 +287,7 @@ class Agent {
   std::mutex m_;
   std::condition_variable cv_;
   Outbox out_;  // records for rank 0, from this thread and the pools' threads
+  std::atomic<bool> has_out_{false};
 };
 
 }  // namespace procpool::detail::mpi

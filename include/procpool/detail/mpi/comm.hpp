@@ -89,6 +89,13 @@ class Comm {
 
   bool sending() const noexcept { return !sends_.empty(); }
 
+  /// True if a message from `source` has arrived (and not been received yet).
+  bool waiting(int source) {
+    int flag = 0;
+    check(MPI_Iprobe(source, MPI_ANY_TAG, comm_, &flag, MPI_STATUS_IGNORE), "MPI_Iprobe", source);
+    return flag != 0;
+  }
+
   /// Takes one whole message from `source` (any rank if negative) if one has arrived: its bytes
   /// go to `out`, its sender to `from`. False if none has.
   bool try_receive(int source, Buffer& out, int& from) {

@@ -241,6 +241,8 @@ class MpiTransport final : public Transport, public Receiver {
     if (local_) local_->end_sleep();
   }
 
+  bool answers_interrupt() const noexcept override { return !ranks_.empty(); }
+
   // ---- Receiver (the courier's thread) ------------------------------------------------------
 
   void deliver(int from, const Record& rec) override {
