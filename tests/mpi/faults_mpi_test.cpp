@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <ranges>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,31 @@ TEST_CASE("the initializer runs in every worker on every rank; its failure fails
     CHECK_THAT(e.what(), Catch::Contains("negative: -1"));
     CHECK_THAT(e.what(), Catch::Contains("initializer"));
   }
+}
+
+TEST_CASE("a task over the memory limit fails alone; maxtasksperchild recycles workers there",
+          "[mpi]") {
+  mpi::Options o = remote(1);
+  o.memory_limit = std::size_t{256} << 20;
+  o.maxtasksperchild = 3;
+  mpi::Pool pool(o);
+  auto big = pool.apply_async(allocate_and_touch, std::size_t{2} << 30);
+  bool failed_as_expected = false;
+  try {
+    big.get();
+  } catch (const procpool::RemoteError& e) {
+    INFO("what(): " << e.what());
+    CHECK_THAT(e.type_name(), Catch::Contains("bad_alloc"));
+    failed_as_expected = true;
+  } catch (const procpool::WorkerCrashed& e) {
+    INFO("what(): " << e.what());
+    failed_as_expected = true;
+  }
+  CHECK(failed_as_expected);
+  // Recycled every 3 tasks on each rank: the tasks see several worker processes.
+  auto pids = pool.map(worker_pid, std::vector<int>(30, 0), 1);
+  CHECK(std::set<int>(pids.begin(), pids.end()).size() >= 4);
+  CHECK(pool.apply(allocate_and_touch, std::size_t{16} << 20) == std::size_t{16} << 20);
 }
 
 TEST_CASE("bad options are refused with a clear message", "[mpi]") {

@@ -6,6 +6,9 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include <unistd.h>
 
 #include <procpool/mpi.hpp>
 
@@ -44,6 +47,18 @@ inline int crash_on(int x) {
 inline int sleep_ms(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return ms;
+}
+
+/// Allocates `n` bytes and touches every page; returns `n`.
+inline std::size_t allocate_and_touch(std::size_t n) {
+  std::vector<char> v(n);
+  for (std::size_t i = 0; i < n; i += 4096) v[i] = 1;
+  return v.size() + static_cast<std::size_t>(v[n / 2] - v[n / 2]);
+}
+
+/// The process that runs it.
+inline int worker_pid(int) {
+  return static_cast<int>(::getpid());
 }
 
 /// Options for a small pool (this machine has few cores; every rank runs on it).
