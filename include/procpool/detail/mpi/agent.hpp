@@ -97,6 +97,8 @@ class Agent {
     std::shared_ptr<Supervisor> engine;
     std::atomic<bool> dropping{false};     // terminated: its outcomes are no longer wanted
     std::atomic<std::int64_t> running{0};  // jobs submitted, not yet answered
+    std::mutex jobs_m;
+    std::map<std::uint64_t, std::weak_ptr<Completion>> jobs;  // not answered yet, for cancel
   };
 
   void handle(const Record& r) {
@@ -113,6 +115,9 @@ class Agent {
         return;
       case Op::shutdown:
         shutdown_ = true;
+        return;
+      case Op::cancel:
+        cancel(r.pool, r.aux);
         return;
       default:
         comm_.abort("an unknown request came from rank 0");
@@ -244,7 +249,15 @@ class Agent {
     auto c = std::make_shared<Completion>(1);
     c->items = h.count;
     const std::uint64_t id = h.id;
+    {
+      std::lock_guard l(p->jobs_m);
+      p->jobs[id] = c;
+    }
     c->on_complete([this, p, pool, id](Completion& done) {
+      {
+        std::lock_guard l(p->jobs_m);
+        p->jobs.erase(id);
+      }
       p->running.fetch_sub(1, std::memory_order_relaxed);
       if (p->dropping.load()) return;
       if (const auto& e = done.forced_error()) return reply_failed(pool, id, *e);
@@ -264,6 +277,19 @@ class Agent {
       info.message = e.what();
       reply_failed(pool, id, info);
     }
+  }
+
+  // Rank 0 cancelled the job: it fails here as there (its worker killed if it started it), and
+  // the failure goes back as its answer.
+  void cancel(std::uint32_t pool, std::uint64_t job) {
+    auto it = pools_.find(pool);
+    if (it == pools_.end()) return;
+    std::shared_ptr<Completion> c;
+    {
+      std::lock_guard l(it->second->jobs_m);
+      if (auto j = it->second->jobs.find(job); j != it->second->jobs.end()) c = j->second.lock();
+    }
+    if (c) (void)it->second->engine->cancel(c, true);
   }
 
   void end(std::uint32_t pool, bool terminate, bool say_bye = true) {

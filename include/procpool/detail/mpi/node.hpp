@@ -169,7 +169,8 @@ class Node {
       if (out_.size() < static_cast<std::size_t>(size_))
         out_.resize(static_cast<std::size_t>(size_));
       add(out_[static_cast<std::size_t>(dest)]);
-      if (op != Op::shutdown) ++due_[key(pool, dest)];  // each of these is answered once
+      // Each of the others is answered once (a cancelled job's answer answers its task).
+      if (op != Op::shutdown && op != Op::cancel) ++due_[key(pool, dest)];
       posted_ = true;
     }
     cv_.notify_one();

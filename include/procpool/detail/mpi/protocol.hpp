@@ -9,6 +9,7 @@
 //                    task       aux: the job's time limit (ns); bytes: the task frame
 //                    close      the agent's pool finishes its work and ends
 //                    terminate  the agent's pool ends now
+//                    cancel     aux: a job to cancel there (its worker is killed if it runs it)
 //                    shutdown   (pool 0) rank 0's program ends: the agent ends too
 //   agent → rank 0   frame      a hello (aux: its worker count), init_error, result or failed
 //                               frame, as the engine reads them
@@ -31,6 +32,7 @@ enum class Op : std::uint32_t {
   close = 3,
   terminate = 4,
   shutdown = 5,
+  cancel = 6,
   frame = 10,
   bye = 11,
 };

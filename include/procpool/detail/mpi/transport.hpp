@@ -80,7 +80,16 @@ class RemoteLink final : public WorkerLink {
   }
 
   LinkStatus status() const noexcept override { return {}; }  // time limits are kept there
-  bool revoke(std::uint64_t) noexcept override { return false; }
+  /// Only a cancel revokes a pooled link's job (it is never taken back): the agent cancels it,
+  /// killing the worker that runs it. The job stays in the window until its answer comes.
+  bool revoke(std::uint64_t job) noexcept override {
+    try {
+      node_.post(rank_, pool_, Op::cancel, job, std::span<const std::byte>{});
+    } catch (...) {
+      // Out of memory: the task runs on, and its answer is dropped.
+    }
+    return false;
+  }
   void answered(std::uint64_t) noexcept override {}
 
   void stop() noexcept override { end(Op::close); }
