@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "mpi_support.hpp"
+#include "support/ranges_support.hpp"
 
 using namespace procpool_mpi_test;
 namespace mpi = procpool::mpi;
@@ -35,7 +36,7 @@ TEST_CASE("an exception in a task is a RemoteError; the others complete", "[mpi]
   } catch (const procpool::RemoteError& e) {
     CHECK(e.type_name() == "std::runtime_error");
   }
-  auto v = pool.map_async(throws, std::views::iota(0, 10), 1);
+  auto v = pool.map_async(throws, procpool_test::iota(0, 10), 1);
   CHECK_THROWS_AS(v.get(), procpool::RemoteError);
   CHECK(pool.apply(throws, 4) == 4);
 }
@@ -59,7 +60,7 @@ TEST_CASE("a segfaulting task fails alone with WorkerCrashed; its rank replaces 
     }
   }
   // The pool goes on.
-  CHECK(pool.map(square, std::views::iota(0, 100)).back() == 99 * 99);
+  CHECK(pool.map(square, procpool_test::iota(0, 100)).back() == 99 * 99);
 }
 
 TEST_CASE("a task past its time limit fails with TaskTimeout; the others complete", "[mpi]") {

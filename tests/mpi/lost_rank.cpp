@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <signal.h>
 #include <unistd.h>
@@ -45,7 +46,9 @@ int main(int argc, char** argv) {
   o.processes_per_rank = 1;
   o.use_root = false;
   procpool::mpi::Pool pool(o);
-  for (int round = 0; round < 20; ++round) pool.map(work, std::views::iota(0, 16), 1);
+  std::vector<int> input(16);  // (not std::views::iota: clang before 16 cannot build it)
+  for (int i = 0; i < 16; ++i) input[static_cast<std::size_t>(i)] = i;
+  for (int round = 0; round < 20; ++round) pool.map(work, input, 1);
   std::printf("UNEXPECTED: every map finished\n");
   return 1;
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mpi_support.hpp"
+#include "support/ranges_support.hpp"
 
 using namespace procpool_mpi_test;
 namespace mpi = procpool::mpi;
@@ -31,7 +32,7 @@ TEST_CASE("apply, apply_async and map give the results of one machine", "[mpi]")
   CHECK(pool.apply(add, 2, 3) == 5);
   auto r = pool.apply_async(square, 9);
   CHECK(r.get() == 81);
-  auto v = pool.map(square, std::views::iota(0, 2000));
+  auto v = pool.map(square, procpool_test::iota(0, 2000));
   REQUIRE(v.size() == 2000);
   for (int i = 0; i < 2000; ++i) REQUIRE(v[static_cast<std::size_t>(i)] == i * i);
   std::vector<int> chunked = pool.map(square, std::vector<int>{1, 2, 3, 4, 5}, 1);
@@ -73,7 +74,7 @@ TEST_CASE("workers started by spawn and by the fork server, on every rank", "[mp
     mpi::Options o = small(1);
     o.start = m;
     mpi::Pool pool(o);
-    CHECK(pool.map(square, std::views::iota(0, 50), 1).back() == 49 * 49);
+    CHECK(pool.map(square, procpool_test::iota(0, 50), 1).back() == 49 * 49);
     auto ranks = pool.map(rank_after,
                           std::vector<int>(4 * static_cast<std::size_t>(mpi::world_size()), 20), 1);
     CHECK(std::set<int>(ranks.begin(), ranks.end()).size() ==
@@ -84,10 +85,10 @@ TEST_CASE("workers started by spawn and by the fork server, on every rank", "[mp
 TEST_CASE("imap is lazy and ordered; imap_unordered gives every result", "[mpi]") {
   mpi::Pool pool(small());
   std::atomic<int> pulled{0};
-  auto input = std::views::iota(0, 100000) | std::views::transform([&pulled](int x) {
-                 pulled.fetch_add(1);
-                 return x;
-               });
+  auto input = procpool_test::transform(procpool_test::iota(0, 100000), [&pulled](int x) {
+    pulled.fetch_add(1);
+    return x;
+  });
   int n = 0;
   for (int r : pool.imap(square, input)) {
     REQUIRE(r == n * n);
@@ -96,7 +97,7 @@ TEST_CASE("imap is lazy and ordered; imap_unordered gives every result", "[mpi]"
   // Only a window's worth of the input was read, not the whole range.
   CHECK(pulled.load() <= static_cast<int>(pool.imap_window()) + 10);
   std::multiset<int> got;
-  for (int r : pool.imap_unordered(square, std::views::iota(0, 300), 7)) got.insert(r);
+  for (int r : pool.imap_unordered(square, procpool_test::iota(0, 300), 7)) got.insert(r);
   CHECK(got.size() == 300);
   CHECK(*got.rbegin() == 299 * 299);
 }
@@ -105,9 +106,9 @@ TEST_CASE("several pools at once and one after another", "[mpi]") {
   {
     mpi::Pool a(small(1));
     mpi::Pool b(small(2));
-    auto ra = a.map_async(square, std::views::iota(0, 500));
+    auto ra = a.map_async(square, procpool_test::iota(0, 500));
     auto rb = b.map_async(square, std::vector<int>{}, 1);
-    auto rc = b.map(square, std::views::iota(0, 500));
+    auto rc = b.map(square, procpool_test::iota(0, 500));
     CHECK(ra.get() == rc);
     CHECK(rb.get().empty());
   }

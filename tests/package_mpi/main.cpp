@@ -1,6 +1,6 @@
 #include <cstdio>
 #include <numeric>
-#include <ranges>
+#include <vector>
 
 #include <procpool/mpi.hpp>
 
@@ -11,6 +11,8 @@ int square(int x) {
 int main(int argc, char** argv) {
   procpool::mpi::init(argc, argv);
   procpool::mpi::Pool pool;
-  auto v = pool.map(square, std::views::iota(0, 100));
+  std::vector<int> in(100);  // not std::views::iota: clang before 16 cannot build it with libstdc++
+  std::iota(in.begin(), in.end(), 0);
+  auto v = pool.map(square, in);
   std::printf("sum of squares 0..99 = %d\n", std::accumulate(v.begin(), v.end(), 0));
 }
