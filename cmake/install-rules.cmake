@@ -6,6 +6,12 @@ set(PROCPOOL_INSTALL_CMAKEDIR "${CMAKE_INSTALL_DATADIR}/cmake/procpool"
 install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS procpool EXPORT procpoolTargets)
 install(EXPORT procpoolTargets NAMESPACE procpool:: DESTINATION ${PROCPOOL_INSTALL_CMAKEDIR})
+# procpool::mpi goes in a file of its own, read only when the mpi component is asked for, so
+# find_package(procpool) looks for MPI only then.
+if(TARGET procpool_mpi)
+  install(TARGETS procpool_mpi EXPORT procpoolMpiTargets)
+  install(EXPORT procpoolMpiTargets NAMESPACE procpool:: DESTINATION ${PROCPOOL_INSTALL_CMAKEDIR})
+endif()
 
 configure_package_config_file(cmake/procpoolConfig.cmake.in
   "${PROJECT_BINARY_DIR}/procpoolConfig.cmake"

@@ -5,6 +5,9 @@
 //   prime_sieve [--limit N] [--processes P] [--segment BYTES] [--start fork|spawn|forkserver]
 //               [--sum] [--list] [--serial | --no-serial] [--help]
 //
+// Built as prime_sieve_mpi (with MPI), it also takes --mpi: the segments go to every rank of the
+// MPI job (`mpiexec -n 3 ./prime_sieve_mpi --mpi`), P processes per rank.
+//
 // What it shows:
 //   - imap_unordered over a lazily generated range of segments (10^9 numbers never sit in a
 //     vector; a bounded number of segments is in flight), and imap when the order matters
@@ -34,8 +37,15 @@
 
 #include <unistd.h>
 
+#ifndef PRIME_SIEVE_MPI
+#define PRIME_SIEVE_MPI 0  // prime_sieve_mpi defines it as 1
+#endif
+
 #include "progress.hpp"
 #include <procpool/procpool.hpp>
+#if PRIME_SIEVE_MPI
+#include <procpool/mpi.hpp>
+#endif
 namespace {
 
 using u64 = std::uint64_t;
@@ -251,6 +261,7 @@ struct Config {
   bool sum = false;
   bool list = false;
   bool serial = true;
+  bool mpi = false;  // prime_sieve_mpi --mpi: an mpi::Pool over every rank
 };
 
 Config parse_args(int argc, char** argv) {
@@ -287,6 +298,10 @@ Config parse_args(int argc, char** argv) {
       serial_given = true;
     } else if (a == "--no-serial") {
       c.serial = false;
+#if PRIME_SIEVE_MPI
+    } else if (a == "--mpi") {
+      c.mpi = true;
+#endif
     } else {
       bad_usage("unknown option '" + a + "'");
     }
@@ -384,8 +399,47 @@ void add(Total& t, const SegmentResult& r) {
 
 }  // namespace
 
+// Sieves every segment in `pool` (made by `make`); the worker count, or 0 if it cannot start.
+template <class P, class Make>
+std::size_t sieve_in_pool(const Config& cfg, Make make, std::FILE* report, Total& total) {
+  const auto segments = segments_of(cfg);
+  const u64 nseg = static_cast<u64>(std::ranges::size(segments));
+  std::optional<P> pool;
+  try {
+    make(pool);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "prime_sieve: cannot start the pool: %s\n", e.what());
+    return 0;
+  }
+  const std::size_t workers = pool->size();
+  Progress progress(report, "segments", nseg);
+  u64 done = 0;
+  if (cfg.list) {
+    // Listing needs the primes in order: imap keeps input order (segments still run in
+    // parallel; results wait for their turn).
+    if (cfg.limit > 2) std::fputs("2\n", stdout);
+    for (const SegmentResult& r : pool->imap(sieve_segment, segments)) {
+      add(total, r);
+      for (u64 p : r.primes) std::printf("%llu\n", static_cast<unsigned long long>(p));
+      progress.update(++done);
+    }
+  } else {
+    for (const SegmentResult& r : pool->imap_unordered(sieve_segment, segments)) {
+      add(total, r);
+      progress.update(++done);
+    }
+  }
+  pool.reset();  // close + join: the workers' exit is part of the parallel time
+  progress.finish();
+  return workers;
+}
+
 int main(int argc, char** argv) {
+#if PRIME_SIEVE_MPI
+  procpool::mpi::init(argc, argv);  // every rank but 0 serves tasks from here until 0 ends
+#else
   procpool::init(argc, argv);  // first thing: a spawn or forkserver worker starts its work here
+#endif
   const Config cfg = parse_args(argc, argv);
   std::FILE* report = cfg.list ? stderr : stdout;  // with --list, stdout carries the primes
   const auto segments = segments_of(cfg);
@@ -394,35 +448,24 @@ int main(int argc, char** argv) {
   try {
     // ---- In the pool ----
     const auto t0 = Clock::now();
-    std::optional<procpool::Pool<>> pool;
-    try {
-      pool.emplace(cfg.pool);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "prime_sieve: cannot start the pool: %s\n", e.what());
-      return 2;
-    }
-    const std::size_t workers = pool->size();
     Total total = start_total(cfg.limit);
-    Progress progress(report, "segments", nseg);
-    u64 done = 0;
-    if (cfg.list) {
-      // Listing needs the primes in order: imap keeps input order (segments still run in
-      // parallel; results wait for their turn).
-      if (cfg.limit > 2) std::fputs("2\n", stdout);
-      for (const SegmentResult& r : pool->imap(sieve_segment, segments)) {
-        add(total, r);
-        for (u64 p : r.primes) std::printf("%llu\n", static_cast<unsigned long long>(p));
-        progress.update(++done);
-      }
-    } else {
-      for (const SegmentResult& r : pool->imap_unordered(sieve_segment, segments)) {
-        add(total, r);
-        progress.update(++done);
-      }
+    std::size_t workers = 0;
+#if PRIME_SIEVE_MPI
+    if (cfg.mpi) {
+      procpool::mpi::Options o;
+      o.processes_per_rank = cfg.pool.processes;  // 0: each machine's CPU count
+      o.start = cfg.pool.start;
+      workers = sieve_in_pool<procpool::mpi::Pool<>>(
+          cfg, [&](auto& p) { p.emplace(o); }, report, total);
+      if (workers > 0) std::fprintf(report, "over %d MPI ranks\n", procpool::mpi::world_size());
+    } else
+#endif
+    {
+      workers = sieve_in_pool<procpool::Pool<>>(
+          cfg, [&](auto& p) { p.emplace(cfg.pool); }, report, total);
     }
-    pool.reset();  // close + join: the workers' exit is part of the parallel time
+    if (workers == 0) return 2;
     const double parallel_s = seconds_since(t0);
-    progress.finish();
     if (cfg.list) std::fflush(stdout);
 
     std::fprintf(report, "primes below %s: %llu\n", pretty(cfg.limit).c_str(),

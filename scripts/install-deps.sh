@@ -12,6 +12,12 @@ command -v g++ >/dev/null || need+=(g++)
 [ -d /usr/include/cereal ] || need+=(libcereal-dev)
 [ -f /usr/include/png.h ] || need+=(libpng-dev)          # the image example
 [ -f /usr/include/jpeglib.h ] || need+=(libjpeg-dev)     # the image example
+# procpool::mpi's tests run with both Open MPI and MPICH; its benchmark compares with mpi4py.
+command -v mpiexec.openmpi >/dev/null || need+=(openmpi-bin)
+command -v mpicxx.openmpi >/dev/null || need+=(libopenmpi-dev)
+command -v mpiexec.mpich >/dev/null || need+=(mpich)
+command -v mpicxx.mpich >/dev/null || need+=(libmpich-dev)
+[ -d /usr/lib/python3/dist-packages/mpi4py ] || need+=(python3-mpi4py)  # for /usr/bin/python3
 for pkg in "$@"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done

@@ -18,10 +18,9 @@
 
 namespace procpool {
 
-template <class Codec>
-class Pool;
-
 namespace detail {
+template <class Codec, class ArgCheck>
+class PoolFront;
 
 /// A wait's length for a message: "250 ms", "2.5 s".
 template <class Rep, class Period>
@@ -189,8 +188,8 @@ class AsyncResult {
     }
   }
 
-  template <class>
-  friend class Pool;
+  template <class, class>
+  friend class detail::PoolFront;
   std::shared_ptr<detail::TypedCompletion<T>> s_;
 
   // Moves the value out: for the blocking calls, whose AsyncResult nobody else sees.

@@ -42,49 +42,24 @@ struct star_wire<F, Tuple, std::index_sequence<I...>> {
   using type = wire_args_t<F, std::tuple_element_t<I, Tuple>...>;
 };
 
-}  // namespace detail
+/// Every argument type may travel (a pool on this machine).
+struct AnyArgs {
+  template <class W>
+  static constexpr void check() noexcept {}
+};
 
-/// A pool of worker processes. Tasks are plain functions or captureless lambdas; arguments and
-/// results travel through `Codec`. All member functions are safe to call from several threads.
-template <class Codec = BinaryCodec>
-class Pool {
+/// The front end every pool shares, whatever its workers are reached by: encoding tasks into
+/// jobs, map's chunking, imap's laziness, results. The engine comes from the pool type
+/// (`adopt`); `ArgCheck::check<W>()` vets the wire types of every call at compile time.
+template <class Codec, class ArgCheck>
+class PoolFront {
   static_assert(procpool::Codec<Codec>, "procpool: Pool's codec does not model procpool::Codec");
 
  public:
   using codec_type = Codec;
 
-  Pool() : Pool(Options{}) {}
-  explicit Pool(Options opts) { start(opts, detail::Buffer{}, {}); }
-
-  /// Runs `initializer(initargs...)` in every worker when it starts. If it throws, this
-  /// constructor throws a `RemoteError` quoting it.
-  template <class F, class... A>
-  Pool(Options opts, F initializer, A&&... initargs) {
-    detail::check_task<F>();
-    using W = detail::wire_args_t<F, A...>;
-    detail::Buffer payload;
-    std::vector<std::shared_ptr<detail::Segment>> segments;
-    detail::put_task_ref(payload, detail::task_ref<Codec, F, W>(initializer));
-    {
-      detail::AttachScope scope(segments);
-      add_item<W>(payload, std::forward<A>(initargs)...);
-    }
-    start(opts, std::move(payload), std::move(segments));
-  }
-
-  Pool(const Pool&) = delete;
-  Pool& operator=(const Pool&) = delete;
-
-  /// Waits for every submitted task, then for the workers to exit (`close()` + `join()`).
-  ~Pool() {
-    if (!engine_) return;
-    engine_queue().close();
-    try {
-      detail::pool_join(*engine_);
-    } catch (...) {
-      // join() from a result callback: the pool's thread finishes on its own.
-    }
-  }
+  PoolFront(const PoolFront&) = delete;
+  PoolFront& operator=(const PoolFront&) = delete;
 
   /// Runs `f(args...)` in a worker and returns its result.
   template <class F, class... A>
@@ -148,20 +123,54 @@ class Pool {
   void join() { detail::pool_join(*engine_); }
 
   std::size_t size() const { return detail::pool_size(*engine_); }
-  std::vector<pid_t> pids() const { return engine_queue().pids(); }
   Stats stats() const { return engine_queue().stats(); }
   /// How many chunks an imap keeps in flight.
   std::size_t imap_window() const { return 32 * size() + 8; }
 
- private:
-  detail::SubmissionQueue& engine_queue() const { return detail::pool_queue(*engine_); }
+ protected:
+  PoolFront() = default;
 
-  void start(Options opts, detail::Buffer init_task,
-             std::vector<std::shared_ptr<detail::Segment>> init_segments) {
-    engine_ = detail::start_pool(opts, std::move(init_task), std::move(init_segments));
-    opts_ = opts;
+  /// Waits for every submitted task, then for the workers to exit (`close()` + `join()`).
+  ~PoolFront() {
+    if (!engine_) return;
+    engine_queue().close();
+    try {
+      detail::pool_join(*engine_);
+    } catch (...) {
+      // join() from a result callback: the pool's thread finishes on its own.
+    }
   }
 
+  /// The initializer call `initializer(initargs...)` as the payload of an init frame, with the
+  /// shared memory its arguments name.
+  template <class F, class... A>
+  static detail::Buffer init_payload(std::vector<std::shared_ptr<detail::Segment>>& segments,
+                                     F initializer, A&&... initargs) {
+    detail::check_task<F>();
+    using W = detail::wire_args_t<F, A...>;
+    ArgCheck::template check<W>();
+    detail::Buffer payload;
+    detail::put_task_ref(payload, detail::task_ref<Codec, F, W>(initializer));
+    detail::AttachScope scope(segments);
+    add_item<W>(payload, std::forward<A>(initargs)...);
+    return payload;
+  }
+
+  static void check_options(const Options& opts) {
+    if (opts.task_timeout.count() < 0)
+      throw std::invalid_argument(detail::prefixed("Options::task_timeout is negative"));
+  }
+
+  /// Makes `engine`, already started, this pool's.
+  void adopt(const Options& opts, std::shared_ptr<detail::Supervisor> engine) {
+    opts_ = opts;
+    engine_ = std::move(engine);
+  }
+
+  const std::shared_ptr<detail::Supervisor>& engine() const noexcept { return engine_; }
+  detail::SubmissionQueue& engine_queue() const { return detail::pool_queue(*engine_); }
+
+ private:
   template <class W, class... A>
   static void add_item(detail::Buffer& b, A&&... a) {
     if constexpr (sizeof...(A) == 1 && std::tuple_size_v<W> == 1) {
@@ -214,6 +223,7 @@ class Pool {
   auto submit_one(std::chrono::milliseconds limit, F f, A&&... args) {
     detail::check_task<F>();
     using W = detail::wire_args_t<F, A...>;
+    ArgCheck::template check<W>();
     using R = std::remove_cvref_t<detail::apply_result_t<F, W>>;
     auto c = std::make_shared<detail::TypedCompletion<R>>(1, &detail::materialize_single<Codec, R>);
     detail::Job j;
@@ -262,6 +272,7 @@ class Pool {
     detail::check_task<F>();
     using E = std::ranges::range_reference_t<Range>;
     using W = typename decltype(wire_of<Star, F, E>())::type;
+    ArgCheck::template check<W>();
     using R = std::remove_cvref_t<detail::apply_result_t<F, W>>;
     using Vec = std::vector<detail::stored_t<R>>;
 
@@ -357,6 +368,7 @@ class Pool {
                                     Range, std::remove_cvref_t<Range>>;
     using E = std::ranges::range_reference_t<View>;
     using W = detail::wire_args_t<F, E>;
+    ArgCheck::template check<W>();
     using R = std::remove_cvref_t<detail::apply_result_t<F, W>>;
 
     struct Source {
@@ -395,6 +407,35 @@ class Pool {
 
   Options opts_;
   std::shared_ptr<detail::Supervisor> engine_;
+};
+
+}  // namespace detail
+
+/// A pool of worker processes. Tasks are plain functions or captureless lambdas; arguments and
+/// results travel through `Codec`. All member functions are safe to call from several threads.
+template <class Codec = BinaryCodec>
+class Pool : public detail::PoolFront<Codec, detail::AnyArgs> {
+ public:
+  Pool() : Pool(Options{}) {}
+  explicit Pool(Options opts) { start(opts, detail::Buffer{}, {}); }
+
+  /// Runs `initializer(initargs...)` in every worker when it starts. If it throws, this
+  /// constructor throws a `RemoteError` quoting it.
+  template <class F, class... A>
+  Pool(Options opts, F initializer, A&&... initargs) {
+    std::vector<std::shared_ptr<detail::Segment>> segments;
+    auto payload = this->init_payload(segments, initializer, std::forward<A>(initargs)...);
+    start(opts, std::move(payload), std::move(segments));
+  }
+
+  std::vector<pid_t> pids() const { return this->engine_queue().pids(); }
+
+ private:
+  void start(Options opts, detail::Buffer init_task,
+             std::vector<std::shared_ptr<detail::Segment>> init_segments) {
+    auto engine = detail::start_pool(opts, std::move(init_task), std::move(init_segments));
+    this->adopt(opts, std::move(engine));
+  }
 };
 
 Pool()->Pool<BinaryCodec>;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -10,7 +11,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -63,6 +66,32 @@ struct ErrorInfo {
     } catch (...) {
       return std::current_exception();
     }
+  }
+
+  /// The whole error as bytes, for a failure that happened elsewhere (FrameKind::failed).
+  void put_report(Buffer& out) const {
+    const std::uint64_t v[4] = {static_cast<std::uint64_t>(kind), static_cast<std::uint64_t>(pid),
+                                static_cast<std::uint64_t>(static_cast<std::int64_t>(signal)),
+                                static_cast<std::uint64_t>(static_cast<std::int64_t>(code))};
+    out.append(v, sizeof v);
+    put_str(out, type_name);
+    put_str(out, message);
+  }
+
+  /// Reads put_report's bytes; false if they are malformed.
+  static bool from_report(std::span<const std::byte> bytes, ErrorInfo& e) {
+    WireCursor c(bytes);
+    const std::uint64_t k = c.u64(), p = c.u64(), sig = c.u64(), cd = c.u64();
+    e.type_name = c.str();
+    e.message = c.str();
+    if (c.bad || c.left != 0 || k > static_cast<std::uint64_t>(Kind::system)) return false;
+    e.kind = static_cast<Kind>(k);
+    e.pid = static_cast<pid_t>(p);
+    e.signal = static_cast<int>(static_cast<std::int64_t>(sig));
+    e.code = static_cast<int>(static_cast<std::int64_t>(cd));
+    // The error code of a system failure names an errno there; the message says what failed.
+    if (e.kind == Kind::system) e.ec = std::error_code(EIO, std::generic_category());
+    return true;
   }
 
   static ErrorInfo from_item(const ItemView& item) {

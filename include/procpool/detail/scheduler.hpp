@@ -50,6 +50,8 @@ class Scheduler {
   std::size_t window(const WorkerRecord& w) const {
     auto n = static_cast<std::size_t>(config::window_budget_ns / std::max(w.avg_ns, 1.0));
     n = std::clamp(n, config::window_min, config::window_max);
+    // A pool of workers behind one link recycles its own workers.
+    if (w.pooled) return n * w.capacity;
     if (maxtasks_ != 0) n = std::min(n, maxtasks_ - std::min(maxtasks_, w.sent_jobs));
     return n;
   }
@@ -63,7 +65,10 @@ class Scheduler {
       WorkerRecord* best = nullptr;
       for (auto& w : workers) {
         if (!w.open() || w.inflight.size() >= window(w)) continue;
-        if (!best || w.inflight.size() < best->inflight.size()) best = &w;
+        // Load per worker behind the link: a link to eight workers with eight jobs is as busy
+        // as one worker with one.
+        if (!best || w.inflight.size() * best->capacity < best->inflight.size() * w.capacity)
+          best = &w;
       }
       if (!best) break;
       Job job = std::move(pending.front());

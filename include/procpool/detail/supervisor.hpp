@@ -80,7 +80,9 @@ class Supervisor final : public PoolHandle, public Waker {
   }
 
   SubmissionQueue& queue() noexcept { return queue_; }
-  std::size_t size() const noexcept { return size_; }
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+  /// Workers in all: more than the slots when a link fronts several (see WorkerLink::capacity).
+  void set_size(std::size_t n) noexcept { size_.store(n, std::memory_order_relaxed); }
 
   void join() {
     if (!queue_.closed()) throw std::logic_error(prefixed("join() before close() or terminate()"));
@@ -331,9 +333,10 @@ class Supervisor final : public PoolHandle, public Waker {
         // Threads waiting for results do the I/O now (or did a moment ago, and will again): look
         // again soon for deaths and deadlines, but leave the cores to them and the workers.
         spin_step_ = -1;
-        if (workforce_.any_unsent()) {
+        if (workforce_.any_unsent() || transport_->answers_interrupt()) {
           // Frames wait for room: a helper looks at the channels only now and then, so the nap
-          // is taken on the transport, which wakes this thread as soon as a channel drains.
+          // is taken on the transport, which wakes this thread as soon as a channel drains (or,
+          // for a transport whose answers come with an interrupt, as soon as one comes).
           drive.unlock();
           n = transport_->run(config::helped_wait, deferred);
           drive.lock();
@@ -435,7 +438,7 @@ class Supervisor final : public PoolHandle, public Waker {
     return std::chrono::nanoseconds(std::max<std::int64_t>(0, next - now));
   }
 
-  const std::size_t size_;
+  std::atomic<std::size_t> size_;
   SubmissionQueue queue_;
   Scheduler scheduler_;
   std::unique_ptr<Transport> transport_;

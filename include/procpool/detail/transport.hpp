@@ -87,6 +87,12 @@ class WorkerLink {
   virtual void stop() noexcept = 0;
   /// Ends the worker: gently (it may clean up) or at once.
   virtual void kill(bool gently) noexcept = 0;
+  /// True if the link fronts a pool of workers elsewhere (another machine): it answers in any
+  /// order, reports failed jobs itself (FrameKind::failed), and time limits and
+  /// maxtasksperchild are enforced there.
+  virtual bool pooled() const noexcept { return false; }
+  /// How many jobs it runs at once; for a pooled link, known for sure once it said hello.
+  virtual std::size_t capacity() const noexcept { return 1; }
 };
 
 /// How workers are reached (cf. asio's scheduler_task): started, waited on, reaped.
@@ -115,6 +121,9 @@ class Transport {
   /// Memory kept for reuse by the next large message (given back when the pool idles a while).
   virtual std::size_t kept_bytes() const noexcept { return 0; }
   virtual void let_go() noexcept {}
+  /// True if answers are announced by interrupt() (they come from another thread, as over MPI):
+  /// the pool's thread then naps in run(), never elsewhere, so an answer ends every nap.
+  virtual bool answers_interrupt() const noexcept { return false; }
 };
 
 }  // namespace procpool::detail

@@ -26,6 +26,8 @@ inline constexpr std::uint64_t max_frame = config::max_frame;
 //   init_error (worker → pool)  one error item: the initializer failed; the worker exits
 //   result  (worker → pool)  `count` items: u8 status, u64 length, bytes
 //   init    (pool → worker)  like task, with one item: the initializer; sent first, if any
+//   failed  (pool of workers → pool)  the whole job failed there (crash, time limit, …): an
+//           error report (see ErrorInfo::put_report); only from a link with capacity above 1
 //   shared_task (pool → worker)  a task frame that lies in shared memory: segment id, size
 //           (see local/shared_frame.hpp); id, count and flags repeat the task's
 enum class FrameKind : std::uint8_t {
@@ -35,6 +37,7 @@ enum class FrameKind : std::uint8_t {
   result = 5,
   init = 6,
   doorbell = 7,  // (worker → pool) no payload: a result is waiting in the slot's ring
+  failed = 8,
   shared_task = 9,
 };
 

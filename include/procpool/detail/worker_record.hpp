@@ -61,6 +61,8 @@ struct WorkerRecord {
   KillReason kill = KillReason::none;
   std::int64_t kill_deadline = 0;          // hard kill after this (ns), if still alive; 0: none
   double avg_ns = config::initial_job_ns;  // running mean of its jobs' run time
+  bool pooled = false;                     // a pool of workers elsewhere (WorkerLink::pooled)
+  std::size_t capacity = 1;                // jobs it runs at once (see WorkerLink::capacity)
 
   /// May be given more work.
   bool open() const noexcept { return alive && hello && !stopping; }

@@ -57,6 +57,8 @@ class Workforce final : public FrameSink, public WorkerProbe {
     w = WorkerRecord{};
     w.alive = true;
     w.gen = gen;
+    w.pooled = links_[slot]->pooled();
+    w.capacity = links_[slot]->capacity();
     queue_.add_pid(static_cast<pid_t>(links_[slot]->id()));
   }
 
@@ -155,6 +157,7 @@ class Workforce final : public FrameSink, public WorkerProbe {
       case FrameKind::hello:
         if (w.hello) return false;  // only a starting worker says hello
         w.hello = true;
+        w.capacity = links_[slot]->capacity();  // a pool elsewhere says how many it has
         start_failures_ = 0;
         return true;
       case FrameKind::init_error: {
@@ -169,21 +172,28 @@ class Workforce final : public FrameSink, public WorkerProbe {
       }
       case FrameKind::result:
         break;
+      case FrameKind::failed:
+        return w.pooled && on_failed(w, h.id, payload);
       default:
         return false;
     }
-    if (!w.front_sent() || w.inflight.front().id != h.id) return false;
+    std::size_t at = 0;
+    if (w.pooled) {
+      // Answers come in any order; one for a job no longer here (failed with the pool's
+      // terminate, say) is dropped.
+      if (!find_sent(w, h.id, at)) return true;
+    } else if (!w.front_sent() || w.inflight.front().id != h.id) {
+      return false;
+    }
     // One pass checks the frame and counts its outcomes (a chunk of a map has thousands).
     std::uint64_t ok_items = 0, failed_items = 0;
     if (!for_each_item(payload, h.count,
                        [&](const ItemView& it) {
                          (it.status == ItemStatus::ok ? ok_items : failed_items)++;
                        }) ||
-        h.count != w.inflight.front().count)
+        h.count != w.inflight[at].count)
       return false;
-    Job job = std::move(w.inflight.front());
-    w.inflight.pop_front();
-    --w.unsent;
+    Job job = take_sent(w, at);
     links_[slot]->answered(job.id);
     if (job.revoked) {
       bool skipped = false;
@@ -261,6 +271,33 @@ class Workforce final : public FrameSink, public WorkerProbe {
     }
   }
 
+  static bool find_sent(const WorkerRecord& w, std::uint64_t id, std::size_t& at) {
+    for (at = 0; at < w.unsent && at < w.inflight.size(); ++at)
+      if (w.inflight[at].id == id) return true;
+    return false;
+  }
+
+  static Job take_sent(WorkerRecord& w, std::size_t at) {
+    Job job = std::move(w.inflight[at]);
+    w.inflight.erase(w.inflight.begin() + static_cast<std::ptrdiff_t>(at));
+    --w.unsent;
+    return job;
+  }
+
+  // A pooled link's job failed as a whole where it ran (its worker crashed, say).
+  bool on_failed(WorkerRecord& w, std::uint64_t id, std::span<const std::byte> payload) {
+    ErrorInfo e;
+    if (!ErrorInfo::from_report(payload, e)) return false;
+    std::size_t at = 0;
+    if (!find_sent(w, id, at)) return true;
+    Job job = take_sent(w, at);
+    JobOutcome o;
+    o.error = std::move(e);
+    job.completion->settle(job.index, std::move(o), job.count,
+                           [&] { queue_.count_failed(job.count); });
+    return true;
+  }
+
   bool started_reported() const { return !startup_error_ && all_hello_once_; }
 
   void init_failed(const ErrorInfo& e) {
@@ -296,6 +333,13 @@ class Workforce final : public FrameSink, public WorkerProbe {
     std::deque<Job> back;
     for (auto& j : w.inflight) {
       if (j.cloned) continue;  // its copy is queued already
+      if (j.frame.empty()) {
+        // Its frame was handed over whole to a pooled link (see mpi::RemoteLink::flush): it
+        // cannot be sent again, so it fails with the link.
+        if (failed.empty()) why = death_error(w, st, pid);
+        failed.push_back(std::move(j));
+        continue;
+      }
       j.revoked = false;
       back.push_back(std::move(j));
     }

@@ -1,0 +1,319 @@
+#pragma once
+// The agent: what every rank but 0 runs on its MPI thread. It serves rank 0's pools with local
+// pools of its own (one per mpi::Pool, the same engine as procpool::Pool, workers from the fork
+// server), so a task that crashes, hangs or exceeds its memory kills one local worker and fails
+// one task, and the MPI job never sees it. Results are forwarded as the local engine settles
+// them; a failed job goes back as a `failed` frame carrying its error.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <procpool/cpu.hpp>
+#include <procpool/detail/completion.hpp>
+#include <procpool/detail/invoke.hpp>
+#include <procpool/detail/local/launcher.hpp>
+#include <procpool/detail/local/transport.hpp>
+#include <procpool/detail/mpi/comm.hpp>
+#include <procpool/detail/mpi/node.hpp>
+#include <procpool/detail/mpi/protocol.hpp>
+#include <procpool/detail/posix/module.hpp>
+#include <procpool/detail/supervisor.hpp>
+#include <procpool/detail/wire.hpp>
+#include <procpool/errors.hpp>
+#include <procpool/options.hpp>
+
+namespace procpool::detail::mpi {
+
+/// The local start method for a pool's workers: plain fork would copy a process that called
+/// MPI_Init, so fork means the fork server (forked before MPI started).
+inline StartMethod local_start(StartMethod m) {
+  return m == StartMethod::fork ? StartMethod::forkserver : m;
+}
+
+class Agent {
+ public:
+  explicit Agent(Comm& comm) : comm_(comm) {}
+
+  int run() {
+    Pacer pacer;
+    Buffer msg;
+    Inbox inbox;
+    int from = 0;
+    while (!shutdown_) {
+      bool busy = false;
+      while (!shutdown_ && comm_.try_receive(0, msg, from)) {
+        busy = true;
+        if (!inbox.read(msg, [&](const Record& r) { handle(r); }))
+          comm_.abort("a malformed message came from rank 0");
+      }
+      std::vector<Buffer> out;
+      {
+        std::lock_guard l(m_);
+        out = out_.take();
+        has_out_.store(false, std::memory_order_relaxed);
+      }
+      for (Buffer& m : out) {
+        comm_.send(0, std::move(m));
+        busy = true;
+      }
+      comm_.progress();
+      if (busy) {
+        pacer.busy();
+        continue;
+      }
+      if (pacer.spinning()) {
+        help_pools();
+        continue;
+      }
+      std::unique_lock l(m_);
+      cv_.wait_for(l, pacer.next_nap(), [&] { return !out_.empty(); });
+    }
+    // Rank 0's program has ended: so do this rank's pools.
+    for (auto& [id, p] : pools_) {
+      p->dropping.store(true);
+      p->engine->queue().terminate();
+      try {
+        p->engine->join();
+      } catch (...) {
+      }
+    }
+    pools_.clear();
+    return 0;
+  }
+
+ private:
+  struct LocalPool {
+    std::shared_ptr<Supervisor> engine;
+    std::atomic<bool> dropping{false};     // terminated: its outcomes are no longer wanted
+    std::atomic<std::int64_t> running{0};  // jobs submitted, not yet answered
+    std::mutex jobs_m;
+    std::map<std::uint64_t, std::weak_ptr<Completion>> jobs;  // not answered yet, for cancel
+  };
+
+  void handle(const Record& r) {
+    switch (r.op) {
+      case Op::open:
+        open(r.pool, r.bytes);
+        return;
+      case Op::task:
+        task(r.pool, r.aux, r.bytes, r.body);
+        return;
+      case Op::close:
+      case Op::terminate:
+        end(r.pool, r.op == Op::terminate);
+        return;
+      case Op::shutdown:
+        shutdown_ = true;
+        return;
+      case Op::cancel:
+        cancel(r.pool, r.aux);
+        return;
+      default:
+        comm_.abort("an unknown request came from rank 0");
+    }
+  }
+
+  // While it would spin anyway, this thread does the local pools' work itself for a moment (as
+  // a thread waiting for a result does, see Supervisor::help): a task's answer then reaches it
+  // without waking the pool's thread twice. It stops as soon as there is something to send or a
+  // message from rank 0 has arrived.
+  void help_pools() {
+    const auto until = Clock::now() + std::chrono::microseconds(100);
+    for (auto& [id, p] : pools_) {
+      if (p->running.load(std::memory_order_relaxed) <= 0) continue;
+      (void)p->engine->help(
+          [&] { return has_out_.load(std::memory_order_relaxed) || comm_.waiting(0); }, until);
+    }
+  }
+
+  void reply(std::uint32_t pool, Op op, std::uint64_t aux, std::span<const std::byte> bytes) {
+    {
+      std::lock_guard l(m_);
+      out_.add(pool, op, aux, bytes);
+      has_out_.store(true, std::memory_order_relaxed);
+    }
+    cv_.notify_one();
+  }
+
+  void reply_frame(std::uint32_t pool, const Buffer& frame, std::uint64_t aux = 0) {
+    reply(pool, Op::frame, aux, std::span<const std::byte>(frame.data(), frame.size()));
+  }
+
+  // A result frame, under rank 0's id `job`: a job taken back from a stuck worker here (see
+  // Scheduler::rebalance) ran under a fresh one.
+  void reply_result(std::uint32_t pool, Buffer& frame, std::uint64_t job) {
+    std::memcpy(frame.data() + offsetof(FrameHeader, id), &job, sizeof job);
+    {
+      std::lock_guard l(m_);
+      out_.add(pool, Op::frame, 0, std::move(frame));
+      has_out_.store(true, std::memory_order_relaxed);
+    }
+    cv_.notify_one();
+  }
+
+  void reply_failed(std::uint32_t pool, std::uint64_t job, ErrorInfo e) {
+    e.message = "on rank " + std::to_string(comm_.rank()) + ": " + e.message;
+    Buffer f;
+    std::size_t at = begin_frame(f, FrameKind::failed, job);
+    e.put_report(f);
+    finish_frame(f, at, 1);
+    reply_frame(pool, f);
+  }
+
+  void open(std::uint32_t pool, std::span<const std::byte> bytes) {
+    OpenSpec spec;
+    if (bytes.size() < sizeof spec) comm_.abort("a malformed pool request came from rank 0");
+    std::memcpy(&spec, bytes.data(), sizeof spec);
+    Buffer init;
+    init.append(bytes.data() + sizeof spec, bytes.size() - sizeof spec);
+    Options o;
+    o.processes = spec.processes != 0 ? static_cast<unsigned>(spec.processes) : cpu_count();
+    o.start = local_start(static_cast<StartMethod>(spec.start));
+    o.maxtasksperchild = static_cast<std::size_t>(spec.maxtasksperchild);
+    o.memory_limit = static_cast<std::size_t>(spec.memory_limit);
+    if (auto it = pools_.find(pool); it != pools_.end()) end(pool, true, false);
+    auto p = std::make_shared<LocalPool>();
+    Buffer f;
+    try {
+      local::check_can_start(o.start, "procpool::mpi::Pool");
+      auto t =
+          std::make_unique<local::LocalTransport>(o, init, std::vector<std::shared_ptr<Segment>>{});
+      p->engine = std::make_shared<Supervisor>(o, std::move(t));
+      p->engine->start();
+    } catch (const std::exception& e) {
+      // Reported as the initializer's failure (the usual cause); the message says what it was.
+      std::string type = "procpool::Error", msg = e.what();
+      if (auto* re = dynamic_cast<const RemoteError*>(&e)) type = re->type_name();
+      const std::string mark = "the initializer failed: ";
+      if (auto at = msg.find(mark); at != std::string::npos) msg = msg.substr(at + mark.size());
+      msg = "on rank " + std::to_string(comm_.rank()) + ": " + msg;
+      std::size_t at = begin_frame(f, FrameKind::init_error, 0);
+      append_error_item(f, ItemStatus::remote_error, type, msg);
+      finish_frame(f, at, 1);
+      reply_frame(pool, f);
+      return;
+    }
+    pools_[pool] = p;
+    std::size_t at = begin_frame(f, FrameKind::hello, 0);
+    finish_frame(f, at, 0);
+    reply_frame(pool, f, o.processes);
+  }
+
+  // A task's name for messages: its function, or (a lambda) its trampoline, which names its type.
+  static TaskName name_of(std::span<const std::byte> payload) {
+    TaskName n;
+    std::uint64_t v[4];
+    if (payload.size() < sizeof v) return n;
+    std::memcpy(v, payload.data(), sizeof v);
+    posix::ImageAddress fn{v[2], v[3]}, tramp{v[0], v[1]};
+    void* p = posix::resolve_code(v[2] != 0 || v[3] != 0 ? fn : tramp);
+    n.fn = reinterpret_cast<std::uintptr_t>(p);
+    return n;
+  }
+
+  void task(std::uint32_t pool, std::uint64_t timeout_ns, std::span<const std::byte> bytes,
+            Buffer* body) {
+    FrameHeader h;
+    if (!read_frame_header(bytes, h) || h.kind != static_cast<std::uint8_t>(FrameKind::task))
+      comm_.abort("a malformed task came from rank 0");
+    auto it = pools_.find(pool);
+    if (it == pools_.end()) {
+      ErrorInfo e;
+      e.kind = ErrorInfo::Kind::cancelled;
+      e.message = "the pool had ended here";
+      reply_failed(pool, h.id, e);
+      return;
+    }
+    std::shared_ptr<LocalPool> p = it->second;
+    Job j;
+    j.id = h.id;
+    j.task = name_of(bytes.subspan(sizeof h));
+    if (body) {
+      j.frame = std::move(*body);  // a large task's own message: kept, not copied
+    } else {
+      j.frame.append(bytes.data(), bytes.size());
+    }
+    j.count = h.count;
+    j.timeout_ns = static_cast<std::int64_t>(timeout_ns);
+    auto c = std::make_shared<Completion>(1);
+    c->items = h.count;
+    const std::uint64_t id = h.id;
+    {
+      std::lock_guard l(p->jobs_m);
+      p->jobs[id] = c;
+    }
+    c->on_complete([this, p, pool, id](Completion& done) {
+      {
+        std::lock_guard l(p->jobs_m);
+        p->jobs.erase(id);
+      }
+      p->running.fetch_sub(1, std::memory_order_relaxed);
+      if (p->dropping.load()) return;
+      if (const auto& e = done.forced_error()) return reply_failed(pool, id, *e);
+      // This completion is the agent's alone, and nobody reads its outcome after this: the
+      // result frame is taken, not copied.
+      auto& o = const_cast<JobOutcome&>(done.outcomes()[0]);
+      if (o.error) return reply_failed(pool, id, *o.error);
+      reply_result(pool, o.frame, id);
+    });
+    j.completion = std::move(c);
+    try {
+      p->running.fetch_add(1, std::memory_order_relaxed);
+      p->engine->queue().submit(std::move(j));
+    } catch (const Error& e) {
+      ErrorInfo info;
+      info.kind = ErrorInfo::Kind::closed;
+      info.message = e.what();
+      reply_failed(pool, id, info);
+    }
+  }
+
+  // Rank 0 cancelled the job: it fails here as there (its worker killed if it started it), and
+  // the failure goes back as its answer.
+  void cancel(std::uint32_t pool, std::uint64_t job) {
+    auto it = pools_.find(pool);
+    if (it == pools_.end()) return;
+    std::shared_ptr<Completion> c;
+    {
+      std::lock_guard l(it->second->jobs_m);
+      if (auto j = it->second->jobs.find(job); j != it->second->jobs.end()) c = j->second.lock();
+    }
+    if (c) (void)it->second->engine->cancel(c, true);
+  }
+
+  void end(std::uint32_t pool, bool terminate, bool say_bye = true) {
+    if (auto it = pools_.find(pool); it != pools_.end()) {
+      auto p = it->second;
+      pools_.erase(it);
+      if (terminate) {
+        p->dropping.store(true);
+        p->engine->queue().terminate();
+      } else {
+        p->engine->queue().close();
+      }
+      p->engine->join();
+    }
+    if (say_bye) reply(pool, Op::bye, 0, {});
+  }
+
+  Comm& comm_;
+  bool shutdown_ = false;
+  std::map<std::uint32_t, std::shared_ptr<LocalPool>> pools_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  Outbox out_;  // records for rank 0, from this thread and the pools' threads
+  std::atomic<bool> has_out_{false};
+};
+
+}  // namespace procpool::detail::mpi

@@ -1,0 +1,321 @@
+#pragma once
+// This process's place in the MPI job: the thread that makes every MPI call (started by
+// mpi::init, before which the fork server was already started, so no worker is ever forked from a
+// process that called MPI_Init), and on rank 0 the courier that thread runs: it sends what the
+// pools post, and hands what comes back to the pool it is for. Other ranks run the agent there
+// (agent.hpp).
+//
+// No MPI call blocks: a blocking MPI wait cannot also wait for the pools' posts, and Open MPI's
+// and MPICH's blocking calls spin anyway. The thread spins for a moment while traffic flows, then
+// sleeps on a condition variable in growing steps (posts wake it at once), and sleeps for good
+// when no answer is due.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <procpool/detail/buffer.hpp>
+#include <procpool/detail/clock.hpp>
+#include <procpool/detail/mpi/comm.hpp>
+#include <procpool/detail/mpi/protocol.hpp>
+#include <procpool/detail/posix/process.hpp>
+#include <procpool/errors.hpp>
+
+namespace procpool::detail::mpi {
+
+// How the MPI thread waits: it spins (yielding) for PROCPOOL_MPI_SPIN_US after the last traffic,
+// which covers a round trip to another rank, then naps in steps that double from 10 us to
+// PROCPOOL_MPI_NAP_US; after a second without traffic, to 1 ms. A post from a pool (or a result
+// from the agent's pool) ends a nap at once; only a message from another rank waits for the nap
+// to end.
+#ifndef PROCPOOL_MPI_SPIN_US
+#define PROCPOOL_MPI_SPIN_US 1000
+#endif
+#ifndef PROCPOOL_MPI_NAP_US
+#define PROCPOOL_MPI_NAP_US 100
+#endif
+inline constexpr std::int64_t spin_ns = std::int64_t{PROCPOOL_MPI_SPIN_US} * 1000;
+inline constexpr std::chrono::microseconds first_nap{10};
+inline constexpr std::chrono::microseconds last_nap{PROCPOOL_MPI_NAP_US};
+inline constexpr std::chrono::microseconds idle_nap{1000};
+inline constexpr std::int64_t idle_after_ns = 1'000'000'000;
+
+/// Spin, then naps that grow: one per idle round of the MPI thread.
+class Pacer {
+ public:
+  void busy() noexcept {
+    last_ = now_ns();
+    nap_ = first_nap;
+  }
+  /// True while the thread should spin on.
+  bool spinning() noexcept {
+    // Yields rather than pauses: ranks often share cores with their own workers (and on a test
+    // machine, with other ranks), which must not wait for a spinning thread's time slice.
+    std::this_thread::yield();
+    return now_ns() - last_ < spin_ns;
+  }
+  std::chrono::microseconds next_nap() noexcept {
+    auto n = nap_;
+    const auto cap = now_ns() - last_ < idle_after_ns ? last_nap : idle_nap;
+    nap_ = std::min(nap_ * 2, cap);
+    return n;
+  }
+
+ private:
+  std::int64_t last_ = 0;
+  std::chrono::microseconds nap_ = first_nap;
+};
+
+/// A pool on rank 0, as the courier sees it: where the records for it go.
+class Receiver {
+ public:
+  /// A record from rank `from` (called on the courier thread). Its body may be moved from.
+  virtual void deliver(int from, const Record& r) = 0;
+
+ protected:
+  ~Receiver() = default;
+};
+
+class Node {
+ public:
+  static Node& get() {
+    static Node* node = new Node;  // never destroyed: the MPI thread may outlive static objects
+    return *node;
+  }
+
+  bool started() const noexcept { return started_.load(std::memory_order_acquire); }
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return size_; }
+
+  /// Starts the MPI thread, which initializes MPI and, on ranks other than 0, runs `agent`.
+  /// Returns once MPI is up (throws if it could not start).
+  void start(int* argc, char*** argv, std::function<int(Comm&)> agent) {
+    if (started()) throw std::logic_error(prefixed("procpool::mpi::init called twice"));
+    agent_ = std::move(agent);
+    {
+      // The MPI thread takes no signal (MPI's runtime and the pools install their own handling).
+      posix::BlockAllSignals blocked;
+      thread_ = std::thread([this, argc, argv] { main(argc, argv); });
+    }
+    std::unique_lock l(m_);
+    cv_.wait(l, [&] { return up_ || init_error_; });
+    if (init_error_) {
+      thread_.join();
+      std::rethrow_exception(init_error_);
+    }
+    started_.store(true, std::memory_order_release);
+  }
+
+  /// On ranks other than 0: waits for the agent to end; its exit code.
+  int wait_agent() {
+    thread_.join();
+    return agent_code_;
+  }
+
+  /// On rank 0, at the program's end: tells every agent to end, then shuts MPI down.
+  void stop() {
+    if (!started() || rank_ != 0) return;
+    {
+      std::lock_guard l(m_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // ---- Rank 0: the pools' side of the courier -------------------------------------------------
+
+  std::uint32_t new_pool_id() noexcept { return next_pool_.fetch_add(1); }
+
+  void attach(std::uint32_t pool, Receiver* r) {
+    std::lock_guard l(registry_m_);
+    receivers_[pool] = r;
+  }
+  /// After this returns, `pool`'s receiver is not called again.
+  void detach(std::uint32_t pool) {
+    std::lock_guard l(registry_m_);
+    receivers_.erase(pool);
+  }
+
+  /// Queues a record for rank `dest`; it leaves on the courier's next round.
+  void post(int dest, std::uint32_t pool, Op op, std::uint64_t aux,
+            std::span<const std::byte> bytes) {
+    post_with(dest, pool, op, [&](Outbox& o) { o.add(pool, op, aux, bytes); });
+  }
+  /// Like post; a large `bytes` is sent as it is (see Outbox).
+  void post(int dest, std::uint32_t pool, Op op, std::uint64_t aux, Buffer&& bytes) {
+    post_with(dest, pool, op, [&](Outbox& o) { o.add(pool, op, aux, std::move(bytes)); });
+  }
+
+ private:
+  template <class Add>
+  void post_with(int dest, std::uint32_t pool, Op op, Add&& add) {
+    {
+      std::lock_guard l(m_);
+      if (out_.size() < static_cast<std::size_t>(size_))
+        out_.resize(static_cast<std::size_t>(size_));
+      add(out_[static_cast<std::size_t>(dest)]);
+      // Each of the others is answered once (a cancelled job's answer answers its task).
+      if (op != Op::shutdown && op != Op::cancel) ++due_[key(pool, dest)];
+      posted_ = true;
+    }
+    cv_.notify_one();
+  }
+
+  Node() = default;
+
+  static std::uint64_t key(std::uint32_t pool, int rank) {
+    return (std::uint64_t{pool} << 32) | static_cast<std::uint32_t>(rank);
+  }
+
+  void main(int* argc, char*** argv) {
+    try {
+      comm_.init(argc, argv);
+    } catch (...) {
+      std::lock_guard l(m_);
+      init_error_ = std::current_exception();
+      cv_.notify_all();
+      return;
+    }
+    rank_ = comm_.rank();
+    size_ = comm_.size();
+    {
+      std::lock_guard l(m_);
+      up_ = true;
+    }
+    cv_.notify_all();
+    if (rank_ != 0) {
+      try {
+        agent_code_ = agent_(comm_);
+      } catch (const std::exception& e) {
+        comm_.abort(std::string("the agent failed: ") + e.what());
+      }
+      comm_.finalize();
+      return;
+    }
+    try {
+      courier();
+    } catch (const std::exception& e) {
+      comm_.abort(std::string("the courier failed: ") + e.what());
+    }
+    comm_.finalize();
+  }
+
+  // Rank 0's MPI thread.
+  void courier() {
+    Pacer pacer;
+    std::vector<Outbox> out;
+    inboxes_.resize(static_cast<std::size_t>(size_));
+    Buffer msg;
+    for (;;) {
+      bool busy = false, stopping = false;
+      {
+        std::lock_guard l(m_);
+        out.swap(out_);
+        posted_ = false;
+        stopping = stopping_;
+      }
+      for (std::size_t r = 0; r < out.size(); ++r) {
+        if (out[r].empty()) continue;
+        for (Buffer& m : out[r].take()) comm_.send(static_cast<int>(r), std::move(m));
+        busy = true;
+      }
+      comm_.progress();
+      int from = 0;
+      while (comm_.try_receive(-1, msg, from)) {
+        dispatch(from, msg);
+        busy = true;
+      }
+      if (stopping) break;
+      if (busy) {
+        pacer.busy();
+        continue;
+      }
+      if (pacer.spinning()) continue;
+      std::unique_lock l(m_);
+      if (posted_ || stopping_) continue;
+      if (due_total() == 0 && !comm_.sending()) {
+        cv_.wait(l, [&] { return posted_ || stopping_; });  // nothing can arrive
+      } else {
+        cv_.wait_for(l, pacer.next_nap(), [&] { return posted_ || stopping_; });
+      }
+    }
+    // The program ends: every agent ends with it.
+    for (int r = 1; r < size_; ++r) post(r, 0, Op::shutdown, 0, std::span<const std::byte>{});
+    std::lock_guard l(m_);
+    for (std::size_t r = 0; r < out_.size(); ++r)
+      for (Buffer& m : out_[r].take()) comm_.send(static_cast<int>(r), std::move(m));
+  }
+
+  std::uint64_t due_total() const {
+    std::uint64_t n = 0;
+    for (auto& [k, v] : due_) n += v;
+    return n;
+  }
+
+  void dispatch(int from, Buffer& msg) {
+    const bool ok = inboxes_[static_cast<std::size_t>(from)].read(msg, [&](const Record& r) {
+      answered(r, from);
+      std::lock_guard l(registry_m_);
+      auto it = receivers_.find(r.pool);
+      if (it != receivers_.end()) it->second->deliver(from, r);
+    });
+    if (!ok) comm_.abort("a malformed message came from rank " + std::to_string(from));
+  }
+
+  // Keeps count of the answers still due, so the courier knows when it may sleep for good.
+  void answered(const Record& r, int from) {
+    std::lock_guard l(m_);
+    auto it = due_.find(key(r.pool, from));
+    if (it == due_.end()) return;
+    if (r.op == Op::bye) {
+      due_.erase(it);  // whatever it still owed is dropped with its pool
+      return;
+    }
+    if (r.op != Op::frame) return;
+    FrameHeader h;
+    if (!read_frame_header(r.bytes, h)) return;
+    const auto kind = static_cast<FrameKind>(h.kind);
+    if (kind == FrameKind::hello || kind == FrameKind::init_error || kind == FrameKind::result ||
+        kind == FrameKind::failed)
+      if (it->second > 0) --it->second;
+  }
+
+  Comm comm_;
+  std::thread thread_;
+  std::function<int(Comm&)> agent_;
+  int agent_code_ = 0;
+  std::atomic<bool> started_{false};
+  int rank_ = 0;
+  int size_ = 1;
+
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool up_ = false;
+  std::exception_ptr init_error_;
+  bool stopping_ = false;
+  bool posted_ = false;
+  std::vector<Outbox> out_;                     // by destination rank: records not sent yet
+  std::vector<Inbox> inboxes_;                  // by sending rank (the courier's thread only)
+  std::map<std::uint64_t, std::uint64_t> due_;  // answers due, by (pool, rank)
+
+  std::mutex registry_m_;
+  std::map<std::uint32_t, Receiver*> receivers_;
+  std::atomic<std::uint32_t> next_pool_{1};
+};
+
+}  // namespace procpool::detail::mpi
