@@ -318,12 +318,13 @@ def build_table(pp, py):
         if target is not None:
             met = v >= target if higher else v <= target
         if target_ratio is not None and ratio is not None:
-            met = bool(met) and ratio >= target_ratio
-        tgt = ""
+            met = (met is None or met) and ratio >= target_ratio  # a ratio alone may be the target
+        parts = []
         if target is not None:
-            tgt = f"{'>=' if higher else '<='} {target:g} {unit}"
+            parts.append(f"{'>=' if higher else '<='} {target:g} {unit}")
         if target_ratio is not None:
-            tgt += f", >= {target_ratio}x"
+            parts.append(f">= {target_ratio}x")
+        tgt = ", ".join(parts)
         table.append({"workload": name, "value": v, "unit": unit,
                       "python": p, "ratio": ratio, "target": tgt,
                       "met": "" if met is None else ("yes" if met else "NO")})
