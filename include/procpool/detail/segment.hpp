@@ -165,7 +165,11 @@ inline bool receive_segments(std::uint64_t until) {
     if (msg.kind == ControlMessage::forget) {
       std::lock_guard lock(t.m);
       t.held.erase(msg.id);
-    } else if (msg.kind == ControlMessage::segment && fd) {
+    } else if (msg.kind == ControlMessage::segment && !fd) {
+      // Its descriptor was dropped on the way (this process had too many open): the one
+      // waited for will not come.
+      if (msg.id == until) return false;
+    } else if (msg.kind == ControlMessage::segment) {
       auto s = Segment::adopt(msg.id, std::move(fd), msg.size);
       std::lock_guard lock(t.m);
       t.live[msg.id] = s;

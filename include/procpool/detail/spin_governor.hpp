@@ -88,6 +88,7 @@ class SpinGovernor {
   void record_wait(std::int64_t wait_ns, std::int64_t now) noexcept {
     std::unique_lock lock(policy_m_, std::try_to_lock);
     if (!lock.owns_lock()) return;
+    if (last_probe_ == 0) last_probe_ = now;  // the time limit on probe gaps starts here
     sum_ns_ += std::clamp<std::int64_t>(wait_ns, 0, wait_clip_ns);
     ++count_;
     // A probe ends as soon as it cannot win any more: under load a spinning epoch costs

@@ -94,6 +94,12 @@ class WorkerLoop {
         pos += sizeof h + h.size;
         std::shared_ptr<Segment> shared;  // holds a task frame that lies in shared memory
         if (h.kind == static_cast<std::uint8_t>(FrameKind::shared_task)) {
+          // Started from here on: if its file were never to come, the job's time limit still
+          // applies (the pool measures it from this moment).
+          if (ctx_.slot) {
+            ctx_.slot->item_start.store(now_ns(), std::memory_order_release);
+            ctx_.slot->job.store(h.id);
+          }
           auto frame = local::resolve_shared_frame(h, payload, shared);
           if (frame.empty()) return worker_bad_frame;
           std::memcpy(&h, frame.data(), sizeof h);

@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <procpool/detail/local/shared_frame.hpp>
 #include <procpool/detail/local/worker_slot.hpp>
 #include <procpool/detail/posix/error.hpp>
 #include <procpool/detail/posix/fd.hpp>
@@ -67,7 +68,10 @@ class ForkLauncher final : public Launcher {
     spec.body = &worker_main;
     spec.ctx = &ctx;
     spec.memory_limit = r.params.memory_limit;
-    spec.in_child = &SegmentTable::reset_in_child;
+    spec.in_child = [] {
+      SegmentTable::reset_in_child();
+      SharedFrames::reset_in_child();
+    };
     // Its own channels are the only library descriptors it keeps.
     spec.keep[0] = r.fds.task;
     spec.keep[1] = r.fds.result;

@@ -292,22 +292,30 @@ class LocalLink : public WorkerLink {
 
   // Sends the shared memory segments `job` refers to and the worker lacks. False if the control
   // socket is full (retried when it drains).
-  bool send_segments(const Job& job) {
+  bool send_segments(Job& job) {
     for (const auto& seg : job.attachments)
-      if (!send_segment(seg)) return false;
-    return !job.shared_frame || send_segment(job.shared_frame);
+      if (send_segment(seg) == Sent::later) return false;
+    if (!job.shared_frame) return true;
+    const Sent s = send_segment(job.shared_frame);
+    if (s == Sent::not_sent) {  // the frame goes through the pipe instead
+      job.shared_frame.reset();
+      job.indirect = Buffer();
+    }
+    return s != Sent::later;
   }
 
-  // False if the control socket is full (try again when it drains).
-  bool send_segment(const std::shared_ptr<Segment>& seg) {
-    if (segments_.count(seg->id())) return true;
+  enum class Sent { yes, later, not_sent };
+  // `later` if the control socket is full (try again when it drains); `not_sent` if the socket
+  // refused it (too many descriptors in flight, say) or the worker is gone (its pidfd says so).
+  Sent send_segment(const std::shared_ptr<Segment>& seg) {
+    if (segments_.count(seg->id())) return Sent::yes;
     ControlMessage msg{ControlMessage::segment, seg->id(), seg->size()};
     auto ec = posix::send_message(control_.get(), &msg, sizeof msg, seg->fd());
-    if (ec == std::errc::resource_unavailable_try_again) return false;
-    if (ec) return true;  // the worker is gone: its pidfd reports it
+    if (ec == std::errc::resource_unavailable_try_again) return Sent::later;
+    if (ec) return Sent::not_sent;
     segments_.insert(seg->id());
     ctx_.sent_segments.emplace(seg->id(), seg);
-    return true;
+    return Sent::yes;
   }
 
   // What goes down the task pipe for `job`.

@@ -35,28 +35,36 @@ class SharedFrames {
     return *c;
   }
 
-  /// A memory file of at least `n` bytes that no job uses; nullptr if none can be made (the
-  /// frame then goes through the pipe).
+  /// A memory file of at least `n` bytes that no job uses; nullptr if none can be had within
+  /// the limits (the frame then goes through the pipe).
   std::shared_ptr<Segment> acquire(std::size_t n) noexcept {
     std::lock_guard lock(m_);
     std::shared_ptr<Segment>* best = nullptr;
     for (auto& f : files_)
-      if (f.use_count() == 1 && f->size() >= n && (!best || f->size() < (*best)->size())) best = &f;
+      if (f.use_count() == 1 && f->size() >= n && f->size() / 2 <= n &&
+          (!best || f->size() < (*best)->size()))
+        best = &f;
     if (best) return *best;
-    constexpr std::size_t step = std::size_t{1} << 20;
+    constexpr std::size_t step = std::size_t{64} << 10;
     const std::size_t size = (n + step - 1) / step * step;
+    // Free files beyond the cache's budget go first. Files in use are bounded in number (each
+    // is a descriptor here) and in bytes (each job also keeps its own frame).
     drop_free_until(config::buffer_cache_bytes > size ? config::buffer_cache_bytes - size : 0);
+    if (files_.size() >= config::shared_frames_max ||
+        bytes_ + size > std::max(config::buffer_cache_bytes, config::shared_frames_max_bytes))
+      return nullptr;
     try {
-      auto f = Segment::create(size);
-      if (bytes_ + size <= config::buffer_cache_bytes) {
-        files_.push_back(f);
-        bytes_ += size;
-      }
-      return f;
+      files_.push_back(Segment::create(size));
+      bytes_ += size;
+      return files_.back();
     } catch (...) {
       return nullptr;
     }
   }
+
+  /// In a freshly forked worker: the parent's files are not its own (their descriptors are
+  /// closed there, and another thread may have held the lock at the fork).
+  static void reset_in_child() noexcept { new (&process()) SharedFrames; }
 
   /// Lets go of every file no job uses (an idle pool, a pool that ends).
   void clear_free() noexcept {
