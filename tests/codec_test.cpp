@@ -448,6 +448,36 @@ TEST_CASE("vectors round trip: empty, large, nested, bool", "[codec]") {
   CHECK(encode(smalls).size() == 8 + smalls.size() * (4 + 8 + 4 + 2));
 }
 
+TEST_CASE("large vectors of plain values decode from bytes at any alignment", "[codec]") {
+  // Past the size where decoding fills the vector straight from the input (no zeroing first).
+  std::vector<double> doubles(700'000);
+  for (std::size_t i = 0; i < doubles.size(); ++i) doubles[i] = static_cast<double>(i) * 0.25;
+  std::vector<std::uint8_t> bytes(5'000'000);
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>(i * 7);
+  std::vector<std::int16_t> shorts(3'000'000);
+  for (std::size_t i = 0; i < shorts.size(); ++i) shorts[i] = static_cast<std::int16_t>(i);
+  for (std::size_t shift = 0; shift < 3; ++shift) {
+    // The same encoding, preceded by `shift` bytes: the elements lie misaligned.
+    auto at = [&](const auto& v) {
+      using V = std::remove_cvref_t<decltype(v)>;
+      Bytes b(shift, std::byte{0});
+      const Bytes e = encode(v);
+      b.insert(b.end(), e.begin(), e.end());
+      Reader r(std::span<const std::byte>(b).subspan(shift));
+      V out = procpool::BinaryCodec::decode<V>(r);
+      CHECK(r.at_end());
+      return out;
+    };
+    CHECK(at(doubles) == doubles);
+    CHECK(at(bytes) == bytes);
+    CHECK(at(shorts) == shorts);
+  }
+  // A length the input cannot back is still refused before anything is allocated.
+  Bytes truncated = encode(bytes);
+  truncated.resize(truncated.size() - 1);
+  CHECK_FALSE(decode_error<std::vector<std::uint8_t>>(truncated).empty());
+}
+
 TEST_CASE("std::array round trips", "[codec]") {
   CHECK(encode(std::array<int, 0>{}).empty());
   CHECK(round_trip(std::array<int, 4>{1, 2, 3, 4}) == std::array<int, 4>{1, 2, 3, 4});

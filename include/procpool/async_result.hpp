@@ -59,6 +59,7 @@ class TypedCompletion : public Completion {
           error = std::move(info);
         }
       }
+      release_outcomes();
     });
   }
 

@@ -116,12 +116,31 @@ struct ErrorInfo {
 /// What one job (a task, or a chunk of a map) came back with.
 struct JobOutcome {
   Buffer frame;                    // the whole result frame
-  std::size_t offset = 0;          // where its payload starts in `frame`
+  std::size_t offset = 0;          // where its payload starts in the frame
   std::uint32_t count = 0;         // items in the payload
   std::optional<ErrorInfo> error;  // the whole job failed (crash, timeout, cancel, …)
+  // Or the frame lies in a worker's memory file, lent while this is held (a large result is
+  // decoded in place: see local/shared_frame.hpp).
+  std::shared_ptr<const std::byte> lent;
+  std::size_t lent_size = 0;
 
   std::span<const std::byte> payload() const {
+    if (lent) return {lent.get() + offset, lent_size - offset};
     return {frame.data() + offset, frame.size() - offset};
+  }
+  /// The whole frame as a Buffer of its own (a lent one is copied and given back).
+  Buffer take_frame() {
+    if (lent) {
+      frame = Buffer();
+      frame.append(lent.get(), lent_size);
+      lent.reset();
+    }
+    return std::move(frame);
+  }
+  /// Lets go of the frame once it has been decoded.
+  void release() noexcept {
+    frame = Buffer();
+    lent.reset();
   }
 };
 
@@ -220,6 +239,11 @@ class Completion {
   }
 
   const std::vector<JobOutcome>& outcomes() const noexcept { return outcomes_; }
+  /// After the outcomes have been decoded for good: their frames are not needed any more (a
+  /// worker gets its lent file back, a large buffer goes back to the allocator).
+  void release_outcomes() noexcept {
+    for (auto& o : outcomes_) o.release();
+  }
   /// Set when the state was failed as a whole (cancel, terminate); it wins over outcomes.
   const std::optional<ErrorInfo>& forced_error() const noexcept { return forced_error_; }
 

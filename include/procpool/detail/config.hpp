@@ -63,11 +63,13 @@ inline constexpr int worker_spin_us = PROCPOOL_WORKER_SPIN_US;
 inline constexpr std::size_t buffer_cache_bytes = PROCPOOL_BUFFER_CACHE_BYTES;
 /// Buffers at least this large are kept for reuse (smaller ones malloc serves from its heap).
 inline constexpr std::size_t cached_buffer_min = 256 * 1024;
-/// Task frames at least this large reach a local worker through shared memory
-/// (local/shared_frame.hpp), while the files that carry them stay within these limits.
+/// Task and result frames at least this large travel between a pool and its local workers
+/// through shared memory (local/shared_frame.hpp), while the files that carry them stay within
+/// these limits (the pool's task files; each worker's result files).
 inline constexpr std::size_t shared_frame_min = 256 * 1024;
 inline constexpr std::size_t shared_frames_max = 64;
 inline constexpr std::size_t shared_frames_max_bytes = std::size_t{256} << 20;
+inline constexpr std::size_t result_files_max = 4;
 /// How many buffers the cache holds at most.
 inline constexpr std::size_t buffer_cache_slots = 64;
 /// A process idle this long frees the buffers it kept.

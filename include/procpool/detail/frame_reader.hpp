@@ -48,7 +48,7 @@ class FrameReader {
   /// The complete frame peek() found, to pass on; then call next().
   IncomingFrame frame(const FrameHeader& h) {
     const std::size_t len = sizeof h + static_cast<std::size_t>(h.size);
-    IncomingFrame f{h, {in_.data() + pos_, len}, nullptr};
+    IncomingFrame f{h, {in_.data() + pos_, len}, nullptr, {}};
     // A large frame alone in the buffer is handed over instead of copied.
     if (pos_ == 0 && len == in_.size() && len >= config::hand_over_bytes) f.whole = &in_;
     return f;

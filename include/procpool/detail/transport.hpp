@@ -24,6 +24,9 @@ struct IncomingFrame {
   FrameHeader header;
   std::span<const std::byte> bytes;  // the whole frame, header included
   Buffer* whole = nullptr;           // if set, holds exactly this frame and may be moved from
+  // If set, `bytes` lie in memory lent by the worker (see local/shared_frame.hpp), held for as
+  // long as this pointer or a copy lives: the frame may be kept there instead of copied.
+  std::shared_ptr<const std::byte> lent;
 
   std::span<const std::byte> payload() const { return bytes.subspan(sizeof(FrameHeader)); }
   /// The frame as a Buffer of its own: handed over when possible, else copied.

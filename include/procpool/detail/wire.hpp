@@ -30,6 +30,9 @@ inline constexpr std::uint64_t max_frame = config::max_frame;
 //           error report (see ErrorInfo::put_report); only from a link with capacity above 1
 //   shared_task (pool → worker)  a task frame that lies in shared memory: segment id, size
 //           (see local/shared_frame.hpp); id, count and flags repeat the task's
+//   shared_result (worker → pool)  a result frame that lies in one of the worker's memory
+//           files: segment id, size (see local/shared_frame.hpp); id and count repeat the
+//           result's
 enum class FrameKind : std::uint8_t {
   task = 1,
   hello = 3,
@@ -39,6 +42,7 @@ enum class FrameKind : std::uint8_t {
   doorbell = 7,  // (worker → pool) no payload: a result is waiting in the slot's ring
   failed = 8,
   shared_task = 9,
+  shared_result = 10,
 };
 
 struct FrameHeader {

@@ -48,7 +48,11 @@ struct WorkerContext {
 
 class WorkerLoop {
  public:
-  explicit WorkerLoop(const WorkerContext& ctx) : ctx_(ctx), cache_(ctx.modules) {
+  explicit WorkerLoop(const WorkerContext& ctx)
+      : ctx_(ctx),
+        cache_(ctx.modules),
+        // Under a memory limit the files would count against it: large results take the pipe.
+        share_results_(ctx.control_fd >= 0 && !posix::address_space_limited()) {
     in_.reserve(config::worker_in_bytes);
     out_.reserve(config::worker_out_bytes);
   }
@@ -189,12 +193,13 @@ class WorkerLoop {
         // Large buffers are kept for the next large task, but not for an idle second.
         bool big = in_.capacity() > config::worker_keep_bytes ||
                    out_.capacity() > config::worker_keep_bytes ||
-                   BufferCache::process().bytes() > 0;
+                   BufferCache::process().bytes() > 0 || !results_.empty();
         int ready = posix::wait_either(ctx_.task_fd, ctx_.control_fd, big ? 1000 : -1);
         if (ready == 0) {
           if (in_.empty()) in_ = Buffer();
           out_ = Buffer();
           BufferCache::process().clear();
+          results_.clear_free();
           in_.reserve(in_.size() + 64 * 1024);
         }
         if (ready & 2) receive_segments(0);
@@ -217,6 +222,9 @@ class WorkerLoop {
   bool publish() {
     WorkerSlot* s = ctx_.slot;
     std::size_t n = out_.size();
+    // A large result goes through one of this worker's memory files, its reference by the pipe.
+    if (share_results_ && n >= config::shared_frame_min && results_.share(out_, ctx_.control_fd))
+      return flush();
     if (!s || n == 0 || n > WorkerSlot::ring_max_frame) return flush();
     std::uint64_t tail = s->ring_tail.load(std::memory_order_relaxed);
     std::uint64_t head = s->ring_head.load(std::memory_order_acquire);
@@ -287,6 +295,8 @@ class WorkerLoop {
   Buffer in_;
   Buffer out_;
   AddressCache cache_;
+  bool share_results_;
+  local::ResultFiles results_;
   std::size_t done_ = 0;
   std::uint64_t received_ = 0;  // bytes read from the task pipe (see WorkerSlot::sent)
 };

@@ -211,7 +211,12 @@ class Workforce final : public FrameSink, public WorkerProbe {
 
     JobOutcome o;
     o.count = h.count;
-    o.frame = f.take();
+    if (f.lent) {
+      o.lent = f.lent;
+      o.lent_size = f.bytes.size();
+    } else {
+      o.frame = f.take();
+    }
     o.offset = sizeof(FrameHeader);
     job.completion->settle(job.index, std::move(o), job.count, [&] {
       queue_.count_completed(ok_items);

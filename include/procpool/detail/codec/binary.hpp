@@ -2,7 +2,12 @@
 // BinaryCodec's encoding and decoding of every supported type, and the static_assert that
 // names an unsupported one. Part of <procpool/codec.hpp>.
 
+#include <compare>
+#include <iterator>
+#include <utility>
+
 #include <procpool/detail/codec/fields.hpp>
+#include <procpool/detail/posix/memory.hpp>
 
 namespace procpool::detail::bin {
 
@@ -299,6 +304,64 @@ void check_inserted(Reader& r, const T& c, typename T::const_iterator it, std::s
   }
 }
 
+// Reads elements of type E from unaligned bytes, for filling a vector without zeroing it first.
+template <class E>
+struct UnalignedIterator {
+  using iterator_category = std::random_access_iterator_tag;
+  using value_type = E;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const E*;
+  using reference = E;
+  static constexpr difference_type step = static_cast<difference_type>(sizeof(E));
+
+  const std::byte* p;
+
+  E operator*() const noexcept {
+    E e;
+    std::memcpy(&e, p, sizeof e);
+    return e;
+  }
+  E operator[](difference_type d) const noexcept { return *(*this + d); }
+  UnalignedIterator& operator++() noexcept { return *this += 1; }
+  UnalignedIterator operator++(int) noexcept { return std::exchange(*this, *this + 1); }
+  UnalignedIterator& operator--() noexcept { return *this += -1; }
+  UnalignedIterator operator--(int) noexcept { return std::exchange(*this, *this - 1); }
+  UnalignedIterator& operator+=(difference_type d) noexcept {
+    p += d * step;
+    return *this;
+  }
+  UnalignedIterator& operator-=(difference_type d) noexcept { return *this += -d; }
+  UnalignedIterator operator+(difference_type d) const noexcept { return {p + d * step}; }
+  UnalignedIterator operator-(difference_type d) const noexcept { return {p - d * step}; }
+  difference_type operator-(const UnalignedIterator& o) const noexcept { return (p - o.p) / step; }
+  auto operator<=>(const UnalignedIterator&) const = default;
+};
+
+// Large vectors of plain values: the memory is asked for in huge pages before it is first
+// written, and filled straight from the input (resize would zero it first, a second pass).
+// Filling fresh 4 KiB pages is what a large result costs most otherwise.
+inline constexpr std::size_t bulk_fill_min = std::size_t{4} << 20;
+
+template <class V>
+void fill_bulk(V& c, const std::byte* src, std::size_t n) {
+  using E = typename V::value_type;
+  if (n * sizeof(E) < bulk_fill_min) {
+    c.resize(n);
+    if (n > 0) std::memcpy(c.data(), src, n * sizeof(E));
+    return;
+  }
+  c.reserve(n);
+  posix::prefer_huge_pages(c.data(), n * sizeof(E));
+  if constexpr (std::is_same_v<E, char> || std::is_same_v<E, unsigned char> ||
+                std::is_same_v<E, signed char> || std::is_same_v<E, std::byte> ||
+                std::is_same_v<E, char8_t>) {
+    const E* p = reinterpret_cast<const E*>(src);  // bytes may be read as these anywhere
+    c.assign(p, p + n);
+  } else {
+    c.assign(UnalignedIterator<E>{src}, UnalignedIterator<E>{src + n * sizeof(E)});
+  }
+}
+
 template <class T>
 T decode_range(Reader& r) {
   using E = typename element<T>::type;
@@ -307,9 +370,7 @@ T decode_range(Reader& r) {
   T c;
   if constexpr (is_instance<std::vector, T> && is_bulk<E>()) {
     // read_length checked n * sizeof(E) <= remaining(), so this resize is backed by input.
-    const std::byte* src = r.read_bytes(n * sizeof(E)).data();
-    c.resize(n);
-    if (n > 0) std::memcpy(c.data(), src, n * sizeof(E));
+    fill_bulk(c, r.read_bytes(n * sizeof(E)).data(), n);
   } else if constexpr (is_sequence<T> && is_packed<E>()) {
     const std::byte* src = r.read_bytes(n * min_size<E>()).data();
     if constexpr (is_instance<std::vector, T>) c.reserve(n);

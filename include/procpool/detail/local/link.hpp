@@ -1,9 +1,10 @@
 #pragma once
 // A local worker's link: the pool's ends of its channels. It owns the task pipe (frames out), the
 // result pipe (frames in, through a FrameReader), the control socket (shared memory segments
-// go to the worker with their descriptors), the worker's pidfd and its view of the worker's status
-// slot (running job, cancel marks, the small-result ring). Made by LocalTransport::launch; called
-// by Workforce (flush, collect, kill) and Scheduler (status, revoke, through Workforce).
+// go to the worker with their descriptors; the worker's files for large results come back), the
+// worker's pidfd and its view of the worker's status slot (running job, cancel marks, the
+// small-result ring). Made by LocalTransport::launch; called by Workforce (flush, collect, kill)
+// and Scheduler (status, revoke, through Workforce).
 
 #include <cstddef>
 #include <cstdint>
@@ -271,6 +272,11 @@ class LocalLink : public WorkerLink {
   }
   bool forgets_pending() const noexcept { return !forget_.empty(); }
 
+  /// Unmaps the worker's result files that no outcome holds (the pool is idle).
+  void drop_result_files() noexcept { result_files_.drop_free(); }
+  /// How many of the worker's result files the pool has mapped.
+  std::size_t result_files() const noexcept { return result_files_.size(); }
+
   /// Stops watching every channel (before the worker is reaped).
   void unwatch() noexcept {
     if (pidfd_) ctx_.epoll.remove(pidfd_.get());
@@ -334,9 +340,12 @@ class LocalLink : public WorkerLink {
         reader_.next(h);
         continue;
       }
-      if (piped && (h.kind != static_cast<std::uint8_t>(FrameKind::result) ||
+      const bool shared = h.kind == static_cast<std::uint8_t>(FrameKind::shared_result);
+      if (piped && ((h.kind != static_cast<std::uint8_t>(FrameKind::result) && !shared) ||
                     (!w.inflight.empty() && h.id == w.inflight.front().id))) {
-        if (!sink.on_frame(slot, reader_.frame(h))) return false;
+        if (!(shared ? take_shared(slot, reader_.frame(h), sink)
+                     : sink.on_frame(slot, reader_.frame(h))))
+          return false;
         reader_.next(h);
         continue;
       }
@@ -348,6 +357,16 @@ class LocalLink : public WorkerLink {
     }
     reader_.compact();
     return true;
+  }
+
+  // A result that lies in one of the worker's memory files, decoded from there.
+  bool take_shared(std::size_t slot, const IncomingFrame& ref, FrameSink& sink) {
+    IncomingFrame f;
+    std::size_t size = 0;
+    f.lent = result_files_.lend(ref.header, ref.payload(), control_.get(), f.header, size);
+    if (!f.lent) return false;
+    f.bytes = {f.lent.get(), size};
+    return sink.on_frame(slot, f);
   }
 
   // The ring's next frame (up to `tail`), which must answer the worker's current job: 1 taken,
@@ -370,7 +389,7 @@ class LocalLink : public WorkerLink {
     if (std::memcmp(frame.data(), &h, sizeof h) != 0) return -1;  // changed while we read it
     ring_head_ += len;
     slot_->ring_head.store(ring_head_, std::memory_order_release);
-    IncomingFrame f{h, {frame.data(), len}, &frame};
+    IncomingFrame f{h, {frame.data(), len}, &frame, {}};
     return sink.on_frame(slot, f) ? 1 : -1;
   }
 
@@ -388,6 +407,7 @@ class LocalLink : public WorkerLink {
   std::uint64_t ring_head_ = 0;  // the pool's own copy of WorkerSlot::ring_head
   std::unordered_set<std::uint64_t> segments_;  // ids sent, not yet forgotten
   std::vector<std::uint64_t> forget_;           // ids to tell it to unmap
+  ResultFileMap result_files_;                  // large results from the worker
 };
 
 }  // namespace procpool::detail::local

@@ -9,8 +9,16 @@
 // than fresh ones). A file is in use while a job holds it (Job::shared_frame, until the job's
 // answer comes or it fails); one that only the cache holds is free. The job keeps its own frame
 // too: if it goes to another kind of worker (a pool elsewhere), that one gets the bytes.
+//
+// Large result frames go the other way the same way: a worker copies one into a memory file of
+// its own (ResultFiles), sends that file once over the control socket, and the result pipe
+// carries a reference. The pool decodes the result in place (ResultFileMap lends the frame to
+// the job's outcome) and hands the file back when the outcome is let go. The result counts only
+// once its reference arrives, which the worker writes after the whole frame: a worker that dies
+// while copying loses nothing but its own job.
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -18,9 +26,11 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include <procpool/detail/config.hpp>
+#include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/segment.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/detail/worker_record.hpp>
@@ -143,5 +153,207 @@ inline std::span<const std::byte> resolve_shared_frame(const FrameHeader& outer,
     return {};
   return frame;
 }
+
+// ---- Results --------------------------------------------------------------------------------
+
+// A result file starts with a word that says who may touch it; the frame follows at
+// `result_file_offset`. Pool and worker change it only by these steps:
+//   free → lent (worker, about to write), dropped → lent (worker: it must send the file again),
+//   lent → free (pool: the outcome let go), free → dropped (pool: unmapped while idle),
+//   free/dropped → abandoned (worker: let go of it; the pool unmaps it when it sees that).
+enum ResultFileState : std::uint32_t {
+  result_file_free = 0,
+  result_file_lent = 1,
+  result_file_dropped = 2,
+  result_file_abandoned = 3,
+};
+inline constexpr std::size_t result_file_offset = 64;
+
+inline std::atomic_ref<std::uint32_t> result_file_state(const Segment& s) noexcept {
+  return std::atomic_ref<std::uint32_t>(*static_cast<std::uint32_t*>(s.data()));
+}
+
+/// A worker's memory files for large results (at most a few; see config::result_files_max).
+class ResultFiles {
+ public:
+  ResultFiles() = default;
+  ResultFiles(const ResultFiles&) = delete;
+  ResultFiles& operator=(const ResultFiles&) = delete;
+  ~ResultFiles() { clear_free(); }
+
+  /// Moves the one result frame in `out` into a memory file and leaves in `out` the small frame
+  /// that refers to it. False (and `out` unchanged) if it is small or no file can be had: the
+  /// frame then goes through the pipe.
+  bool share(Buffer& out, int control_fd) {
+    const std::size_t n = out.size();
+    if (n < config::shared_frame_min || control_fd < 0) return false;
+    FrameHeader h;
+    std::memcpy(&h, out.data(), sizeof h);
+    if (h.kind != static_cast<std::uint8_t>(FrameKind::result) || sizeof h + h.size != n)
+      return false;
+    File* f = claim(n);
+    if (!f) return false;
+    if (!f->sent) {
+      const ControlMessage msg{ControlMessage::segment, f->seg->id(), f->seg->size()};
+      if (posix::send_message(control_fd, &msg, sizeof msg, f->seg->fd())) {
+        result_file_state(*f->seg).store(result_file_dropped, std::memory_order_release);
+        return false;
+      }
+      f->sent = true;
+    }
+    std::memcpy(static_cast<std::byte*>(f->seg->data()) + result_file_offset, out.data(), n);
+    out.clear();
+    const std::size_t at = begin_frame(out, FrameKind::shared_result, h.id);
+    const SharedFrameRef r{f->seg->id(), n};
+    out.append(&r, sizeof r);
+    finish_frame(out, at, h.count, 0, h.run_ns);
+    return true;
+  }
+
+  bool empty() const noexcept { return files_.empty(); }
+
+  /// Lets go of every file the pool does not hold (an idle worker).
+  void clear_free() noexcept {
+    std::erase_if(files_, [](File& f) {
+      std::uint32_t st = result_file_state(*f.seg).load(std::memory_order_acquire);
+      while (st != result_file_lent)
+        if (result_file_state(*f.seg).compare_exchange_weak(st, result_file_abandoned)) return true;
+      return false;
+    });
+  }
+
+ private:
+  struct File {
+    std::shared_ptr<Segment> seg;
+    bool sent = false;  // the pool has the file (until it says it dropped it)
+  };
+
+  // A file of at least `n` bytes of frame, now lent; nullptr if none can be had.
+  File* claim(std::size_t n) {
+    const std::size_t need = result_file_offset + n;
+    for (int pass = 0; pass < 2; ++pass) {
+      File* best = nullptr;
+      for (auto& f : files_)
+        if (f.seg->size() >= need && f.seg->size() / 2 <= need &&
+            result_file_state(*f.seg).load(std::memory_order_acquire) != result_file_lent &&
+            (!best || f.seg->size() < best->seg->size()))
+          best = &f;
+      if (best && take(*best)) return best;
+    }
+    // None fits: make room by letting go of free ones, then make a new one.
+    std::size_t bytes = 0;
+    for (const auto& f : files_) bytes += f.seg->size();
+    constexpr std::size_t step = std::size_t{64} << 10;
+    const std::size_t size = (need + step - 1) / step * step;
+    if (files_.size() >= config::result_files_max ||
+        bytes + size > config::shared_frames_max_bytes) {
+      clear_free();
+      bytes = 0;
+      for (const auto& f : files_) bytes += f.seg->size();
+      if (files_.size() >= config::result_files_max ||
+          bytes + size > config::shared_frames_max_bytes)
+        return nullptr;
+    }
+    try {
+      files_.push_back(File{Segment::create(size), false});
+    } catch (...) {  // out of memory or descriptors: the pipe will do
+      return nullptr;
+    }
+    result_file_state(*files_.back().seg).store(result_file_lent, std::memory_order_release);
+    return &files_.back();
+  }
+
+  static bool take(File& f) noexcept {
+    auto state = result_file_state(*f.seg);
+    std::uint32_t st = state.load(std::memory_order_acquire);
+    while (st == result_file_free || st == result_file_dropped) {
+      if (state.compare_exchange_weak(st, result_file_lent, std::memory_order_acquire)) {
+        if (st == result_file_dropped) f.sent = false;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  std::vector<File> files_;
+};
+
+/// The pool's side of one worker's result files: what it has received on the control socket.
+class ResultFileMap {
+ public:
+  /// The result frame a shared result frame (header `outer`, payload `ref`) refers to, lent
+  /// until the returned pointer and its copies are let go (the file then goes back to the
+  /// worker). Null if the reference is not valid: the worker is then not trusted any more.
+  std::shared_ptr<const std::byte> lend(const FrameHeader& outer, std::span<const std::byte> ref,
+                                        int control_fd, FrameHeader& inner,
+                                        std::size_t& frame_size) {
+    SharedFrameRef r;
+    if (ref.size() != sizeof r) return nullptr;
+    std::memcpy(&r, ref.data(), sizeof r);
+    auto it = files_.find(r.segment);
+    if (it == files_.end() && !receive(control_fd, r.segment)) return nullptr;
+    it = files_.find(r.segment);
+    if (it == files_.end()) return nullptr;
+    const std::shared_ptr<Segment>& file = it->second;
+    if (r.size < sizeof(FrameHeader) || r.size > file->size() - result_file_offset ||
+        result_file_state(*file).load(std::memory_order_acquire) != result_file_lent)
+      return nullptr;
+    const auto* frame = static_cast<const std::byte*>(file->data()) + result_file_offset;
+    std::memcpy(&inner, frame, sizeof inner);
+    if (inner.magic != frame_magic || inner.kind != static_cast<std::uint8_t>(FrameKind::result) ||
+        inner.id != outer.id || inner.count != outer.count ||
+        inner.size != r.size - sizeof(FrameHeader))
+      return nullptr;
+    frame_size = static_cast<std::size_t>(r.size);
+    auto lease = std::make_shared<Lease>(file);
+    return std::shared_ptr<const std::byte>(std::move(lease), frame);
+  }
+
+  /// Unmaps the files no outcome holds (an idle pool): the worker sends one again before it
+  /// uses it next.
+  void drop_free() noexcept {
+    std::erase_if(files_, [](auto& e) {
+      if (e.second.use_count() != 1) return false;
+      auto state = result_file_state(*e.second);
+      std::uint32_t st = result_file_free;
+      return state.compare_exchange_strong(st, result_file_dropped) || st == result_file_abandoned;
+    });
+  }
+
+  std::size_t size() const noexcept { return files_.size(); }
+
+ private:
+  // Holds a lent file; letting go gives it back to the worker.
+  struct Lease {
+    explicit Lease(std::shared_ptr<Segment> f) noexcept : file(std::move(f)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { result_file_state(*file).store(result_file_free, std::memory_order_release); }
+    std::shared_ptr<Segment> file;
+  };
+
+  // Takes in the files the worker has sent, until `id` is among them; false if it is not there
+  // (the worker sends a file before any reference to it, so it would have to be).
+  bool receive(int control_fd, std::uint64_t id) {
+    for (;;) {
+      ControlMessage msg{};
+      posix::UniqueFd fd;
+      std::error_code ec;
+      const auto n = posix::recv_message(control_fd, &msg, sizeof msg, fd, ec);
+      if (n != static_cast<std::ptrdiff_t>(sizeof msg)) return false;
+      if (msg.kind != ControlMessage::segment || !fd || msg.size <= result_file_offset ||
+          msg.size > max_frame + result_file_offset + (std::size_t{64} << 10))
+        return false;
+      try {
+        files_[msg.id] = Segment::adopt(msg.id, std::move(fd), static_cast<std::size_t>(msg.size));
+      } catch (const std::exception&) {  // cannot be mapped here
+        return false;
+      }
+      if (msg.id == id) return true;
+    }
+  }
+
+  std::unordered_map<std::uint64_t, std::shared_ptr<Segment>> files_;
+};
 
 }  // namespace procpool::detail::local

@@ -57,8 +57,17 @@ class LocalTransport final : public Transport {
   LocalTransport(const LocalTransport&) = delete;
   LocalTransport& operator=(const LocalTransport&) = delete;
 
-  std::size_t kept_bytes() const noexcept override { return SharedFrames::process().bytes(); }
-  void let_go() noexcept override { SharedFrames::process().clear_free(); }
+  std::size_t kept_bytes() const noexcept override {
+    std::size_t n = SharedFrames::process().bytes();
+    for (const Link* l : links_)
+      if (l) n += l->result_files();
+    return n;
+  }
+  void let_go() noexcept override {
+    SharedFrames::process().clear_free();
+    for (Link* l : links_)
+      if (l) l->drop_result_files();
+  }
 
   std::unique_ptr<WorkerLink> launch(std::size_t slot, std::uint32_t gen) override {
     posix::PipeFds task, result;

@@ -265,7 +265,8 @@ class Agent {
       // result frame is taken, not copied.
       auto& o = const_cast<JobOutcome&>(done.outcomes()[0]);
       if (o.error) return reply_failed(pool, id, *o.error);
-      reply_result(pool, o.frame, id);
+      Buffer frame = o.take_frame();
+      reply_result(pool, frame, id);
     });
     j.completion = std::move(c);
     try {

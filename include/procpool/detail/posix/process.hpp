@@ -199,6 +199,12 @@ inline void kill_group(pid_t pid, int sig) noexcept {
   (void)::kill(pid, sig);
 }
 
+/// True if this process's address space is limited (RLIMIT_AS: a pool's `memory_limit`).
+inline bool address_space_limited() noexcept {
+  rlimit lim{};
+  return ::getrlimit(RLIMIT_AS, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY;
+}
+
 inline pid_t current_pid() noexcept {
   return ::getpid();
 }
