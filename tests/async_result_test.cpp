@@ -131,6 +131,28 @@ TEST_CASE("get(timeout) throws TimeoutError and leaves the task running", "[asyn
   CHECK_THROWS_AS(f.get(0ms), procpool::RemoteError);
 }
 
+TEST_CASE("get() on an AsyncResult going away hands the value over; copies keep theirs",
+          "[async]") {
+  procpool::Pool pool(workers(1));
+  const std::vector<int> want = procpool_test::squares(1000);
+  auto of = [&] { return pool.map_async(square, procpool_test::iota_vec(1000)); };
+  // The usual one-liner: a temporary, nothing else shares its state.
+  CHECK(of().get() == want);
+  CHECK(of().get(10s) == want);
+  // An lvalue keeps its value for every get.
+  auto kept = of();
+  CHECK(kept.get() == want);
+  CHECK(kept.get() == want);
+  // Moved from while a copy shares the state: the copy still has the value.
+  auto a = of();
+  auto b = a;
+  CHECK(std::move(a).get() == want);
+  CHECK(b.get() == want);
+  CHECK(std::move(b).get(10s) == want);
+  // Errors are rethrown the same way.
+  CHECK_THROWS_AS(pool.apply_async(throw_runtime, std::string("no")).get(), procpool::RemoteError);
+}
+
 TEST_CASE("successful() throws before the result is ready", "[async]") {
   procpool::Pool pool(workers(2));
   auto slow = pool.apply_async(sleep_then, 300, 1);

@@ -2,11 +2,13 @@
 // handed out only to requests they fit, never to two owners at once, and given back once a
 // process has been idle for a second. AddressSanitizer builds turn the cache off (a reused block
 // would hide a use after free), so the cases that need it are skipped there.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <set>
 #include <support/test_support.hpp>
 #include <thread>
@@ -170,4 +172,69 @@ TEST_CASE("a pool and its workers give kept buffers back after an idle second",
       20s));
   pool.close();
   pool.join();
+}
+
+namespace {
+
+// Hands out blocks of a fixed size and counts those still held.
+class CountingSource final : public procpool::detail::BlockSource {
+ public:
+  explicit CountingSource(std::size_t size) : size_(size) {}
+  std::byte* get(std::size_t n, std::size_t& cap, std::shared_ptr<void>& owner) override {
+    ++asked;
+    if (n > size_) return nullptr;
+    auto mem = std::shared_ptr<std::byte[]>(new std::byte[size_], [this](std::byte* p) {
+      --held;
+      delete[] p;
+    });
+    ++held;
+    cap = size_;
+    std::byte* p = mem.get();
+    owner = std::move(mem);
+    return p;
+  }
+  int asked = 0;
+  int held = 0;
+
+ private:
+  std::size_t size_;
+};
+
+}  // namespace
+
+TEST_CASE("Buffer: large blocks come from its source while it has them", "[buffer]") {
+  using procpool::detail::config::shared_frame_min;
+  CountingSource src(4 * shared_frame_min);
+  std::vector<std::byte> pattern(3 * shared_frame_min);
+  for (std::size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<std::byte>(i * 13);
+  {
+    Buffer b;
+    b.use_source(&src);
+    b.append(pattern.data(), 1000);  // small: malloc's
+    CHECK(src.asked == 0);
+    CHECK_FALSE(b.owner());
+    b.append(pattern.data() + 1000, pattern.size() - 1000);  // large: the source's, moved there
+    CHECK(src.held == 1);
+    REQUIRE(b.owner());
+    REQUIRE(b.size() == pattern.size());
+    CHECK(std::equal(pattern.begin(), pattern.end(), b.data()));
+    // Moved, the block and the source go along.
+    Buffer c = std::move(b);
+    CHECK(c.source() == &src);
+    CHECK(c.owner());
+    CHECK(src.held == 1);
+    // Past what the source gives: into malloc's memory, contents kept, the block given back.
+    c.append(pattern.data(), pattern.size());
+    CHECK(src.held == 0);
+    CHECK_FALSE(c.owner());
+    REQUIRE(c.size() == 2 * pattern.size());
+    CHECK(std::equal(pattern.begin(), pattern.end(), c.data() + pattern.size()));
+    // reset() lets go of the memory and keeps the source.
+    c.reset();
+    CHECK(c.size() == 0);
+    CHECK(c.source() == &src);
+    c.resize(2 * shared_frame_min);
+    CHECK(src.held == 1);
+  }
+  CHECK(src.held == 0);  // a destroyed buffer gives its block back
 }

@@ -83,20 +83,31 @@ class AsyncResult {
   AsyncResult() = default;
   explicit AsyncResult(std::shared_ptr<detail::TypedCompletion<T>> s) : s_(std::move(s)) {}
 
-  /// Waits for the result and returns it; rethrows the task's error.
-  T get() {
+  /// Waits for the result and returns it; rethrows the task's error. On an AsyncResult that is
+  /// going away (`pool.apply_async(...).get()`, `std::move(r).get()`) and has no copies left,
+  /// the value is handed over instead of copied: for a large result, that is a copy saved.
+  T get() & {
     check();
     s_->wait();
-    return take();
+    return take(false);
+  }
+  T get() && {
+    check();
+    s_->wait();
+    return take(true);
   }
 
   /// Like `get()`, but throws `TimeoutError` if the result is not ready in time. The task is
   /// left alone.
   template <class Rep, class Period>
-  T get(std::chrono::duration<Rep, Period> timeout) {
-    check();
-    if (!s_->wait_for(timeout)) throw TimeoutError("no result within " + detail::describe(timeout));
-    return take();
+  T get(std::chrono::duration<Rep, Period> timeout) & {
+    wait_or_throw(timeout);
+    return take(false);
+  }
+  template <class Rep, class Period>
+  T get(std::chrono::duration<Rep, Period> timeout) && {
+    wait_or_throw(timeout);
+    return take(true);
   }
 
   void wait() const {
@@ -177,12 +188,21 @@ class AsyncResult {
     if (!s_) throw std::logic_error(detail::prefixed("AsyncResult does not refer to a task"));
   }
 
-  T take() {
+  template <class Rep, class Period>
+  void wait_or_throw(std::chrono::duration<Rep, Period> timeout) const {
+    check();
+    if (!s_->wait_for(timeout)) throw TimeoutError("no result within " + detail::describe(timeout));
+  }
+
+  // `last`: this AsyncResult is going away; if no copy shares its state, nobody else can see
+  // the value, so it is moved out.
+  T take(bool last) {
     s_->resolve();
     if (s_->error) s_->error->raise();
     if constexpr (std::is_void_v<T>) {
       return;
     } else if constexpr (std::is_copy_constructible_v<T>) {
+      if (last && s_.use_count() == 1) return std::move(*s_->value);
       return *s_->value;
     } else {
       return std::move(*s_->value);

@@ -200,6 +200,7 @@ class PoolFront {
 
   template <class F, class W>
   static std::size_t begin_task(detail::Buffer& b, std::uint64_t id, F f) {
+    b.use_source(detail::task_frame_source());  // a large frame is encoded where workers read it
     std::size_t at = detail::begin_frame(b, detail::FrameKind::task, id);
     detail::put_task_ref(b, detail::task_ref<Codec, F, W>(f));
     return at;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <span>
 #include <utility>
@@ -111,6 +112,18 @@ class BufferCache {
   std::atomic<std::size_t> bytes_{0};
 };
 
+/// Where a Buffer may take its large blocks from instead of malloc: a memory file another
+/// process maps, so that a large frame is encoded where its reader finds it, not copied there.
+class BlockSource {
+ public:
+  /// A block of at least `n` bytes, or nullptr (malloc then); `cap` gets its size and `owner`
+  /// holds it for as long as the buffer uses it.
+  virtual std::byte* get(std::size_t n, std::size_t& cap, std::shared_ptr<void>& owner) = 0;
+
+ protected:
+  ~BlockSource() = default;
+};
+
 /// A growable byte buffer that does not zero what it grows into: encoders write every byte they
 /// reserve, and a large frame should be copied once, not cleared first.
 class Buffer {
@@ -121,17 +134,33 @@ class Buffer {
   Buffer(Buffer&& o) noexcept
       : data_(std::exchange(o.data_, nullptr)),
         size_(std::exchange(o.size_, 0)),
-        cap_(std::exchange(o.cap_, 0)) {}
+        cap_(std::exchange(o.cap_, 0)),
+        owner_(std::move(o.owner_)),
+        source_(std::exchange(o.source_, nullptr)) {}
   Buffer& operator=(Buffer&& o) noexcept {
     if (this != &o) {
-      release(data_, cap_);
+      release();
       data_ = std::exchange(o.data_, nullptr);
       size_ = std::exchange(o.size_, 0);
       cap_ = std::exchange(o.cap_, 0);
+      owner_ = std::move(o.owner_);
+      source_ = std::exchange(o.source_, nullptr);
     }
     return *this;
   }
-  ~Buffer() { release(data_, cap_); }
+  ~Buffer() { release(); }
+
+  /// Blocks of config::shared_frame_min bytes and more come from `s` while it has them.
+  void use_source(BlockSource* s) noexcept { source_ = s; }
+  BlockSource* source() const noexcept { return source_; }
+  /// What holds the block, if it came from a BlockSource (else null).
+  const std::shared_ptr<void>& owner() const noexcept { return owner_; }
+  /// Lets go of the block (the source stays).
+  void reset() noexcept {
+    release();
+    data_ = nullptr;
+    size_ = cap_ = 0;
+  }
 
   std::byte* data() noexcept { return data_; }
   const std::byte* data() const noexcept { return data_; }
@@ -147,15 +176,26 @@ class Buffer {
     // Doubling keeps appends amortized; a larger request is taken exactly, not rounded up.
     std::size_t cap = cap_ < 128 ? 256 : cap_ * 2;
     if (cap < n) cap = n;
+    if (source_ && cap >= config::shared_frame_min) {
+      std::size_t got = 0;
+      std::shared_ptr<void> owner;
+      if (std::byte* p = source_->get(cap, got, owner)) {
+        adopt(p, got, std::move(owner));
+        return;
+      }
+    }
     if (cap >= config::cached_buffer_min) {
       std::size_t got = 0;
       if (std::byte* p = BufferCache::process().take(cap, got)) {
-        if (size_ > 0) std::memcpy(p, data_, size_);
-        release(data_, cap_);
-        data_ = p;
-        cap_ = got;
+        adopt(p, got, nullptr);
         return;
       }
+    }
+    if (owner_) {  // out of a source's block, into malloc's
+      auto* p = static_cast<std::byte*>(std::malloc(cap));
+      if (p == nullptr) throw std::bad_alloc();
+      adopt(p, cap, nullptr);
+      return;
     }
     auto* p = static_cast<std::byte*>(std::realloc(data_, cap));
     if (p == nullptr) throw std::bad_alloc();
@@ -195,13 +235,28 @@ class Buffer {
   }
 
  private:
-  static void release(std::byte* p, std::size_t cap) noexcept {
-    if (p != nullptr && !BufferCache::process().keep(p, cap)) std::free(p);
+  // Moves the contents into the block `p` of `cap` bytes (held by `owner`, or malloc's).
+  void adopt(std::byte* p, std::size_t cap, std::shared_ptr<void> owner) noexcept {
+    if (size_ > 0) std::memcpy(p, data_, size_);
+    release();
+    data_ = p;
+    cap_ = cap;
+    owner_ = std::move(owner);
+  }
+
+  void release() noexcept {
+    if (owner_) {
+      owner_.reset();
+    } else if (data_ != nullptr && !BufferCache::process().keep(data_, cap_)) {
+      std::free(data_);
+    }
   }
 
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t cap_ = 0;
+  std::shared_ptr<void> owner_;  // holds data_ if it came from source_
+  BlockSource* source_ = nullptr;
 };
 
 }  // namespace procpool::detail

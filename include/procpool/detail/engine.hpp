@@ -33,6 +33,8 @@ PROCPOOL_DECL void pool_submit(Supervisor& s, Job&& job);
 PROCPOOL_DECL std::size_t pool_size(const Supervisor& s) noexcept;
 /// Waits until every worker has exited (after close or terminate).
 PROCPOOL_DECL void pool_join(Supervisor& s);
+/// Where large task frames are encoded: memory files the workers map (see local/shared_frame.hpp).
+PROCPOOL_DECL BlockSource* task_frame_source() noexcept;
 /// The engine as its completions see it.
 PROCPOOL_DECL std::shared_ptr<PoolHandle> pool_handle(
     const std::shared_ptr<Supervisor>& s) noexcept;

@@ -53,6 +53,10 @@ PROCPOOL_DECL void pool_join(Supervisor& s) {
   s.join();
 }
 
+PROCPOOL_DECL BlockSource* task_frame_source() noexcept {
+  return &local::SharedFrames::process();
+}
+
 PROCPOOL_DECL std::shared_ptr<PoolHandle> pool_handle(
     const std::shared_ptr<Supervisor>& s) noexcept {
   return s;

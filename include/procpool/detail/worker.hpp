@@ -50,10 +50,11 @@ class WorkerLoop {
  public:
   explicit WorkerLoop(const WorkerContext& ctx)
       : ctx_(ctx),
-        cache_(ctx.modules),
         // Under a memory limit the files would count against it: large results take the pipe.
-        share_results_(ctx.control_fd >= 0 && !posix::address_space_limited()) {
+        share_results_(ctx.control_fd >= 0 && !posix::address_space_limited()),
+        cache_(ctx.modules) {
     in_.reserve(config::worker_in_bytes);
+    if (share_results_) out_.use_source(&results_);  // large results are encoded into files
     out_.reserve(config::worker_out_bytes);
   }
 
@@ -197,7 +198,7 @@ class WorkerLoop {
         int ready = posix::wait_either(ctx_.task_fd, ctx_.control_fd, big ? 1000 : -1);
         if (ready == 0) {
           if (in_.empty()) in_ = Buffer();
-          out_ = Buffer();
+          out_.reset();
           BufferCache::process().clear();
           results_.clear_free();
           in_.reserve(in_.size() + 64 * 1024);
@@ -292,11 +293,11 @@ class WorkerLoop {
   }
 
   WorkerContext ctx_;
+  bool share_results_;
+  local::ResultFiles results_;  // before out_, which takes blocks from it
   Buffer in_;
   Buffer out_;
   AddressCache cache_;
-  bool share_results_;
-  local::ResultFiles results_;
   std::size_t done_ = 0;
   std::uint64_t received_ = 0;  // bytes read from the task pipe (see WorkerSlot::sent)
 };

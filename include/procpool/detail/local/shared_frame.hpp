@@ -37,7 +37,7 @@
 
 namespace procpool::detail::local {
 
-class SharedFrames {
+class SharedFrames final : public BlockSource {
  public:
   /// The process's cache (the program's: workers send results through their pipes).
   static SharedFrames& process() noexcept {
@@ -70,6 +70,17 @@ class SharedFrames {
     } catch (...) {
       return nullptr;
     }
+  }
+
+  /// A task frame encoded straight into a file (see Buffer::use_source): share_frame then has
+  /// nothing to copy.
+  std::byte* get(std::size_t n, std::size_t& cap, std::shared_ptr<void>& owner) override {
+    auto file = acquire(n);
+    if (!file) return nullptr;
+    cap = file->size();
+    auto* p = static_cast<std::byte*>(file->data());
+    owner = std::move(file);
+    return p;
   }
 
   /// In a freshly forked worker: the parent's files are not its own (their descriptors are
@@ -115,9 +126,14 @@ inline bool share_frame(Job& job) {
   FrameHeader h;
   std::memcpy(&h, job.frame.data(), sizeof h);
   if (h.kind != static_cast<std::uint8_t>(FrameKind::task)) return false;
-  auto file = SharedFrames::process().acquire(job.frame.size());
-  if (!file) return false;
-  std::memcpy(file->data(), job.frame.data(), job.frame.size());
+  std::shared_ptr<Segment> file;
+  if (job.frame.source() == &SharedFrames::process() && job.frame.owner()) {
+    file = std::static_pointer_cast<Segment>(job.frame.owner());  // encoded there already
+  } else {
+    file = SharedFrames::process().acquire(job.frame.size());
+    if (!file) return false;
+    std::memcpy(file->data(), job.frame.data(), job.frame.size());
+  }
   Buffer ref;
   std::size_t at = begin_frame(ref, FrameKind::shared_task, h.id);
   const SharedFrameRef r{file->id(), job.frame.size()};
@@ -173,17 +189,27 @@ inline std::atomic_ref<std::uint32_t> result_file_state(const Segment& s) noexce
   return std::atomic_ref<std::uint32_t>(*static_cast<std::uint32_t*>(s.data()));
 }
 
-/// A worker's memory files for large results (at most a few; see config::result_files_max).
-class ResultFiles {
+/// A worker's memory files for large results (at most config::result_files_max). Its result
+/// buffer takes large blocks from here (Buffer::use_source), so a large result is encoded
+/// straight into a file and only its reference is written to the pipe.
+class ResultFiles final : public BlockSource {
  public:
   ResultFiles() = default;
   ResultFiles(const ResultFiles&) = delete;
   ResultFiles& operator=(const ResultFiles&) = delete;
   ~ResultFiles() { clear_free(); }
 
-  /// Moves the one result frame in `out` into a memory file and leaves in `out` the small frame
-  /// that refers to it. False (and `out` unchanged) if it is small or no file can be had: the
-  /// frame then goes through the pipe.
+  std::byte* get(std::size_t n, std::size_t& cap, std::shared_ptr<void>& owner) override {
+    File* f = claim(n);
+    if (!f) return nullptr;
+    cap = f->seg->size() - result_file_offset;
+    owner = std::make_shared<Claim>(f->seg);
+    return static_cast<std::byte*>(f->seg->data()) + result_file_offset;
+  }
+
+  /// Hands the one result frame in `out` to the pool through a memory file (copied there,
+  /// unless it was encoded there) and leaves in `out` the small frame that refers to it. False
+  /// (and `out` unchanged) if it is small or no file can be had: it then goes through the pipe.
   bool share(Buffer& out, int control_fd) {
     const std::size_t n = out.size();
     if (n < config::shared_frame_min || control_fd < 0) return false;
@@ -191,18 +217,30 @@ class ResultFiles {
     std::memcpy(&h, out.data(), sizeof h);
     if (h.kind != static_cast<std::uint8_t>(FrameKind::result) || sizeof h + h.size != n)
       return false;
-    File* f = claim(n);
+    std::shared_ptr<Claim> claimed;
+    File* f = nullptr;
+    if (out.source() == this && out.owner()) {  // encoded in place
+      claimed = std::static_pointer_cast<Claim>(out.owner());
+      for (auto& file : files_)
+        if (file.seg == claimed->seg) f = &file;
+    } else {
+      f = claim(n);
+    }
     if (!f) return false;
     if (!f->sent) {
       const ControlMessage msg{ControlMessage::segment, f->seg->id(), f->seg->size()};
       if (posix::send_message(control_fd, &msg, sizeof msg, f->seg->fd())) {
-        result_file_state(*f->seg).store(result_file_dropped, std::memory_order_release);
+        if (!claimed) result_file_state(*f->seg).store(result_file_free);
         return false;
       }
       f->sent = true;
     }
-    std::memcpy(static_cast<std::byte*>(f->seg->data()) + result_file_offset, out.data(), n);
-    out.clear();
+    if (claimed) {
+      claimed->published = true;  // the pool gives it back now
+    } else {
+      std::memcpy(static_cast<std::byte*>(f->seg->data()) + result_file_offset, out.data(), n);
+    }
+    out.reset();
     const std::size_t at = begin_frame(out, FrameKind::shared_result, h.id);
     const SharedFrameRef r{f->seg->id(), n};
     out.append(&r, sizeof r);
@@ -212,7 +250,7 @@ class ResultFiles {
 
   bool empty() const noexcept { return files_.empty(); }
 
-  /// Lets go of every file the pool does not hold (an idle worker).
+  /// Lets go of every file neither the pool nor the result buffer holds (an idle worker).
   void clear_free() noexcept {
     std::erase_if(files_, [](File& f) {
       std::uint32_t st = result_file_state(*f.seg).load(std::memory_order_acquire);
@@ -228,6 +266,19 @@ class ResultFiles {
     bool sent = false;  // the pool has the file (until it says it dropped it)
   };
 
+  // A file the result buffer writes into: free again when the buffer lets go of it, unless it
+  // went to the pool.
+  struct Claim {
+    explicit Claim(std::shared_ptr<Segment> s) noexcept : seg(std::move(s)) {}
+    Claim(const Claim&) = delete;
+    Claim& operator=(const Claim&) = delete;
+    ~Claim() {
+      if (!published) result_file_state(*seg).store(result_file_free, std::memory_order_release);
+    }
+    std::shared_ptr<Segment> seg;
+    bool published = false;
+  };
+
   // A file of at least `n` bytes of frame, now lent; nullptr if none can be had.
   File* claim(std::size_t n) {
     const std::size_t need = result_file_offset + n;
@@ -241,18 +292,11 @@ class ResultFiles {
       if (best && take(*best)) return best;
     }
     // None fits: make room by letting go of free ones, then make a new one.
-    std::size_t bytes = 0;
-    for (const auto& f : files_) bytes += f.seg->size();
     constexpr std::size_t step = std::size_t{64} << 10;
     const std::size_t size = (need + step - 1) / step * step;
-    if (files_.size() >= config::result_files_max ||
-        bytes + size > config::shared_frames_max_bytes) {
+    if (!room_for(size)) {
       clear_free();
-      bytes = 0;
-      for (const auto& f : files_) bytes += f.seg->size();
-      if (files_.size() >= config::result_files_max ||
-          bytes + size > config::shared_frames_max_bytes)
-        return nullptr;
+      if (!room_for(size)) return nullptr;
     }
     try {
       files_.push_back(File{Segment::create(size), false});
@@ -261,6 +305,13 @@ class ResultFiles {
     }
     result_file_state(*files_.back().seg).store(result_file_lent, std::memory_order_release);
     return &files_.back();
+  }
+
+  bool room_for(std::size_t size) const noexcept {
+    std::size_t bytes = 0;
+    for (const auto& f : files_) bytes += f.seg->size();
+    return files_.size() < config::result_files_max &&
+           bytes + size <= config::shared_frames_max_bytes;
   }
 
   static bool take(File& f) noexcept {
