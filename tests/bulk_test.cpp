@@ -254,3 +254,18 @@ TEST_CASE("an idle pool unmaps the memory files of large frames", "[bulk]") {
   }
   CHECK(memfd_mappings() == before);
 }
+
+TEST_CASE("a large argument gets a memory file while many smaller ones are kept", "[bulk]") {
+  procpool::Pool pool(workers(2));
+  // As many files as the pool keeps at most, all in use at once, then all free.
+  std::vector<Bytes> many;
+  for (std::uint32_t i = 0; i < procpool::detail::config::shared_frames_max + 6; ++i)
+    many.push_back(pattern(300u << 10, i));
+  auto sums = pool.map(checksum_task, many, 1);
+  REQUIRE(sums.size() == many.size());
+  CHECK(sums.back() == checksum(many.back()));
+  // A free small file makes room for the large one, which does not take the pipe.
+  const Bytes big = pattern(32u << 20, 1);
+  CHECK(pool.apply(checksum_task, big) == checksum(big));
+  CHECK(procpool::detail::local::SharedFrames::process().bytes() >= big.size());
+}

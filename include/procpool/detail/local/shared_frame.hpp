@@ -59,7 +59,8 @@ class SharedFrames final : public BlockSource {
     const std::size_t size = (n + step - 1) / step * step;
     // Free files beyond the cache's budget go first. Files in use are bounded in number (each
     // is a descriptor here) and in bytes (each job also keeps its own frame).
-    drop_free_until(config::buffer_cache_bytes > size ? config::buffer_cache_bytes - size : 0);
+    drop_free_until(config::buffer_cache_bytes > size ? config::buffer_cache_bytes - size : 0,
+                    config::shared_frames_max - 1);
     if (files_.size() >= config::shared_frames_max ||
         bytes_ + size > std::max(config::buffer_cache_bytes, config::shared_frames_max_bytes))
       return nullptr;
@@ -90,7 +91,7 @@ class SharedFrames final : public BlockSource {
   /// Lets go of every file no job uses (an idle pool, a pool that ends).
   void clear_free() noexcept {
     std::lock_guard lock(m_);
-    drop_free_until(0);
+    drop_free_until(0, 0);
   }
 
   std::size_t bytes() const noexcept {
@@ -99,8 +100,9 @@ class SharedFrames final : public BlockSource {
   }
 
  private:
-  void drop_free_until(std::size_t limit) noexcept {
-    for (std::size_t i = files_.size(); i-- > 0 && bytes_ > limit;) {
+  // Drops free files until at most `limit` bytes and `count` files are left (or none is free).
+  void drop_free_until(std::size_t limit, std::size_t count) noexcept {
+    for (std::size_t i = files_.size(); i-- > 0 && (bytes_ > limit || files_.size() > count);) {
       if (files_[i].use_count() != 1) continue;
       bytes_ -= files_[i]->size();
       files_.erase(files_.begin() + static_cast<std::ptrdiff_t>(i));
