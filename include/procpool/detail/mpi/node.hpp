@@ -125,9 +125,17 @@ class Node {
     return agent_code_;
   }
 
-  /// On rank 0, at the program's end: tells every agent to end, then shuts MPI down.
+  /// On rank 0, at the program's end: ends the pools still alive (a static object's pool is
+  /// destroyed only after this), tells every agent to end, then shuts MPI down.
   void stop() {
     if (!started() || rank_ != 0) return;
+    std::vector<std::function<void()>> enders;
+    {
+      std::lock_guard l(registry_m_);
+      ending_ = true;
+      for (auto& [pool, end] : enders_) enders.push_back(end);
+    }
+    for (auto& end : enders) end();
     {
       std::lock_guard l(m_);
       if (stopping_) return;
@@ -149,6 +157,18 @@ class Node {
   void detach(std::uint32_t pool) {
     std::lock_guard l(registry_m_);
     receivers_.erase(pool);
+    enders_.erase(pool);
+  }
+  /// `end` finishes `pool` (close, then join) if it is still alive when the program ends: a
+  /// pool destroyed after that would wait for ever for ranks that have gone.
+  void at_end(std::uint32_t pool, std::function<void()> end) {
+    std::lock_guard l(registry_m_);
+    enders_[pool] = std::move(end);
+  }
+  /// True once the program's end has begun: no pool may start.
+  bool ending() {
+    std::lock_guard l(registry_m_);
+    return ending_;
   }
 
   /// Queues a record for rank `dest`; it leaves on the courier's next round.
@@ -315,6 +335,8 @@ class Node {
 
   std::mutex registry_m_;
   std::map<std::uint32_t, Receiver*> receivers_;
+  std::map<std::uint32_t, std::function<void()>> enders_;  // see at_end
+  bool ending_ = false;
   std::atomic<std::uint32_t> next_pool_{1};
 };
 

@@ -169,6 +169,7 @@ class MpiTransport final : public Transport, public Receiver {
   ~MpiTransport() override { node_.detach(pool_); }
 
   std::size_t slots() const noexcept { return local_slots_ + ranks_.size(); }
+  std::uint32_t pool() const noexcept { return pool_; }
 
   /// Workers in all, once every rank said hello.
   std::size_t workers() const {
