@@ -61,6 +61,12 @@ inline int worker_pid(int) {
   return static_cast<int>(::getpid());
 }
 
+/// The process that runs it, after a pause of `ms`.
+inline int pid_after(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return static_cast<int>(::getpid());
+}
+
 /// Options for a small pool (this machine has few cores; every rank runs on it).
 inline procpool::mpi::Options small(unsigned per_rank = 2) {
   procpool::mpi::Options o;

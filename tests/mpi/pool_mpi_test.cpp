@@ -137,3 +137,22 @@ TEST_CASE("terminate cancels what is unfinished, at once", "[mpi]") {
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
   CHECK_THROWS_AS(r.get(), procpool::Cancelled);
 }
+
+TEST_CASE("dropping an imap early lets the tasks running on other ranks finish", "[mpi]") {
+  // As on one machine: the chunks not started are dropped, the running ones finish, and no
+  // worker is killed. Rank 0 runs none here when there are other ranks.
+  mpi::Options o = small(1);
+  o.use_root = mpi::world_size() == 1;
+  mpi::Pool pool(o);
+  std::set<int> pids;
+  {
+    auto it = pool.imap(pid_after, std::vector<int>(50, 400));
+    for (int pid : it) {
+      pids.insert(pid);
+      break;  // every other worker is in the middle of a chunk now
+    }
+  }
+  // Every worker (and so any replacement of one) takes some of these.
+  for (int pid : pool.map(pid_after, std::vector<int>(12 * pool.size(), 20), 1)) pids.insert(pid);
+  CHECK(pids.size() == pool.size());
+}

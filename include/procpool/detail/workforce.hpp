@@ -228,6 +228,9 @@ class Workforce final : public FrameSink, public WorkerProbe {
   bool revoke(std::size_t slot, std::uint64_t job) override { return links_[slot]->revoke(job); }
   void kill(std::size_t slot, KillReason why) override { kill_worker(slot, why); }
   void kill_now(std::size_t slot) override { links_[slot]->kill(false); }
+  void cancel_pooled(std::size_t slot, std::uint64_t job, bool kill_running) override {
+    links_[slot]->cancel(job, kill_running);
+  }
 
   // ---- Startup and failure --------------------------------------------------------------------
 

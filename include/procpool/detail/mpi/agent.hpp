@@ -117,7 +117,8 @@ class Agent {
         shutdown_ = true;
         return;
       case Op::cancel:
-        cancel(r.pool, r.aux);
+      case Op::revoke:
+        cancel(r.pool, r.aux, r.op == Op::cancel);
         return;
       default:
         comm_.abort("an unknown request came from rank 0");
@@ -279,9 +280,9 @@ class Agent {
     }
   }
 
-  // Rank 0 cancelled the job: it fails here as there (its worker killed if it started it), and
-  // the failure goes back as its answer.
-  void cancel(std::uint32_t pool, std::uint64_t job) {
+  // Rank 0 cancelled the job: it fails here as there (its worker killed if it started it and
+  // `kill_running`, as on one machine), and the failure goes back as its answer.
+  void cancel(std::uint32_t pool, std::uint64_t job, bool kill_running) {
     auto it = pools_.find(pool);
     if (it == pools_.end()) return;
     std::shared_ptr<Completion> c;
@@ -289,7 +290,7 @@ class Agent {
       std::lock_guard l(it->second->jobs_m);
       if (auto j = it->second->jobs.find(job); j != it->second->jobs.end()) c = j->second.lock();
     }
-    if (c) (void)it->second->engine->cancel(c, true);
+    if (c) (void)it->second->engine->cancel(c, kill_running);
   }
 
   void end(std::uint32_t pool, bool terminate, bool say_bye = true) {

@@ -190,7 +190,7 @@ class Node {
         out_.resize(static_cast<std::size_t>(size_));
       add(out_[static_cast<std::size_t>(dest)]);
       // Each of the others is answered once (a cancelled job's answer answers its task).
-      if (op != Op::shutdown && op != Op::cancel) ++due_[key(pool, dest)];
+      if (op != Op::shutdown && op != Op::cancel && op != Op::revoke) ++due_[key(pool, dest)];
       posted_ = true;
     }
     cv_.notify_one();

@@ -80,15 +80,18 @@ class RemoteLink final : public WorkerLink {
   }
 
   LinkStatus status() const noexcept override { return {}; }  // time limits are kept there
-  /// Only a cancel revokes a pooled link's job (it is never taken back): the agent cancels it,
-  /// killing the worker that runs it. The job stays in the window until its answer comes.
-  bool revoke(std::uint64_t job) noexcept override {
+  /// A pooled link's jobs are never taken back (see cancel).
+  bool revoke(std::uint64_t) noexcept override { return false; }
+  /// The agent cancels the job there: dropped if queued; if it runs, its worker is killed only
+  /// if `kill_running` (AsyncResult::cancel), else it finishes (a dropped imap). The job stays
+  /// in the window until its answer comes.
+  void cancel(std::uint64_t job, bool kill_running) noexcept override {
     try {
-      node_.post(rank_, pool_, Op::cancel, job, std::span<const std::byte>{});
+      node_.post(rank_, pool_, kill_running ? Op::cancel : Op::revoke, job,
+                 std::span<const std::byte>{});
     } catch (...) {
       // Out of memory: the task runs on, and its answer is dropped.
     }
-    return false;
   }
   void answered(std::uint64_t) noexcept override {}
 
