@@ -2,6 +2,8 @@
 // fails. Pools here leave rank 0 out when there are other ranks, so the failures happen there.
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstddef>
+#include <cstring>
 #include <ranges>
 #include <set>
 #include <string>
@@ -125,4 +127,93 @@ TEST_CASE("bad options are refused with a clear message", "[mpi]") {
   CHECK_THROWS_WITH(mpi::Pool(o), Catch::Contains("task_timeout"));
   o = small(5000);
   CHECK_THROWS_WITH(mpi::Pool(o), Catch::Contains("processes_per_rank"));
+}
+
+namespace {
+
+constexpr int marked = 0x5eed5eed;  // the result whose answer the hook damages
+
+int identity(int x) {
+  return x;
+}
+
+// Finds a result frame that carries `marked`.
+bool carries_mark(const procpool::detail::Buffer& frame) {
+  procpool::detail::FrameHeader h;
+  if (frame.size() < sizeof h) return false;
+  std::memcpy(&h, frame.data(), sizeof h);
+  if (h.kind != static_cast<std::uint8_t>(procpool::detail::FrameKind::result)) return false;
+  for (std::size_t at = sizeof h; at + sizeof marked <= frame.size(); ++at)
+    if (std::memcmp(frame.data() + at, &marked, sizeof marked) == 0) return true;
+  return false;
+}
+
+// Its item count no longer matches the job's: the header (and the id) can still be read.
+void damage_items(int, procpool::detail::Buffer& frame) {
+  if (!carries_mark(frame)) return;
+  auto* count = frame.data() + offsetof(procpool::detail::FrameHeader, count);
+  std::uint32_t n = 0;
+  std::memcpy(&n, count, sizeof n);
+  ++n;
+  std::memcpy(count, &n, sizeof n);
+}
+
+// Not even a header is left: which job it answered cannot be told.
+void damage_header(int, procpool::detail::Buffer& frame) {
+  if (carries_mark(frame)) frame.resize(8);
+}
+
+struct Hook {
+  explicit Hook(void (*h)(int, procpool::detail::Buffer&)) {
+    procpool::detail::mpi::answer_hook.store(h);
+  }
+  ~Hook() { procpool::detail::mpi::answer_hook.store(nullptr); }
+};
+
+}  // namespace
+
+TEST_CASE("a malformed answer from a rank fails the task it answered, not another", "[mpi]") {
+  if (mpi::world_size() == 1) return;  // no other rank: no answers over MPI
+  mpi::Pool pool(remote(2));
+  Hook hook(damage_items);
+  // One long task on each rank first: the oldest job there when the damaged answer comes.
+  std::vector<procpool::AsyncResult<int>> slow;
+  for (int r = 1; r < mpi::world_size(); ++r) slow.push_back(pool.apply_async(sleep_ms, 1500));
+  std::vector<procpool::AsyncResult<int>> bad;
+  for (int r = 1; r < mpi::world_size(); ++r) bad.push_back(pool.apply_async(identity, marked));
+  for (auto& b : bad) {
+    try {
+      b.get(std::chrono::seconds(30));
+      FAIL("no exception");
+    } catch (const procpool::CodecError& e) {
+      CHECK_THAT(e.what(), Catch::Contains("malformed") && Catch::Contains("rank"));
+    }
+  }
+  for (auto& s : slow) CHECK(s.get(std::chrono::seconds(30)) == 1500);
+  CHECK(pool.apply(identity, 5) == 5);
+  CHECK(pool.stats().failed == bad.size());
+}
+
+TEST_CASE("a malformed answer whose task cannot be told fails that rank's tasks, clearly",
+          "[mpi]") {
+  if (mpi::world_size() == 1) return;
+  mpi::Options o = remote(2);
+  mpi::Pool pool(o);
+  {
+    Hook hook(damage_header);
+    auto bad = pool.apply_async(identity, marked);
+    try {
+      bad.get(std::chrono::seconds(30));
+      FAIL("no exception");
+    } catch (const procpool::CodecError& e) {
+      CHECK_THAT(e.what(), Catch::Contains("malformed") && Catch::Contains("rank"));
+    }
+  }
+  // The rank's pool is started afresh: the pool goes on, on every rank.
+  std::set<int> seen;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (seen.size() < static_cast<std::size_t>(mpi::world_size() - 1) &&
+         std::chrono::steady_clock::now() < deadline)
+    for (int r : pool.map(rank_after, std::vector<int>(4 * pool.size(), 20), 1)) seen.insert(r);
+  CHECK(seen.size() == static_cast<std::size_t>(mpi::world_size() - 1));
 }

@@ -8,6 +8,7 @@
 // which delivers the answers back on its thread and interrupts the pool's wait.
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -29,6 +30,9 @@
 namespace procpool::detail::mpi {
 
 class MpiTransport;
+
+/// For tests only: sees (and may damage) each answer from another rank before the pool reads it.
+inline std::atomic<void (*)(int rank, Buffer& frame)> answer_hook{nullptr};
 
 /// One other rank, as a worker with many slots.
 class RemoteLink final : public WorkerLink {
@@ -65,7 +69,9 @@ class RemoteLink final : public WorkerLink {
       aux.swap(inbox_aux_);
       news_.store(false, std::memory_order_release);
     }
+    auto* hook = answer_hook.load(std::memory_order_relaxed);
     for (std::size_t i = 0; i < frames.size(); ++i) {
+      if (hook) hook(rank_, frames[i]);
       IncomingFrame f;
       if (!read_frame_header(std::span<const std::byte>(frames[i].data(), frames[i].size()),
                              f.header))
