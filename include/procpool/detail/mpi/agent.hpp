@@ -4,6 +4,10 @@
 // server), so a task that crashes, hangs or exceeds its memory kills one local worker and fails
 // one task, and the MPI job never sees it. Results are forwarded as the local engine settles
 // them; a failed job goes back as a `failed` frame carrying its error.
+//
+// Starting a pool's workers (with their initializer) and waiting for them to end take as long
+// as those take, so they happen on helper threads that report back: while one pool starts or
+// ends here, the MPI thread goes on serving the others.
 
 #include <atomic>
 #include <condition_variable>
@@ -16,6 +20,8 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -44,6 +50,11 @@ inline StartMethod local_start(StartMethod m) {
 class Agent {
  public:
   explicit Agent(Comm& comm) : comm_(comm) {}
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+  ~Agent() {
+    for (auto& h : helpers_) h.thread.join();  // (run() failed: they still use this)
+  }
 
   int run() {
     Pacer pacer;
@@ -51,7 +62,7 @@ class Agent {
     Inbox inbox;
     int from = 0;
     while (!shutdown_) {
-      bool busy = false;
+      bool busy = take_started();
       while (!shutdown_ && comm_.try_receive(0, msg, from)) {
         busy = true;
         if (!inbox.read(msg, [&](const Record& r) { handle(r); }))
@@ -68,6 +79,7 @@ class Agent {
         busy = true;
       }
       comm_.progress();
+      reap_helpers();
       if (busy) {
         pacer.busy();
         continue;
@@ -77,29 +89,90 @@ class Agent {
         continue;
       }
       std::unique_lock l(m_);
-      cv_.wait_for(l, pacer.next_nap(), [&] { return !out_.empty(); });
+      cv_.wait_for(l, pacer.next_nap(), [&] { return !out_.empty() || !started_.empty(); });
     }
-    // Rank 0's program has ended: so do this rank's pools.
-    for (auto& [id, p] : pools_) {
-      p->dropping.store(true);
-      p->engine->queue().terminate();
+    // Rank 0's program has ended: so do this rank's pools, those still starting too.
+    std::vector<std::shared_ptr<LocalPool>> all;
+    for (auto& [id, p] : pools_) all.push_back(p);
+    pools_.clear();
+    for (auto& p : all) stop_now(*p);
+    for (auto& h : helpers_) h.thread.join();
+    helpers_.clear();
+    {
+      std::lock_guard l(m_);
+      for (auto& s : started_)
+        if (s.pool) all.push_back(std::move(s.pool));
+      started_.clear();
+    }
+    for (auto& p : all) {
+      stop_now(*p);
       try {
         p->engine->join();
       } catch (...) {
       }
     }
-    pools_.clear();
     return 0;
   }
 
  private:
   struct LocalPool {
     std::shared_ptr<Supervisor> engine;
+    unsigned processes = 0;
     std::atomic<bool> dropping{false};     // terminated: its outcomes are no longer wanted
     std::atomic<std::int64_t> running{0};  // jobs submitted, not yet answered
     std::mutex jobs_m;
     std::map<std::uint64_t, std::weak_ptr<Completion>> jobs;  // not answered yet, for cancel
   };
+
+  // A pool a helper is starting. Rank 0 may ask it to end meanwhile (its own start failed).
+  struct Starting {
+    std::uint64_t serial = 0;  // tells it from an earlier start of the same pool
+    bool end = false;
+    bool terminate = false;
+    bool bye = false;
+  };
+  // A helper's report: the pool has started (or, if null, failed, and said so).
+  struct Started {
+    std::uint32_t id = 0;
+    std::uint64_t serial = 0;
+    std::shared_ptr<LocalPool> pool;
+  };
+  struct Helper {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+
+  // Runs `f` on a helper thread; in this one if no thread can be made.
+  template <class F>
+  void spawn(F&& f) {
+    auto work = std::make_shared<std::decay_t<F>>(std::forward<F>(f));
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    try {
+      helpers_.push_back({std::thread([work, done] {
+                            (*work)();
+                            done->store(true, std::memory_order_release);
+                          }),
+                          done});
+    } catch (const std::system_error&) {
+      (*work)();
+    }
+  }
+
+  void reap_helpers() {
+    for (auto it = helpers_.begin(); it != helpers_.end();) {
+      if (!it->done->load(std::memory_order_acquire)) {
+        ++it;
+        continue;
+      }
+      it->thread.join();
+      it = helpers_.erase(it);
+    }
+  }
+
+  static void stop_now(LocalPool& p) {
+    p.dropping.store(true);
+    p.engine->queue().terminate();
+  }
 
   void handle(const Record& r) {
     switch (r.op) {
@@ -183,9 +256,18 @@ class Agent {
     o.start = local_start(static_cast<StartMethod>(spec.start));
     o.maxtasksperchild = static_cast<std::size_t>(spec.maxtasksperchild);
     o.memory_limit = static_cast<std::size_t>(spec.memory_limit);
-    if (auto it = pools_.find(pool); it != pools_.end()) end(pool, true, false);
+    // Opened again (its predecessor here was ended for a malformed answer): a fresh pool.
+    if (pools_.count(pool) != 0) end(pool, true, false);
+    const std::uint64_t serial = ++serial_;
+    starting_[pool] = Starting{serial};  // an earlier start of it, if any, is not wanted
+    spawn([this, pool, serial, o, init = std::move(init)] { start(pool, serial, o, init); });
+  }
+
+  // On a helper thread: starts the pool's workers, then reports to the MPI thread, which says
+  // hello once the pool can take tasks (see take_started).
+  void start(std::uint32_t pool, std::uint64_t serial, const Options& o, const Buffer& init) {
     auto p = std::make_shared<LocalPool>();
-    Buffer f;
+    p->processes = o.processes;
     try {
       local::check_can_start(o.start, "procpool::mpi::Pool");
       auto t =
@@ -193,22 +275,58 @@ class Agent {
       p->engine = std::make_shared<Supervisor>(o, std::move(t));
       p->engine->start();
     } catch (const std::exception& e) {
+      p.reset();
       // Reported as the initializer's failure (the usual cause); the message says what it was.
       std::string type = "procpool::Error", msg = e.what();
       if (auto* re = dynamic_cast<const RemoteError*>(&e)) type = re->type_name();
       const std::string mark = "the initializer failed: ";
       if (auto at = msg.find(mark); at != std::string::npos) msg = msg.substr(at + mark.size());
       msg = "on rank " + std::to_string(comm_.rank()) + ": " + msg;
+      Buffer f;
       std::size_t at = begin_frame(f, FrameKind::init_error, 0);
       append_error_item(f, ItemStatus::remote_error, type, msg);
       finish_frame(f, at, 1);
       reply_frame(pool, f);
-      return;
     }
-    pools_[pool] = p;
-    std::size_t at = begin_frame(f, FrameKind::hello, 0);
-    finish_frame(f, at, 0);
-    reply_frame(pool, f, o.processes);
+    {
+      std::lock_guard l(m_);
+      started_.push_back({pool, serial, std::move(p)});
+    }
+    cv_.notify_one();
+  }
+
+  // The pools the helpers have started since the last look; true if there were any.
+  bool take_started() {
+    std::vector<Started> done;
+    {
+      std::lock_guard l(m_);
+      if (started_.empty()) return false;
+      done.swap(started_);
+    }
+    for (auto& s : done) {
+      auto it = starting_.find(s.id);
+      if (it == starting_.end() || it->second.serial != s.serial) {
+        if (s.pool) finish(std::move(s.pool), s.id, true, false);  // opened again since
+        continue;
+      }
+      const Starting st = it->second;
+      starting_.erase(it);
+      if (st.end) {
+        if (s.pool) {
+          finish(std::move(s.pool), s.id, st.terminate, st.bye);
+        } else if (st.bye) {
+          reply(s.id, Op::bye, 0, {});
+        }
+        continue;
+      }
+      if (!s.pool) continue;  // its failure went back already
+      pools_[s.id] = s.pool;
+      Buffer f;
+      std::size_t at = begin_frame(f, FrameKind::hello, 0);
+      finish_frame(f, at, 0);
+      reply_frame(s.id, f, s.pool->processes);
+    }
+    return true;
   }
 
   // A task's name for messages: its function, or (a lambda) its trampoline, which names its type.
@@ -295,25 +413,48 @@ class Agent {
 
   void end(std::uint32_t pool, bool terminate, bool say_bye = true) {
     if (auto it = pools_.find(pool); it != pools_.end()) {
-      auto p = it->second;
+      auto p = std::move(it->second);
       pools_.erase(it);
-      if (terminate) {
-        p->dropping.store(true);
-        p->engine->queue().terminate();
-      } else {
-        p->engine->queue().close();
-      }
-      p->engine->join();
+      finish(std::move(p), pool, terminate, say_bye);
+      return;
+    }
+    if (auto it = starting_.find(pool); it != starting_.end()) {
+      it->second.end = true;  // done once it has started (see take_started)
+      it->second.terminate = it->second.terminate || terminate;
+      it->second.bye = say_bye;
+      return;
     }
     if (say_bye) reply(pool, Op::bye, 0, {});
   }
 
+  // Ends a pool no longer in pools_: its workers are waited for on a helper thread, which then
+  // says bye (after the pool's last answer).
+  void finish(std::shared_ptr<LocalPool> p, std::uint32_t pool, bool terminate, bool say_bye) {
+    if (terminate) {
+      stop_now(*p);
+    } else {
+      p->engine->queue().close();
+    }
+    spawn([this, p = std::move(p), pool, say_bye] {
+      try {
+        p->engine->join();
+      } catch (...) {
+        // join() cannot fail here: the queue is closed and this is no callback of the pool.
+      }
+      if (say_bye) reply(pool, Op::bye, 0, {});
+    });
+  }
+
   Comm& comm_;
   bool shutdown_ = false;
-  std::map<std::uint32_t, std::shared_ptr<LocalPool>> pools_;
+  std::map<std::uint32_t, std::shared_ptr<LocalPool>> pools_;  // started, taking tasks
+  std::map<std::uint32_t, Starting> starting_;
+  std::uint64_t serial_ = 0;
+  std::vector<Helper> helpers_;
   std::mutex m_;
   std::condition_variable cv_;
-  Outbox out_;  // records for rank 0, from this thread and the pools' threads
+  Outbox out_;  // records for rank 0, from this thread, the pools' threads and the helpers
+  std::vector<Started> started_;  // from the helpers
   std::atomic<bool> has_out_{false};
 };
 
