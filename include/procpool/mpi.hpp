@@ -146,6 +146,14 @@ class Pool : public procpool::detail::PoolFront<Codec, detail::NoSharedArgs> {
     start(opts, std::move(payload));
   }
 
+  /// The pool's counters; `restarts` counts the workers replaced on every rank.
+  Stats stats() const {
+    procpool::detail::mpi::Node::get().take_in();
+    Stats s = procpool::detail::PoolFront<Codec, detail::NoSharedArgs>::stats();
+    s.restarts += transport_->remote_restarts();
+    return s;
+  }
+
  private:
   void start(const Options& o, procpool::detail::Buffer init_task) {
     auto& node = procpool::detail::mpi::Node::get();
@@ -177,6 +185,7 @@ class Pool : public procpool::detail::PoolFront<Codec, detail::NoSharedArgs> {
                                          o.maxtasksperchild, o.memory_limit};
     auto t = std::make_unique<procpool::detail::mpi::MpiTransport>(node, local, spec, init_task);
     auto* transport = t.get();
+    transport_ = transport;
     procpool::Options engine = local;
     engine.processes = static_cast<unsigned>(transport->slots());
     auto supervisor = std::make_shared<procpool::detail::Supervisor>(engine, std::move(t));
@@ -196,6 +205,9 @@ class Pool : public procpool::detail::PoolFront<Codec, detail::NoSharedArgs> {
     this->adopt(engine, std::move(supervisor));
     this->engine()->set_size(transport->workers());
   }
+
+  // Owned by the engine, which lives as long as this pool.
+  procpool::detail::mpi::MpiTransport* transport_ = nullptr;
 };
 
 Pool()->Pool<BinaryCodec>;

@@ -1,5 +1,6 @@
 // Failures on other ranks: the same error types as on one machine, and only the task that failed
 // fails. Pools here leave rank 0 out when there are other ranks, so the failures happen there.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstddef>
@@ -7,6 +8,7 @@
 #include <ranges>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mpi_support.hpp"
@@ -216,4 +218,25 @@ TEST_CASE("a malformed answer whose task cannot be told fails that rank's tasks,
          std::chrono::steady_clock::now() < deadline)
     for (int r : pool.map(rank_after, std::vector<int>(4 * pool.size(), 20), 1)) seen.insert(r);
   CHECK(seen.size() == static_cast<std::size_t>(mpi::world_size() - 1));
+}
+
+TEST_CASE("stats().restarts counts the workers replaced on every rank", "[mpi]") {
+  mpi::Pool pool(remote(1));
+  CHECK_THROWS_AS(pool.apply(crash_on, 5), procpool::WorkerCrashed);
+  // Replaced before the task failed, as on one machine.
+  CHECK(pool.stats().restarts == 1);
+
+  mpi::Options o = remote(1);
+  o.maxtasksperchild = 2;
+  mpi::Pool recycled(o);
+  CHECK(recycled.map(square, procpool_test::iota(0, 12), 1).back() == 121);
+  // Each worker is replaced after every second task: (12 - ranks) / 2 at least, the last ones
+  // perhaps just after the map's last result.
+  const auto ranks = static_cast<std::uint64_t>(std::max(mpi::world_size() - 1, 1));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (recycled.stats().restarts < (12 - ranks) / 2 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CHECK(recycled.stats().restarts >= (12 - ranks) / 2);
+  CHECK(recycled.stats().restarts <= 12);
 }

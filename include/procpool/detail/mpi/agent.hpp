@@ -63,6 +63,7 @@ class Agent {
     int from = 0;
     while (!shutdown_) {
       bool busy = take_started();
+      report_restarts();
       while (!shutdown_ && comm_.try_receive(0, msg, from)) {
         busy = true;
         if (!inbox.read(msg, [&](const Record& r) { handle(r); }))
@@ -118,6 +119,7 @@ class Agent {
   struct LocalPool {
     std::shared_ptr<Supervisor> engine;
     unsigned processes = 0;
+    std::uint64_t restarts = 0;            // as last reported to rank 0 (the MPI thread's)
     std::atomic<bool> dropping{false};     // terminated: its outcomes are no longer wanted
     std::atomic<std::int64_t> running{0};  // jobs submitted, not yet answered
     std::mutex jobs_m;
@@ -198,6 +200,17 @@ class Agent {
     }
   }
 
+  // Rank 0's stats() counts the workers replaced on every rank: each pool's count goes back
+  // when it changes (with its answers, see task; here, a worker recycled after its last one).
+  void report_restarts() {
+    for (auto& [id, p] : pools_) {
+      const std::uint64_t n = p->engine->queue().stats().restarts;
+      if (n == p->restarts) continue;
+      p->restarts = n;
+      reply(id, Op::stats, n, {});
+    }
+  }
+
   // While it would spin anyway, this thread does the local pools' work itself for a moment (as
   // a thread waiting for a result does, see Supervisor::help): a task's answer then reaches it
   // without waking the pool's thread twice. It stops as soon as there is something to send or a
@@ -226,23 +239,23 @@ class Agent {
 
   // A result frame, under rank 0's id `job`: a job taken back from a stuck worker here (see
   // Scheduler::rebalance) ran under a fresh one.
-  void reply_result(std::uint32_t pool, Buffer& frame, std::uint64_t job) {
+  void reply_result(std::uint32_t pool, Buffer& frame, std::uint64_t job, std::uint64_t aux) {
     std::memcpy(frame.data() + offsetof(FrameHeader, id), &job, sizeof job);
     {
       std::lock_guard l(m_);
-      out_.add(pool, Op::frame, 0, std::move(frame));
+      out_.add(pool, Op::frame, aux, std::move(frame));
       has_out_.store(true, std::memory_order_relaxed);
     }
     cv_.notify_one();
   }
 
-  void reply_failed(std::uint32_t pool, std::uint64_t job, ErrorInfo e) {
+  void reply_failed(std::uint32_t pool, std::uint64_t job, ErrorInfo e, std::uint64_t aux = 0) {
     e.message = "on rank " + std::to_string(comm_.rank()) + ": " + e.message;
     Buffer f;
     std::size_t at = begin_frame(f, FrameKind::failed, job);
     e.put_report(f);
     finish_frame(f, at, 1);
-    reply_frame(pool, f);
+    reply_frame(pool, f, aux);
   }
 
   void open(std::uint32_t pool, std::span<const std::byte> bytes) {
@@ -379,12 +392,15 @@ class Agent {
       }
       p->running.fetch_sub(1, std::memory_order_relaxed);
       if (p->dropping.load()) return;
-      if (const auto& e = done.forced_error()) return reply_failed(pool, id, *e);
+      // An answer carries the pool's restart count: a worker that died in this job was
+      // replaced before it failed, and rank 0's stats() says so by the time the job fails there.
+      const std::uint64_t restarts = p->engine->queue().stats().restarts;
+      if (const auto& e = done.forced_error()) return reply_failed(pool, id, *e, restarts);
       // This completion is the agent's alone, and nobody reads its outcome after this: the
       // result frame is taken, not copied.
       auto& o = const_cast<JobOutcome&>(done.outcomes()[0]);
-      if (o.error) return reply_failed(pool, id, *o.error);
-      reply_result(pool, o.frame, id);
+      if (o.error) return reply_failed(pool, id, *o.error, restarts);
+      reply_result(pool, o.frame, id, restarts);
     });
     j.completion = std::move(c);
     try {
@@ -441,7 +457,9 @@ class Agent {
       } catch (...) {
         // join() cannot fail here: the queue is closed and this is no callback of the pool.
       }
-      if (say_bye) reply(pool, Op::bye, 0, {});
+      if (!say_bye) return;
+      reply(pool, Op::stats, p->engine->queue().stats().restarts, {});
+      reply(pool, Op::bye, 0, {});
     });
   }
 

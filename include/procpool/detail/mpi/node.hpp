@@ -181,6 +181,20 @@ class Node {
     post_with(dest, pool, op, [&](Outbox& o) { o.add(pool, op, aux, std::move(bytes)); });
   }
 
+  /// Waits (briefly) until the courier has taken in what has arrived by now: records that are
+  /// no answer (a rank's restart count) wait in MPI while the courier sleeps.
+  void take_in() {
+    std::unique_lock l(m_);
+    if (stopping_ || rank_ != 0) return;
+    const std::uint64_t target = rounds_ + 2;  // the next round starts, and ends, after this
+    posted_ = true;
+    cv_.notify_one();
+    ++round_waiters_;
+    round_cv_.wait_for(l, std::chrono::milliseconds(100),
+                       [&] { return rounds_ >= target || stopping_; });
+    --round_waiters_;
+  }
+
  private:
   template <class Add>
   void post_with(int dest, std::uint32_t pool, Op op, Add&& add) {
@@ -248,6 +262,8 @@ class Node {
         out.swap(out_);
         posted_ = false;
         stopping = stopping_;
+        ++rounds_;
+        if (round_waiters_ > 0) round_cv_.notify_all();
       }
       for (std::size_t r = 0; r < out.size(); ++r) {
         if (out[r].empty()) continue;
@@ -267,7 +283,7 @@ class Node {
       }
       if (pacer.spinning()) continue;
       std::unique_lock l(m_);
-      if (posted_ || stopping_) continue;
+      if (posted_ || stopping_ || round_waiters_ > 0) continue;  // (take_in waits for a round)
       if (due_total() == 0 && !comm_.sending()) {
         cv_.wait(l, [&] { return posted_ || stopping_; });  // nothing can arrive
       } else {
@@ -329,6 +345,9 @@ class Node {
   std::exception_ptr init_error_;
   bool stopping_ = false;
   bool posted_ = false;
+  std::uint64_t rounds_ = 0;  // of the courier's loop (see take_in)
+  int round_waiters_ = 0;
+  std::condition_variable round_cv_;
   std::vector<Outbox> out_;                     // by destination rank: records not sent yet
   std::vector<Inbox> inboxes_;                  // by sending rank (the courier's thread only)
   std::map<std::uint64_t, std::uint64_t> due_;  // answers due, by (pool, rank)

@@ -13,7 +13,8 @@
 //                    revoke     aux: a job to cancel there (a worker running it finishes it)
 //                    shutdown   (pool 0) rank 0's program ends: the agent ends too
 //   agent → rank 0   frame      a hello (aux: its worker count), init_error, result or failed
-//                               frame, as the engine reads them
+//                               frame (aux: as `stats`), as the engine reads them
+//                    stats      aux: how many workers the agent's pool has replaced so far
 //                    bye        the agent's pool has ended
 
 #include <cstddef>
@@ -37,6 +38,7 @@ enum class Op : std::uint32_t {
   revoke = 7,
   frame = 10,
   bye = 11,
+  stats = 12,
 };
 
 struct RecordHeader {

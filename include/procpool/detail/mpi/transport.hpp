@@ -112,11 +112,19 @@ class RemoteLink final : public WorkerLink {
   // ---- The courier's side -------------------------------------------------------------------
 
   void deliver(const Record& r) {
+    if (r.op == Op::stats) {
+      note_restarts(r.aux);
+      return;
+    }
     if (r.op == Op::bye) {
       ended_.store(true, std::memory_order_release);
       return;
     }
     if (r.op != Op::frame) return;
+    FrameHeader h;
+    if (read_frame_header(r.bytes, h) && (h.kind == static_cast<std::uint8_t>(FrameKind::result) ||
+                                          h.kind == static_cast<std::uint8_t>(FrameKind::failed)))
+      note_restarts(r.aux);
     Buffer b;
     if (r.body) {
       b = std::move(*r.body);
@@ -131,9 +139,17 @@ class RemoteLink final : public WorkerLink {
 
   /// The agent's pool has ended (after close or terminate): the engine buries this slot.
   bool ended() const noexcept { return ended_.load(std::memory_order_acquire); }
+  /// Workers the agent's pool has replaced, as it last said.
+  std::uint64_t restarts() const noexcept { return restarts_.load(std::memory_order_relaxed); }
   bool reaped = false;  // guarded by the transport's lock
 
  private:
+  void note_restarts(std::uint64_t n) noexcept {
+    // (only the courier's thread stores it)
+    if (n > restarts_.load(std::memory_order_relaxed))
+      restarts_.store(n, std::memory_order_relaxed);
+  }
+
   void end(Op op) noexcept {
     if (end_sent_) return;
     end_sent_ = true;
@@ -153,6 +169,7 @@ class RemoteLink final : public WorkerLink {
   bool end_sent_ = false;
   std::atomic<bool> news_{false};
   std::atomic<bool> ended_{false};
+  std::atomic<std::uint64_t> restarts_{0};
   std::mutex m_;
   std::vector<Buffer> inbox_;  // frames from the agent, in its order
   std::vector<std::uint64_t> inbox_aux_;
@@ -279,6 +296,15 @@ class MpiTransport final : public Transport, public Receiver {
     std::lock_guard l(m_);
     auto& r = ranks_[static_cast<std::size_t>(rank - 1)];
     if (r == link) r = nullptr;
+    past_restarts_ += link->restarts();
+  }
+
+  /// Workers replaced on the other ranks (rank 0's own are the engine's count).
+  std::uint64_t remote_restarts() const {
+    std::lock_guard l(m_);
+    std::uint64_t n = past_restarts_;
+    for (auto* r : ranks_) n += r ? r->restarts() : 0;
+    return n;
   }
 
  private:
@@ -315,7 +341,8 @@ class MpiTransport final : public Transport, public Receiver {
   std::unique_ptr<local::LocalTransport> local_;
   Buffer open_;  // the open record's bytes
   mutable std::mutex m_;
-  std::vector<RemoteLink*> ranks_;  // by rank - 1: the live link, or none
+  std::vector<RemoteLink*> ranks_;   // by rank - 1: the live link, or none
+  std::uint64_t past_restarts_ = 0;  // of links that have ended
   std::mutex wake_m_;
   std::condition_variable wake_cv_;
   bool poked_ = false;
