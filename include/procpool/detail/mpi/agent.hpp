@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,11 +23,13 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
 #include <procpool/cpu.hpp>
 #include <procpool/detail/completion.hpp>
+#include <procpool/detail/demangle.hpp>
 #include <procpool/detail/invoke.hpp>
 #include <procpool/detail/local/launcher.hpp>
 #include <procpool/detail/local/transport.hpp>
@@ -381,11 +384,42 @@ class Agent {
     auto c = std::make_shared<Completion>(1);
     c->items = h.count;
     const std::uint64_t id = h.id;
-    {
-      std::lock_guard l(p->jobs_m);
-      p->jobs[id] = c;
+    // Until the job is queued, its completion cannot settle, so what is counted for it here is
+    // taken back by hand if queuing fails.
+    bool listed = false, counted = false;
+    try {
+      {
+        std::lock_guard l(p->jobs_m);
+        p->jobs[id] = c;
+        listed = true;
+      }
+      c->on_complete(on_answer(p, pool, id));
+      j.completion = c;
+      p->running.fetch_add(1, std::memory_order_relaxed);
+      counted = true;
+      p->engine->queue().submit(std::move(j));
+    } catch (const std::exception& e) {
+      if (counted) p->running.fetch_sub(1, std::memory_order_relaxed);
+      if (listed) {
+        std::lock_guard l(p->jobs_m);
+        p->jobs.erase(id);
+      }
+      ErrorInfo info;
+      if (dynamic_cast<const PoolClosed*>(&e)) {
+        info.kind = ErrorInfo::Kind::closed;
+      } else {
+        info.kind = ErrorInfo::Kind::remote;  // out of memory here, say
+        info.type_name = demangle(typeid(e).name());
+      }
+      info.message = e.what();
+      reply_failed(pool, id, info);
     }
-    c->on_complete([this, p, pool, id](Completion& done) {
+  }
+
+  // What a job's completion does: it sends the job's answer to rank 0.
+  std::function<void(Completion&)> on_answer(const std::shared_ptr<LocalPool>& p,
+                                             std::uint32_t pool, std::uint64_t id) {
+    return [this, p, pool, id](Completion& done) {
       {
         std::lock_guard l(p->jobs_m);
         p->jobs.erase(id);
@@ -401,17 +435,7 @@ class Agent {
       auto& o = const_cast<JobOutcome&>(done.outcomes()[0]);
       if (o.error) return reply_failed(pool, id, *o.error, restarts);
       reply_result(pool, o.frame, id, restarts);
-    });
-    j.completion = std::move(c);
-    try {
-      p->running.fetch_add(1, std::memory_order_relaxed);
-      p->engine->queue().submit(std::move(j));
-    } catch (const Error& e) {
-      ErrorInfo info;
-      info.kind = ErrorInfo::Kind::closed;
-      info.message = e.what();
-      reply_failed(pool, id, info);
-    }
+    };
   }
 
   // Rank 0 cancelled the job: it fails here as there (its worker killed if it started it and
