@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <ranges>
 #include <set>
@@ -239,4 +240,52 @@ TEST_CASE("stats().restarts counts the workers replaced on every rank", "[mpi]")
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   CHECK(recycled.stats().restarts >= (12 - ranks) / 2);
   CHECK(recycled.stats().restarts <= 12);
+}
+
+namespace {
+
+// Fails in a worker that replaces one (on the same rank) of the pool tagged `tag`.
+void fail_when_replaced(int tag) {
+  const std::string mark =
+      "/tmp/procpool-mpi-test-" + std::to_string(tag) + "-" + std::to_string(mpi::rank());
+  if (std::FILE* f = std::fopen(mark.c_str(), "r")) {
+    std::fclose(f);
+    throw std::runtime_error("a replacement worker's initializer");
+  }
+  if (std::FILE* f = std::fopen(mark.c_str(), "w")) std::fclose(f);
+}
+
+}  // namespace
+
+TEST_CASE("an initializer that fails in a replacement worker on a rank closes the pool", "[mpi]") {
+  // As on one machine: the tasks fail with the initializer's error and the pool closes, rather
+  // than that rank failing each task it is sent while the others go on.
+  const int tag = static_cast<int>(::getpid());
+  {
+    mpi::Pool pool(remote(1), fail_when_replaced, tag);
+    CHECK_THROWS_AS(pool.apply(crash_on, 5), procpool::WorkerCrashed);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    bool closed = false;
+    int initializer_errors = 0, other_errors = 0;
+    while (!closed && std::chrono::steady_clock::now() < deadline) {
+      try {
+        (void)pool.apply(square, 2);
+      } catch (const procpool::PoolClosed& e) {
+        closed = std::string(e.what()).find("on rank") == std::string::npos;  // refused here
+        other_errors += closed ? 0 : 1;
+      } catch (const procpool::RemoteError& e) {
+        if (std::string(e.what()).find("replacement worker") != std::string::npos) {
+          ++initializer_errors;
+        } else {
+          ++other_errors;
+        }
+      }
+    }
+    CHECK(closed);
+    CHECK(other_errors == 0);
+    INFO("tasks that failed with the initializer's error: " << initializer_errors);
+  }
+  for (int r = 0; r < mpi::world_size(); ++r)
+    std::remove(
+        ("/tmp/procpool-mpi-test-" + std::to_string(tag) + "-" + std::to_string(r)).c_str());
 }

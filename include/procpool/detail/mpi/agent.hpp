@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <system_error>
@@ -205,13 +206,31 @@ class Agent {
 
   // Rank 0's stats() counts the workers replaced on every rank: each pool's count goes back
   // when it changes (with its answers, see task; here, a worker recycled after its last one).
+  // Also looks for pools that cannot go on (see broke).
   void report_restarts() {
+    std::vector<std::uint32_t> broken;
     for (auto& [id, p] : pools_) {
       const std::uint64_t n = p->engine->queue().stats().restarts;
-      if (n == p->restarts) continue;
-      p->restarts = n;
-      reply(id, Op::stats, n, {});
+      if (n != p->restarts) {
+        p->restarts = n;
+        reply(id, Op::stats, n, {});
+      }
+      if (p->engine->queue().broken()) broken.push_back(id);
     }
+    for (auto id : broken) broke(id);
+  }
+
+  // The pool here cannot go on (a replacement worker's initializer failed, say: its tasks have
+  // failed with that error). It ends, and says bye, so rank 0 starts it afresh, or, if it fails
+  // to start, fails the whole pool as one machine would. Tasks that come for it meanwhile get
+  // no answer: rank 0 puts them back in its queue when the bye comes.
+  void broke(std::uint32_t pool) {
+    auto it = pools_.find(pool);
+    if (it == pools_.end()) return;
+    auto p = std::move(it->second);
+    pools_.erase(it);
+    silenced_.insert(pool);
+    finish(std::move(p), pool, true, true);
   }
 
   // While it would spin anyway, this thread does the local pools' work itself for a moment (as
@@ -274,6 +293,7 @@ class Agent {
     o.memory_limit = static_cast<std::size_t>(spec.memory_limit);
     // Opened again (its predecessor here was ended for a malformed answer): a fresh pool.
     if (pools_.count(pool) != 0) end(pool, true, false);
+    silenced_.erase(pool);
     const std::uint64_t serial = ++serial_;
     starting_[pool] = Starting{serial};  // an earlier start of it, if any, is not wanted
     spawn([this, pool, serial, o, init = std::move(init)] { start(pool, serial, o, init); });
@@ -364,6 +384,7 @@ class Agent {
       comm_.abort("a malformed task came from rank 0");
     auto it = pools_.find(pool);
     if (it == pools_.end()) {
+      if (silenced_.count(pool) != 0) return;  // see broke
       ErrorInfo e;
       e.kind = ErrorInfo::Kind::cancelled;
       e.message = "the pool had ended here";
@@ -404,6 +425,7 @@ class Agent {
         std::lock_guard l(p->jobs_m);
         p->jobs.erase(id);
       }
+      if (p->engine->queue().broken()) return broke(pool);
       ErrorInfo info;
       if (dynamic_cast<const PoolClosed*>(&e)) {
         info.kind = ErrorInfo::Kind::closed;
@@ -452,6 +474,7 @@ class Agent {
   }
 
   void end(std::uint32_t pool, bool terminate, bool say_bye = true) {
+    if (silenced_.count(pool) != 0) return;  // ended already; its bye is on its way
     if (auto it = pools_.find(pool); it != pools_.end()) {
       auto p = std::move(it->second);
       pools_.erase(it);
@@ -491,6 +514,7 @@ class Agent {
   bool shutdown_ = false;
   std::map<std::uint32_t, std::shared_ptr<LocalPool>> pools_;  // started, taking tasks
   std::map<std::uint32_t, Starting> starting_;
+  std::set<std::uint32_t> silenced_;  // ended here for good reason, until opened again (broke)
   std::uint64_t serial_ = 0;
   std::vector<Helper> helpers_;
   std::mutex m_;
