@@ -415,6 +415,13 @@ class Workforce final : public FrameSink, public WorkerProbe {
   // Death attribution: what a worker's end means for the job it was running.
   ErrorInfo death_error(const WorkerRecord& w, const ExitReport& st, pid_t pid) {
     ErrorInfo e;
+    if (w.pooled && w.kill == KillReason::none) {
+      // A pool elsewhere that ended unasked (it could not go on): its id is its rank.
+      e.kind = ErrorInfo::Kind::crashed;
+      e.message = "the pool on rank " + std::to_string(pid) +
+                  " ended before it answered (its workers there could not go on)";
+      return e;
+    }
     switch (w.kill) {
       case KillReason::timeout:
         e.kind = ErrorInfo::Kind::timeout;
