@@ -83,8 +83,10 @@ class Agent {
         comm_.send(0, std::move(m));
         busy = true;
       }
+      if (!out.empty()) last_sent_ = now_ns();
       comm_.progress();
       reap_helpers();
+      beat();
       if (busy) {
         pacer.busy();
         continue;
@@ -206,6 +208,18 @@ class Agent {
 
   // Rank 0's stats() counts the workers replaced on every rank: each pool's count goes back
   // when it changes (with its answers, see task; here, a worker recycled after its last one).
+  // Says this rank is alive when it has said nothing for a second and rank 0 waits for it (see
+  // Node::check_heartbeats).
+  void beat() {
+    const std::int64_t now = now_ns();
+    if (now - last_sent_ < beat_ns) return;
+    bool in_hand = !starting_.empty() || !helpers_.empty();
+    for (auto& [id, p] : pools_) in_hand = in_hand || p->running.load() > 0;
+    if (!in_hand) return;
+    last_sent_ = now;
+    reply(0, Op::alive, 0, {});
+  }
+
   // Also looks for pools that cannot go on (see broke).
   void report_restarts() {
     std::vector<std::uint32_t> broken;
@@ -516,6 +530,7 @@ class Agent {
   std::map<std::uint32_t, Starting> starting_;
   std::set<std::uint32_t> silenced_;  // ended here for good reason, until opened again (broke)
   std::uint64_t serial_ = 0;
+  std::int64_t last_sent_ = 0;  // when this thread last sent rank 0 something
   std::vector<Helper> helpers_;
   std::mutex m_;
   std::condition_variable cv_;

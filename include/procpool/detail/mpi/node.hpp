@@ -53,6 +53,19 @@ inline constexpr std::chrono::microseconds last_nap{PROCPOOL_MPI_NAP_US};
 inline constexpr std::chrono::microseconds idle_nap{1000};
 inline constexpr std::int64_t idle_after_ns = 1'000'000'000;
 
+// A rank that owes answers and has said nothing for this long is taken for lost, and the job
+// ends (PROCPOOL_MPI_HEARTBEAT_S, seconds; 0: never): mpiexec ends a job whose rank died, but
+// not one whose rank stopped or whose machine dropped off the network. An agent with work says
+// it is alive every second.
+inline constexpr std::int64_t default_heartbeat_s = 60;
+inline constexpr std::int64_t beat_ns = 1'000'000'000;
+
+inline std::int64_t heartbeat_deadline_ns() {
+  const char* v = std::getenv("PROCPOOL_MPI_HEARTBEAT_S");
+  const std::int64_t s = v && *v ? std::atoll(v) : default_heartbeat_s;
+  return s > 0 ? s * 1'000'000'000 : 0;
+}
+
 /// Spin, then naps that grow: one per idle round of the MPI thread.
 class Pacer {
  public:
@@ -204,7 +217,12 @@ class Node {
         out_.resize(static_cast<std::size_t>(size_));
       add(out_[static_cast<std::size_t>(dest)]);
       // Each of the others is answered once (a cancelled job's answer answers its task).
-      if (op != Op::shutdown && op != Op::cancel && op != Op::revoke) ++due_[key(pool, dest)];
+      if (op != Op::shutdown && op != Op::cancel && op != Op::revoke) {
+        auto& due = due_[key(pool, dest)];
+        // Silence before now was no fault: the rank owed nothing.
+        if (due == 0 && due_to(dest) == 0) heard_[static_cast<std::size_t>(dest)] = now_ns();
+        ++due;
+      }
       posted_ = true;
     }
     cv_.notify_one();
@@ -229,6 +247,7 @@ class Node {
     size_ = comm_.size();
     {
       std::lock_guard l(m_);
+      heard_.assign(static_cast<std::size_t>(size_), 0);
       up_ = true;
     }
     cv_.notify_all();
@@ -273,10 +292,15 @@ class Node {
       comm_.progress();
       int from = 0;
       while (comm_.try_receive(-1, msg, from)) {
+        {
+          std::lock_guard l(m_);
+          heard_[static_cast<std::size_t>(from)] = now_ns();
+        }
         dispatch(from, msg);
         busy = true;
       }
       if (stopping) break;
+      check_heartbeats();
       if (busy) {
         pacer.busy();
         continue;
@@ -295,6 +319,35 @@ class Node {
     std::lock_guard l(m_);
     for (std::size_t r = 0; r < out_.size(); ++r)
       for (Buffer& m : out_[r].take()) comm_.send(static_cast<int>(r), std::move(m));
+  }
+
+  // Ends the job if a rank that owes answers has been silent past the deadline.
+  void check_heartbeats() {
+    if (heartbeat_ns_ <= 0) return;
+    const std::int64_t now = now_ns();
+    if (now - last_check_ < heartbeat_ns_ / 64) return;
+    // This thread itself did not run for a long while (the whole job was suspended, say): the
+    // others' silence proves nothing, so their clocks start again.
+    const bool we_stalled = last_check_ != 0 && now - last_check_ > heartbeat_ns_ / 2;
+    last_check_ = now;
+    std::lock_guard l(m_);
+    for (int r = 1; r < size_; ++r) {
+      auto& heard = heard_[static_cast<std::size_t>(r)];
+      if (we_stalled) heard = now;
+      if (now - heard <= heartbeat_ns_ || due_to(r) == 0) continue;
+      comm_.abort("rank " + std::to_string(r) + " has not been heard from for " +
+                  std::to_string((now - heard) / 1'000'000'000) +
+                  " s while it owes answers (its process stopped, or its machine or network is "
+                  "lost?; PROCPOOL_MPI_HEARTBEAT_S sets the limit)");
+    }
+  }
+
+  // Answers `rank` owes, over every pool (m_ held).
+  std::uint64_t due_to(int rank) const {
+    std::uint64_t n = 0;
+    for (auto& [k, v] : due_)
+      if (static_cast<int>(k & 0xffffffffu) == rank) n += v;
+    return n;
   }
 
   std::uint64_t due_total() const {
@@ -345,7 +398,10 @@ class Node {
   std::exception_ptr init_error_;
   bool stopping_ = false;
   bool posted_ = false;
-  std::uint64_t rounds_ = 0;  // of the courier's loop (see take_in)
+  std::uint64_t rounds_ = 0;         // of the courier's loop (see take_in)
+  std::vector<std::int64_t> heard_;  // by rank: when a message from it last came (see due_to)
+  const std::int64_t heartbeat_ns_ = heartbeat_deadline_ns();
+  std::int64_t last_check_ = 0;  // (the courier's)
   int round_waiters_ = 0;
   std::condition_variable round_cv_;
   std::vector<Outbox> out_;                     // by destination rank: records not sent yet

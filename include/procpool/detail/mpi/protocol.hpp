@@ -16,6 +16,7 @@
 //                               frame (aux: as `stats`), as the engine reads them
 //                    stats      aux: how many workers the agent's pool has replaced so far
 //                    bye        the agent's pool has ended
+//                    alive      (pool 0) nothing else to say for a second, but work in hand
 
 #include <cstddef>
 #include <cstdint>
@@ -39,6 +40,7 @@ enum class Op : std::uint32_t {
   frame = 10,
   bye = 11,
   stats = 12,
+  alive = 13,
 };
 
 struct RecordHeader {
