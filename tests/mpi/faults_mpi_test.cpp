@@ -195,6 +195,9 @@ TEST_CASE("a malformed answer from a rank fails the task it answered, not anothe
   for (auto& s : slow) CHECK(s.get(std::chrono::seconds(30)) == 1500);
   CHECK(pool.apply(identity, 5) == 5);
   CHECK(pool.stats().failed == bad.size());
+  pool.close();
+  pool.join();
+  CHECK(owed() == 0);
 }
 
 TEST_CASE("a malformed answer whose task cannot be told fails that rank's tasks, clearly",
@@ -219,6 +222,9 @@ TEST_CASE("a malformed answer whose task cannot be told fails that rank's tasks,
          std::chrono::steady_clock::now() < deadline)
     for (int r : pool.map(rank_after, std::vector<int>(4 * pool.size(), 20), 1)) seen.insert(r);
   CHECK(seen.size() == static_cast<std::size_t>(mpi::world_size() - 1));
+  pool.close();
+  pool.join();
+  CHECK(owed() == 0);
 }
 
 TEST_CASE("stats().restarts counts the workers replaced on every rank", "[mpi]") {
@@ -285,6 +291,7 @@ TEST_CASE("an initializer that fails in a replacement worker on a rank closes th
     CHECK(other_errors == 0);
     INFO("tasks that failed with the initializer's error: " << initializer_errors);
   }
+  CHECK(owed() == 0);
   for (int r = 0; r < mpi::world_size(); ++r)
     std::remove(
         ("/tmp/procpool-mpi-test-" + std::to_string(tag) + "-" + std::to_string(r)).c_str());

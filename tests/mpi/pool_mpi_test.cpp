@@ -138,6 +138,7 @@ TEST_CASE("terminate cancels what is unfinished, at once", "[mpi]") {
   pool.join();
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
   CHECK_THROWS_AS(r.get(), procpool::Cancelled);
+  CHECK(owed() == 0);
 }
 
 TEST_CASE("dropping an imap early lets the tasks running on other ranks finish", "[mpi]") {
@@ -157,6 +158,9 @@ TEST_CASE("dropping an imap early lets the tasks running on other ranks finish",
   // Every worker (and so any replacement of one) takes some of these.
   for (int pid : pool.map(pid_after, std::vector<int>(12 * pool.size(), 20), 1)) pids.insert(pid);
   CHECK(pids.size() == pool.size());
+  pool.close();
+  pool.join();
+  CHECK(owed() == 0);
 }
 
 namespace {

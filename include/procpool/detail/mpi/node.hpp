@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -168,9 +169,14 @@ class Node {
   }
   /// After this returns, `pool`'s receiver is not called again.
   void detach(std::uint32_t pool) {
-    std::lock_guard l(registry_m_);
-    receivers_.erase(pool);
-    enders_.erase(pool);
+    {
+      std::lock_guard l(registry_m_);
+      receivers_.erase(pool);
+      enders_.erase(pool);
+    }
+    std::lock_guard l(m_);
+    for (auto it = gone_.lower_bound(key(pool, 0)); it != gone_.end() && (*it >> 32) == pool;)
+      it = gone_.erase(it);
   }
   /// `end` finishes `pool` (close, then join) if it is still alive when the program ends: a
   /// pool destroyed after that would wait for ever for ranks that have gone.
@@ -194,6 +200,13 @@ class Node {
     post_with(dest, pool, op, [&](Outbox& o) { o.add(pool, op, aux, std::move(bytes)); });
   }
 
+  /// Answers the other ranks still owe, over every pool: 0 once every pool has ended (a count
+  /// that never returns to 0 would keep the courier awake, and trip the heartbeat).
+  std::uint64_t owed() {
+    std::lock_guard l(m_);
+    return due_total();
+  }
+
   /// Waits (briefly) until the courier has taken in what has arrived by now: records that are
   /// no answer (a rank's restart count) wait in MPI while the courier sleeps.
   void take_in() {
@@ -215,6 +228,13 @@ class Node {
       std::lock_guard l(m_);
       if (out_.size() < static_cast<std::size_t>(size_))
         out_.resize(static_cast<std::size_t>(size_));
+      // After its bye, a pool's link there is about to be buried (its jobs go back to the queue
+      // or fail): what it still sends would never be answered, and would be owed for ever.
+      if (op == Op::open) {
+        gone_.erase(key(pool, dest));
+      } else if (op != Op::shutdown && gone_.count(key(pool, dest)) != 0) {
+        return;
+      }
       add(out_[static_cast<std::size_t>(dest)]);
       // Each of the others is answered once (a cancelled job's answer answers its task).
       if (op != Op::shutdown && op != Op::cancel && op != Op::revoke) {
@@ -369,6 +389,7 @@ class Node {
   // Keeps count of the answers still due, so the courier knows when it may sleep for good.
   void answered(const Record& r, int from) {
     std::lock_guard l(m_);
+    if (r.op == Op::bye) gone_.insert(key(r.pool, from));
     auto it = due_.find(key(r.pool, from));
     if (it == due_.end()) return;
     if (r.op == Op::bye) {
@@ -407,6 +428,7 @@ class Node {
   std::vector<Outbox> out_;                     // by destination rank: records not sent yet
   std::vector<Inbox> inboxes_;                  // by sending rank (the courier's thread only)
   std::map<std::uint64_t, std::uint64_t> due_;  // answers due, by (pool, rank)
+  std::set<std::uint64_t> gone_;                // (pool, rank) that said bye, until opened again
 
   std::mutex registry_m_;
   std::map<std::uint32_t, Receiver*> receivers_;
