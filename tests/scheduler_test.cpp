@@ -35,8 +35,17 @@ struct FakeProbe final : WorkerProbe {
   }
   void kill(std::size_t slot, KillReason why) override { kills.push_back({slot, why}); }
   void kill_now(std::size_t slot) override { hard_kills.push_back(slot); }
+  void cancel_pooled(std::size_t slot, std::uint64_t job, bool kill_running) override {
+    pooled_cancels.push_back({slot, job, kill_running});
+  }
 
+  struct PooledCancel {
+    std::size_t slot;
+    std::uint64_t job;
+    bool kill_running;
+  };
   std::vector<LinkStatus> statuses;
+  std::vector<PooledCancel> pooled_cancels;
   std::size_t revoke_capacity = SIZE_MAX;  // how many revocations the workers can hold
   std::vector<std::pair<std::size_t, std::uint64_t>> revoked;
   std::vector<std::pair<std::size_t, KillReason>> kills;
@@ -244,6 +253,29 @@ TEST_CASE("scheduler: a cancel drops the cancelled jobs not written to the worke
   CHECK(workers[0].inflight[2].id == 3);
   CHECK(workers[0].unsent == 3);
   CHECK(workers[0].sent_jobs == 3);
+}
+
+TEST_CASE("scheduler: a cancel passes on to a pooled worker whether to kill a running job",
+          "[scheduler]") {
+  Scheduler s(0);
+  auto workers = ready_workers(1);
+  workers[0].pooled = true;  // another rank's pool: which job runs is known there
+  auto c = std::make_shared<Completion>(2);
+  workers[0].inflight.push_back(job(1, c));
+  workers[0].inflight.push_back(job(2));
+  workers[0].inflight.push_back(job(3, c));
+  workers[0].unsent = 3;
+  FakeProbe probe(1);
+  for (bool kill : {false, true}) {
+    probe.pooled_cancels.clear();
+    s.revoke_cancelled(c.get(), kill, workers, probe);
+    REQUIRE(probe.pooled_cancels.size() == 2);
+    CHECK(probe.pooled_cancels[0].job == 1);
+    CHECK(probe.pooled_cancels[1].job == 3);
+    for (auto& pc : probe.pooled_cancels) CHECK(pc.kill_running == kill);
+    CHECK(probe.revoked.empty());
+    CHECK(probe.kills.empty());
+  }
 }
 
 TEST_CASE("scheduler: deadlines count from the task's real start", "[scheduler]") {

@@ -146,6 +146,14 @@ class Pool : public procpool::detail::PoolFront<Codec, detail::NoSharedArgs> {
     start(opts, std::move(payload));
   }
 
+  /// The pool's counters; `restarts` counts the workers replaced on every rank.
+  Stats stats() const {
+    procpool::detail::mpi::Node::get().take_in();
+    Stats s = procpool::detail::PoolFront<Codec, detail::NoSharedArgs>::stats();
+    s.restarts += transport_->remote_restarts();
+    return s;
+  }
+
  private:
   void start(const Options& o, procpool::detail::Buffer init_task) {
     auto& node = procpool::detail::mpi::Node::get();
@@ -154,6 +162,9 @@ class Pool : public procpool::detail::PoolFront<Codec, detail::NoSharedArgs> {
           "procpool::mpi::Pool needs procpool::mpi::init(argc, argv) first thing in main"));
     if (node.rank() != 0)
       throw std::logic_error(procpool::detail::prefixed("procpool::mpi::Pool is made on rank 0"));
+    if (node.ending())
+      throw std::logic_error(procpool::detail::prefixed(
+          "procpool::mpi::Pool made after the program's end began (MPI is shutting down)"));
     if (o.processes_per_rank > 4096)
       throw std::invalid_argument(procpool::detail::prefixed("mpi::Options::processes_per_rank " +
                                                              std::to_string(o.processes_per_rank) +
@@ -174,13 +185,29 @@ class Pool : public procpool::detail::PoolFront<Codec, detail::NoSharedArgs> {
                                          o.maxtasksperchild, o.memory_limit};
     auto t = std::make_unique<procpool::detail::mpi::MpiTransport>(node, local, spec, init_task);
     auto* transport = t.get();
+    transport_ = transport;
     procpool::Options engine = local;
     engine.processes = static_cast<unsigned>(transport->slots());
     auto supervisor = std::make_shared<procpool::detail::Supervisor>(engine, std::move(t));
     supervisor->start();
+    // A pool still alive when the program ends (held by a static object) finishes its work
+    // before MPI shuts down; its destructor then has nothing left to wait for.
+    node.at_end(transport->pool(), [weak = std::weak_ptr(supervisor)] {
+      if (auto s = weak.lock()) {
+        s->queue().close();
+        try {
+          s->join();
+        } catch (...) {
+          // join() from the pool's own callback thread: it finishes on its own.
+        }
+      }
+    });
     this->adopt(engine, std::move(supervisor));
     this->engine()->set_size(transport->workers());
   }
+
+  // Owned by the engine, which lives as long as this pool.
+  procpool::detail::mpi::MpiTransport* transport_ = nullptr;
 };
 
 Pool()->Pool<BinaryCodec>;

@@ -1,10 +1,15 @@
 // Failures on other ranks: the same error types as on one machine, and only the task that failed
 // fails. Pools here leave rank 0 out when there are other ranks, so the failures happen there.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
 #include <ranges>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mpi_support.hpp"
@@ -125,4 +130,169 @@ TEST_CASE("bad options are refused with a clear message", "[mpi]") {
   CHECK_THROWS_WITH(mpi::Pool(o), Catch::Contains("task_timeout"));
   o = small(5000);
   CHECK_THROWS_WITH(mpi::Pool(o), Catch::Contains("processes_per_rank"));
+}
+
+namespace {
+
+constexpr int marked = 0x5eed5eed;  // the result whose answer the hook damages
+
+int identity(int x) {
+  return x;
+}
+
+// Finds a result frame that carries `marked`.
+bool carries_mark(const procpool::detail::Buffer& frame) {
+  procpool::detail::FrameHeader h;
+  if (frame.size() < sizeof h) return false;
+  std::memcpy(&h, frame.data(), sizeof h);
+  if (h.kind != static_cast<std::uint8_t>(procpool::detail::FrameKind::result)) return false;
+  for (std::size_t at = sizeof h; at + sizeof marked <= frame.size(); ++at)
+    if (std::memcmp(frame.data() + at, &marked, sizeof marked) == 0) return true;
+  return false;
+}
+
+// Its item count no longer matches the job's: the header (and the id) can still be read.
+void damage_items(int, procpool::detail::Buffer& frame) {
+  if (!carries_mark(frame)) return;
+  auto* count = frame.data() + offsetof(procpool::detail::FrameHeader, count);
+  std::uint32_t n = 0;
+  std::memcpy(&n, count, sizeof n);
+  ++n;
+  std::memcpy(count, &n, sizeof n);
+}
+
+// Not even a header is left: which job it answered cannot be told.
+void damage_header(int, procpool::detail::Buffer& frame) {
+  if (carries_mark(frame)) frame.resize(8);
+}
+
+struct Hook {
+  explicit Hook(void (*h)(int, procpool::detail::Buffer&)) {
+    procpool::detail::mpi::answer_hook.store(h);
+  }
+  ~Hook() { procpool::detail::mpi::answer_hook.store(nullptr); }
+};
+
+}  // namespace
+
+TEST_CASE("a malformed answer from a rank fails the task it answered, not another", "[mpi]") {
+  if (mpi::world_size() == 1) return;  // no other rank: no answers over MPI
+  mpi::Pool pool(remote(2));
+  Hook hook(damage_items);
+  // One long task on each rank first: the oldest job there when the damaged answer comes.
+  std::vector<procpool::AsyncResult<int>> slow;
+  for (int r = 1; r < mpi::world_size(); ++r) slow.push_back(pool.apply_async(sleep_ms, 1500));
+  std::vector<procpool::AsyncResult<int>> bad;
+  for (int r = 1; r < mpi::world_size(); ++r) bad.push_back(pool.apply_async(identity, marked));
+  for (auto& b : bad) {
+    try {
+      b.get(std::chrono::seconds(30));
+      FAIL("no exception");
+    } catch (const procpool::CodecError& e) {
+      CHECK_THAT(e.what(), Catch::Contains("malformed") && Catch::Contains("rank"));
+    }
+  }
+  for (auto& s : slow) CHECK(s.get(std::chrono::seconds(30)) == 1500);
+  CHECK(pool.apply(identity, 5) == 5);
+  CHECK(pool.stats().failed == bad.size());
+  pool.close();
+  pool.join();
+  CHECK(owed() == 0);
+}
+
+TEST_CASE("a malformed answer whose task cannot be told fails that rank's tasks, clearly",
+          "[mpi]") {
+  if (mpi::world_size() == 1) return;
+  mpi::Options o = remote(2);
+  mpi::Pool pool(o);
+  {
+    Hook hook(damage_header);
+    auto bad = pool.apply_async(identity, marked);
+    try {
+      bad.get(std::chrono::seconds(30));
+      FAIL("no exception");
+    } catch (const procpool::CodecError& e) {
+      CHECK_THAT(e.what(), Catch::Contains("malformed") && Catch::Contains("rank"));
+    }
+  }
+  // The rank's pool is started afresh: the pool goes on, on every rank.
+  std::set<int> seen;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (seen.size() < static_cast<std::size_t>(mpi::world_size() - 1) &&
+         std::chrono::steady_clock::now() < deadline)
+    for (int r : pool.map(rank_after, std::vector<int>(4 * pool.size(), 20), 1)) seen.insert(r);
+  CHECK(seen.size() == static_cast<std::size_t>(mpi::world_size() - 1));
+  pool.close();
+  pool.join();
+  CHECK(owed() == 0);
+}
+
+TEST_CASE("stats().restarts counts the workers replaced on every rank", "[mpi]") {
+  mpi::Pool pool(remote(1));
+  CHECK_THROWS_AS(pool.apply(crash_on, 5), procpool::WorkerCrashed);
+  // Replaced before the task failed, as on one machine.
+  CHECK(pool.stats().restarts == 1);
+
+  mpi::Options o = remote(1);
+  o.maxtasksperchild = 2;
+  mpi::Pool recycled(o);
+  CHECK(recycled.map(square, procpool_test::iota(0, 12), 1).back() == 121);
+  // Each worker is replaced after every second task: (12 - ranks) / 2 at least, the last ones
+  // perhaps just after the map's last result.
+  const auto ranks = static_cast<std::uint64_t>(std::max(mpi::world_size() - 1, 1));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (recycled.stats().restarts < (12 - ranks) / 2 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CHECK(recycled.stats().restarts >= (12 - ranks) / 2);
+  CHECK(recycled.stats().restarts <= 12);
+}
+
+namespace {
+
+// Fails in a worker that replaces one (on the same rank) of the pool tagged `tag`.
+void fail_when_replaced(int tag) {
+  const std::string mark =
+      "/tmp/procpool-mpi-test-" + std::to_string(tag) + "-" + std::to_string(mpi::rank());
+  if (std::FILE* f = std::fopen(mark.c_str(), "r")) {
+    std::fclose(f);
+    throw std::runtime_error("a replacement worker's initializer");
+  }
+  if (std::FILE* f = std::fopen(mark.c_str(), "w")) std::fclose(f);
+}
+
+}  // namespace
+
+TEST_CASE("an initializer that fails in a replacement worker on a rank closes the pool", "[mpi]") {
+  // As on one machine: the tasks fail with the initializer's error and the pool closes, rather
+  // than that rank failing each task it is sent while the others go on.
+  const int tag = static_cast<int>(::getpid());
+  {
+    mpi::Pool pool(remote(1), fail_when_replaced, tag);
+    CHECK_THROWS_AS(pool.apply(crash_on, 5), procpool::WorkerCrashed);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    bool closed = false;
+    int initializer_errors = 0, other_errors = 0;
+    while (!closed && std::chrono::steady_clock::now() < deadline) {
+      try {
+        (void)pool.apply(square, 2);
+      } catch (const procpool::PoolClosed& e) {
+        closed = std::string(e.what()).find("on rank") == std::string::npos;  // refused here
+        other_errors += closed ? 0 : 1;
+      } catch (const procpool::RemoteError& e) {
+        if (std::string(e.what()).find("replacement worker") != std::string::npos) {
+          ++initializer_errors;
+        } else {
+          ++other_errors;
+        }
+      }
+    }
+    CHECK(closed);
+    CHECK(other_errors == 0);
+    INFO("tasks that failed with the initializer's error: " << initializer_errors);
+  }
+  CHECK(owed() == 0);
+  for (int r = 0; r < mpi::world_size(); ++r)
+    std::remove(
+        ("/tmp/procpool-mpi-test-" + std::to_string(tag) + "-" + std::to_string(r)).c_str());
 }

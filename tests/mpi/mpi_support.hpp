@@ -61,6 +61,17 @@ inline int worker_pid(int) {
   return static_cast<int>(::getpid());
 }
 
+/// The process that runs it, after a pause of `ms`.
+inline int pid_after(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return static_cast<int>(::getpid());
+}
+
+/// Answers the other ranks still owe rank 0: none once every pool has ended.
+inline std::uint64_t owed() {
+  return procpool::detail::mpi::Node::get().owed();
+}
+
 /// Options for a small pool (this machine has few cores; every rank runs on it).
 inline procpool::mpi::Options small(unsigned per_rank = 2) {
   procpool::mpi::Options o;

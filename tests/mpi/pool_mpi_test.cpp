@@ -1,5 +1,6 @@
 // mpi::Pool's results, over however many ranks the job has: apply, map, starmap, imap, several
 // pools, use_root = false, close/terminate/join.
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -7,6 +8,7 @@
 #include <numeric>
 #include <ranges>
 #include <set>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -136,4 +138,61 @@ TEST_CASE("terminate cancels what is unfinished, at once", "[mpi]") {
   pool.join();
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
   CHECK_THROWS_AS(r.get(), procpool::Cancelled);
+  CHECK(owed() == 0);
+}
+
+TEST_CASE("dropping an imap early lets the tasks running on other ranks finish", "[mpi]") {
+  // As on one machine: the chunks not started are dropped, the running ones finish, and no
+  // worker is killed. Rank 0 runs none here when there are other ranks.
+  mpi::Options o = small(1);
+  o.use_root = mpi::world_size() == 1;
+  mpi::Pool pool(o);
+  std::set<int> pids;
+  {
+    auto it = pool.imap(pid_after, std::vector<int>(50, 400));
+    for (int pid : it) {
+      pids.insert(pid);
+      break;  // every other worker is in the middle of a chunk now
+    }
+  }
+  // Every worker (and so any replacement of one) takes some of these.
+  for (int pid : pool.map(pid_after, std::vector<int>(12 * pool.size(), 20), 1)) pids.insert(pid);
+  CHECK(pids.size() == pool.size());
+  pool.close();
+  pool.join();
+  CHECK(owed() == 0);
+}
+
+namespace {
+
+void slow_init(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+}  // namespace
+
+TEST_CASE("a rank starting one pool's workers goes on serving the other pools", "[mpi]") {
+  if (mpi::world_size() == 1) return;  // rank 0 starts its own workers in the caller's thread
+  mpi::Options o = small(1);
+  o.use_root = false;
+  mpi::Pool running(o);
+  CHECK(running.apply(square, 2) == 4);
+  std::atomic<bool> started{false};
+  std::thread starter([&] {
+    mpi::Pool slow(o, slow_init, 4000);  // each rank's worker takes 4 s to be ready
+    started.store(true);
+  });
+  // Round trips on the other pool all the while: none waits for the slow start.
+  auto worst = std::chrono::steady_clock::duration::zero();
+  int trips = 0, wrong = 0;
+  while (!started.load()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    wrong += running.apply(square, trips) != trips * trips;
+    worst = std::max(worst, std::chrono::steady_clock::now() - t0);
+    ++trips;
+  }
+  starter.join();
+  INFO("worst round trip: " << std::chrono::duration<double>(worst).count() << " s over " << trips);
+  CHECK(wrong == 0);
+  CHECK(worst < std::chrono::milliseconds(1500));
 }

@@ -35,6 +35,12 @@ class WorkerProbe {
   virtual void kill(std::size_t slot, KillReason why) = 0;
   /// The hard kill that follows a gentle one whose grace ran out.
   virtual void kill_now(std::size_t slot) = 0;
+  /// A job of a pooled worker (WorkerLink::pooled) was cancelled: the pool there drops it, and
+  /// kills the worker running it only if `kill_running`.
+  virtual void cancel_pooled(std::size_t slot, std::uint64_t job, bool kill_running) {
+    (void)kill_running;
+    (void)revoke(slot, job);
+  }
 
  protected:
   ~WorkerProbe() = default;
@@ -141,6 +147,11 @@ class Scheduler {
       for (std::size_t k = 0; k < w.inflight.size() && k < first_unwritten; ++k) {
         const Job& j = w.inflight[k];
         if (j.completion.get() != c) continue;
+        if (w.pooled) {
+          // Which job runs is known there, not here: the link passes the choice on.
+          probe.cancel_pooled(i, j.id, kill_started);
+          continue;
+        }
         (void)probe.revoke(i, j.id);  // if it cannot be told, it runs it: the answer is dropped
         if (kill_started && probe.status(i).running_job == j.id) probe.kill(i, KillReason::cancel);
       }

@@ -84,6 +84,12 @@ class WorkerLink {
   /// The worker skips `job` if it has not started it. False if it cannot be told (it holds as
   /// many revoked jobs as a window has): the job is then not revoked.
   virtual bool revoke(std::uint64_t job) noexcept = 0;
+  /// A pooled link's `job` was cancelled: the pool there drops it, and kills the worker running
+  /// it only if `kill_running` (as the scheduler does for a worker of its own).
+  virtual void cancel(std::uint64_t job, bool kill_running) noexcept {
+    (void)kill_running;
+    (void)revoke(job);
+  }
   /// The answer to `job` came: a revocation of it can be forgotten.
   virtual void answered(std::uint64_t job) noexcept = 0;
   /// No more work: the worker finishes what it has, then exits.

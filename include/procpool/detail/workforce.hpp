@@ -173,15 +173,15 @@ class Workforce final : public FrameSink, public WorkerProbe {
       case FrameKind::result:
         break;
       case FrameKind::failed:
-        return w.pooled && on_failed(w, h.id, payload);
+        return w.pooled && on_failed(slot, w, h.id, payload);
       default:
-        return false;
+        return w.pooled && malformed_answer(slot, w, h.id);
     }
     std::size_t at = 0;
     if (w.pooled) {
       // Answers come in any order; one for a job no longer here (failed with the pool's
-      // terminate, say) is dropped.
-      if (!find_sent(w, h.id, at)) return true;
+      // terminate, say) is dropped, unless it is malformed (its id may be too).
+      if (!find_sent(w, h.id, at)) return for_each_item(payload, h.count, [](const ItemView&) {});
     } else if (!w.front_sent() || w.inflight.front().id != h.id) {
       return false;
     }
@@ -192,7 +192,7 @@ class Workforce final : public FrameSink, public WorkerProbe {
                          (it.status == ItemStatus::ok ? ok_items : failed_items)++;
                        }) ||
         h.count != w.inflight[at].count)
-      return false;
+      return w.pooled && malformed_answer(slot, w, h.id);
     Job job = take_sent(w, at);
     links_[slot]->answered(job.id);
     if (job.revoked) {
@@ -233,6 +233,9 @@ class Workforce final : public FrameSink, public WorkerProbe {
   bool revoke(std::size_t slot, std::uint64_t job) override { return links_[slot]->revoke(job); }
   void kill(std::size_t slot, KillReason why) override { kill_worker(slot, why); }
   void kill_now(std::size_t slot) override { links_[slot]->kill(false); }
+  void cancel_pooled(std::size_t slot, std::uint64_t job, bool kill_running) override {
+    links_[slot]->cancel(job, kill_running);
+  }
 
   // ---- Startup and failure --------------------------------------------------------------------
 
@@ -290,17 +293,37 @@ class Workforce final : public FrameSink, public WorkerProbe {
   }
 
   // A pooled link's job failed as a whole where it ran (its worker crashed, say).
-  bool on_failed(WorkerRecord& w, std::uint64_t id, std::span<const std::byte> payload) {
+  bool on_failed(std::size_t slot, WorkerRecord& w, std::uint64_t id,
+                 std::span<const std::byte> payload) {
     ErrorInfo e;
-    if (!ErrorInfo::from_report(payload, e)) return false;
+    if (!ErrorInfo::from_report(payload, e)) return malformed_answer(slot, w, id);
     std::size_t at = 0;
     if (!find_sent(w, id, at)) return true;
+    fail_sent(w, at, std::move(e));
+    return true;
+  }
+
+  // A pooled link's answer that cannot be read, but names one of its jobs: that job fails with
+  // a CodecError, and the link goes on (the pool there checked its own workers' frames). False
+  // if it names none (its id may be what is damaged): the link is ended, see bury.
+  bool malformed_answer(std::size_t slot, WorkerRecord& w, std::uint64_t id) {
+    std::size_t at = 0;
+    if (!find_sent(w, id, at)) return false;
+    ErrorInfo e;
+    e.kind = ErrorInfo::Kind::codec;
+    e.message = "the answer to the task " + w.inflight[at].task.str() + " from rank " +
+                std::to_string(links_[slot]->id()) + " was malformed";
+    links_[slot]->answered(id);
+    fail_sent(w, at, std::move(e));
+    return true;
+  }
+
+  void fail_sent(WorkerRecord& w, std::size_t at, ErrorInfo e) {
     Job job = take_sent(w, at);
     JobOutcome o;
     o.error = std::move(e);
     job.completion->settle(job.index, std::move(o), job.count,
                            [&] { queue_.count_failed(job.count); });
-    return true;
   }
 
   bool started_reported() const { return !startup_error_ && all_hello_once_; }
@@ -329,7 +352,16 @@ class Workforce final : public FrameSink, public WorkerProbe {
     // for a malformed message fails the job that message answered.
     const bool front_started = w.front_sent() && (w.kill == KillReason::corrupt ||
                                                   last.running_job == w.inflight.front().id);
-    if (front_started) {
+    if (w.pooled && w.kill == KillReason::corrupt) {
+      // A pool elsewhere sent an answer whose job cannot be told (see malformed_answer): any of
+      // the jobs it had may be the one, so each fails, and the pool there is started afresh.
+      why.kind = ErrorInfo::Kind::codec;
+      why.message = "rank " + std::to_string(pid) +
+                    " sent a malformed answer that names none of its tasks; every task it had "
+                    "failed, and its workers were replaced";
+      for (auto& j : w.inflight) failed.push_back(std::move(j));
+      w.inflight.clear();
+    } else if (front_started) {
       why = death_error(w, st, pid);
       failed.push_back(std::move(w.inflight.front()));
       w.inflight.pop_front();
@@ -388,6 +420,13 @@ class Workforce final : public FrameSink, public WorkerProbe {
   // Death attribution: what a worker's end means for the job it was running.
   ErrorInfo death_error(const WorkerRecord& w, const ExitReport& st, pid_t pid) {
     ErrorInfo e;
+    if (w.pooled && w.kill == KillReason::none) {
+      // A pool elsewhere that ended unasked (it could not go on): its id is its rank.
+      e.kind = ErrorInfo::Kind::crashed;
+      e.message = "the pool on rank " + std::to_string(pid) +
+                  " ended before it answered (its workers there could not go on)";
+      return e;
+    }
     switch (w.kill) {
       case KillReason::timeout:
         e.kind = ErrorInfo::Kind::timeout;

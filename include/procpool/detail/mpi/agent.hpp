@@ -4,6 +4,10 @@
 // server), so a task that crashes, hangs or exceeds its memory kills one local worker and fails
 // one task, and the MPI job never sees it. Results are forwarded as the local engine settles
 // them; a failed job goes back as a `failed` frame carrying its error.
+//
+// Starting a pool's workers (with their initializer) and waiting for them to end take as long
+// as those take, so they happen on helper threads that report back: while one pool starts or
+// ends here, the MPI thread goes on serving the others.
 
 #include <atomic>
 #include <condition_variable>
@@ -11,16 +15,22 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
+#include <system_error>
+#include <thread>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
 #include <procpool/cpu.hpp>
 #include <procpool/detail/completion.hpp>
+#include <procpool/detail/demangle.hpp>
 #include <procpool/detail/invoke.hpp>
 #include <procpool/detail/local/launcher.hpp>
 #include <procpool/detail/local/transport.hpp>
@@ -44,6 +54,11 @@ inline StartMethod local_start(StartMethod m) {
 class Agent {
  public:
   explicit Agent(Comm& comm) : comm_(comm) {}
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+  ~Agent() {
+    for (auto& h : helpers_) h.thread.join();  // (run() failed: they still use this)
+  }
 
   int run() {
     Pacer pacer;
@@ -51,7 +66,8 @@ class Agent {
     Inbox inbox;
     int from = 0;
     while (!shutdown_) {
-      bool busy = false;
+      bool busy = take_started();
+      report_restarts();
       while (!shutdown_ && comm_.try_receive(0, msg, from)) {
         busy = true;
         if (!inbox.read(msg, [&](const Record& r) { handle(r); }))
@@ -67,7 +83,10 @@ class Agent {
         comm_.send(0, std::move(m));
         busy = true;
       }
+      if (!out.empty()) last_sent_ = now_ns();
       comm_.progress();
+      reap_helpers();
+      beat();
       if (busy) {
         pacer.busy();
         continue;
@@ -77,29 +96,91 @@ class Agent {
         continue;
       }
       std::unique_lock l(m_);
-      cv_.wait_for(l, pacer.next_nap(), [&] { return !out_.empty(); });
+      cv_.wait_for(l, pacer.next_nap(), [&] { return !out_.empty() || !started_.empty(); });
     }
-    // Rank 0's program has ended: so do this rank's pools.
-    for (auto& [id, p] : pools_) {
-      p->dropping.store(true);
-      p->engine->queue().terminate();
+    // Rank 0's program has ended: so do this rank's pools, those still starting too.
+    std::vector<std::shared_ptr<LocalPool>> all;
+    for (auto& [id, p] : pools_) all.push_back(p);
+    pools_.clear();
+    for (auto& p : all) stop_now(*p);
+    for (auto& h : helpers_) h.thread.join();
+    helpers_.clear();
+    {
+      std::lock_guard l(m_);
+      for (auto& s : started_)
+        if (s.pool) all.push_back(std::move(s.pool));
+      started_.clear();
+    }
+    for (auto& p : all) {
+      stop_now(*p);
       try {
         p->engine->join();
       } catch (...) {
       }
     }
-    pools_.clear();
     return 0;
   }
 
  private:
   struct LocalPool {
     std::shared_ptr<Supervisor> engine;
+    unsigned processes = 0;
+    std::uint64_t restarts = 0;            // as last reported to rank 0 (the MPI thread's)
     std::atomic<bool> dropping{false};     // terminated: its outcomes are no longer wanted
     std::atomic<std::int64_t> running{0};  // jobs submitted, not yet answered
     std::mutex jobs_m;
     std::map<std::uint64_t, std::weak_ptr<Completion>> jobs;  // not answered yet, for cancel
   };
+
+  // A pool a helper is starting. Rank 0 may ask it to end meanwhile (its own start failed).
+  struct Starting {
+    std::uint64_t serial = 0;  // tells it from an earlier start of the same pool
+    bool end = false;
+    bool terminate = false;
+    bool bye = false;
+  };
+  // A helper's report: the pool has started (or, if null, failed, and said so).
+  struct Started {
+    std::uint32_t id = 0;
+    std::uint64_t serial = 0;
+    std::shared_ptr<LocalPool> pool;
+  };
+  struct Helper {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+
+  // Runs `f` on a helper thread; in this one if no thread can be made.
+  template <class F>
+  void spawn(F&& f) {
+    auto work = std::make_shared<std::decay_t<F>>(std::forward<F>(f));
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    try {
+      helpers_.push_back({std::thread([work, done] {
+                            (*work)();
+                            done->store(true, std::memory_order_release);
+                          }),
+                          done});
+    } catch (const std::system_error&) {
+      (*work)();
+    }
+  }
+
+  void reap_helpers() {
+    for (auto it = helpers_.begin(); it != helpers_.end();) {
+      if (!it->done->load(std::memory_order_acquire)) {
+        ++it;
+        continue;
+      }
+      it->thread.join();
+      it = helpers_.erase(it);
+    }
+  }
+
+  static void stop_now(LocalPool& p) {
+    p.dropping.store(true);
+    p.engine->queue().terminate();
+  }
 
   void handle(const Record& r) {
     switch (r.op) {
@@ -117,11 +198,53 @@ class Agent {
         shutdown_ = true;
         return;
       case Op::cancel:
-        cancel(r.pool, r.aux);
+      case Op::revoke:
+        cancel(r.pool, r.aux, r.op == Op::cancel);
         return;
       default:
         comm_.abort("an unknown request came from rank 0");
     }
+  }
+
+  // Rank 0's stats() counts the workers replaced on every rank: each pool's count goes back
+  // when it changes (with its answers, see task; here, a worker recycled after its last one).
+  // Says this rank is alive when it has said nothing for a second and rank 0 waits for it (see
+  // Node::check_heartbeats).
+  void beat() {
+    const std::int64_t now = now_ns();
+    if (now - last_sent_ < beat_ns) return;
+    bool in_hand = !starting_.empty() || !helpers_.empty();
+    for (auto& [id, p] : pools_) in_hand = in_hand || p->running.load() > 0;
+    if (!in_hand) return;
+    last_sent_ = now;
+    reply(0, Op::alive, 0, {});
+  }
+
+  // Also looks for pools that cannot go on (see broke).
+  void report_restarts() {
+    std::vector<std::uint32_t> broken;
+    for (auto& [id, p] : pools_) {
+      const std::uint64_t n = p->engine->queue().stats().restarts;
+      if (n != p->restarts) {
+        p->restarts = n;
+        reply(id, Op::stats, n, {});
+      }
+      if (p->engine->queue().broken()) broken.push_back(id);
+    }
+    for (auto id : broken) broke(id);
+  }
+
+  // The pool here cannot go on (a replacement worker's initializer failed, say: its tasks have
+  // failed with that error). It ends, and says bye, so rank 0 starts it afresh, or, if it fails
+  // to start, fails the whole pool as one machine would. Tasks that come for it meanwhile get
+  // no answer: rank 0 puts them back in its queue when the bye comes.
+  void broke(std::uint32_t pool) {
+    auto it = pools_.find(pool);
+    if (it == pools_.end()) return;
+    auto p = std::move(it->second);
+    pools_.erase(it);
+    silenced_.insert(pool);
+    finish(std::move(p), pool, true, true);
   }
 
   // While it would spin anyway, this thread does the local pools' work itself for a moment (as
@@ -152,23 +275,23 @@ class Agent {
 
   // A result frame, under rank 0's id `job`: a job taken back from a stuck worker here (see
   // Scheduler::rebalance) ran under a fresh one.
-  void reply_result(std::uint32_t pool, Buffer& frame, std::uint64_t job) {
+  void reply_result(std::uint32_t pool, Buffer& frame, std::uint64_t job, std::uint64_t aux) {
     std::memcpy(frame.data() + offsetof(FrameHeader, id), &job, sizeof job);
     {
       std::lock_guard l(m_);
-      out_.add(pool, Op::frame, 0, std::move(frame));
+      out_.add(pool, Op::frame, aux, std::move(frame));
       has_out_.store(true, std::memory_order_relaxed);
     }
     cv_.notify_one();
   }
 
-  void reply_failed(std::uint32_t pool, std::uint64_t job, ErrorInfo e) {
+  void reply_failed(std::uint32_t pool, std::uint64_t job, ErrorInfo e, std::uint64_t aux = 0) {
     e.message = "on rank " + std::to_string(comm_.rank()) + ": " + e.message;
     Buffer f;
     std::size_t at = begin_frame(f, FrameKind::failed, job);
     e.put_report(f);
     finish_frame(f, at, 1);
-    reply_frame(pool, f);
+    reply_frame(pool, f, aux);
   }
 
   void open(std::uint32_t pool, std::span<const std::byte> bytes) {
@@ -182,9 +305,19 @@ class Agent {
     o.start = local_start(static_cast<StartMethod>(spec.start));
     o.maxtasksperchild = static_cast<std::size_t>(spec.maxtasksperchild);
     o.memory_limit = static_cast<std::size_t>(spec.memory_limit);
-    if (auto it = pools_.find(pool); it != pools_.end()) end(pool, true, false);
+    // Opened again (its predecessor here was ended for a malformed answer): a fresh pool.
+    if (pools_.count(pool) != 0) end(pool, true, false);
+    silenced_.erase(pool);
+    const std::uint64_t serial = ++serial_;
+    starting_[pool] = Starting{serial};  // an earlier start of it, if any, is not wanted
+    spawn([this, pool, serial, o, init = std::move(init)] { start(pool, serial, o, init); });
+  }
+
+  // On a helper thread: starts the pool's workers, then reports to the MPI thread, which says
+  // hello once the pool can take tasks (see take_started).
+  void start(std::uint32_t pool, std::uint64_t serial, const Options& o, const Buffer& init) {
     auto p = std::make_shared<LocalPool>();
-    Buffer f;
+    p->processes = o.processes;
     try {
       local::check_can_start(o.start, "procpool::mpi::Pool");
       auto t =
@@ -192,22 +325,58 @@ class Agent {
       p->engine = std::make_shared<Supervisor>(o, std::move(t));
       p->engine->start();
     } catch (const std::exception& e) {
+      p.reset();
       // Reported as the initializer's failure (the usual cause); the message says what it was.
       std::string type = "procpool::Error", msg = e.what();
       if (auto* re = dynamic_cast<const RemoteError*>(&e)) type = re->type_name();
       const std::string mark = "the initializer failed: ";
       if (auto at = msg.find(mark); at != std::string::npos) msg = msg.substr(at + mark.size());
       msg = "on rank " + std::to_string(comm_.rank()) + ": " + msg;
+      Buffer f;
       std::size_t at = begin_frame(f, FrameKind::init_error, 0);
       append_error_item(f, ItemStatus::remote_error, type, msg);
       finish_frame(f, at, 1);
       reply_frame(pool, f);
-      return;
     }
-    pools_[pool] = p;
-    std::size_t at = begin_frame(f, FrameKind::hello, 0);
-    finish_frame(f, at, 0);
-    reply_frame(pool, f, o.processes);
+    {
+      std::lock_guard l(m_);
+      started_.push_back({pool, serial, std::move(p)});
+    }
+    cv_.notify_one();
+  }
+
+  // The pools the helpers have started since the last look; true if there were any.
+  bool take_started() {
+    std::vector<Started> done;
+    {
+      std::lock_guard l(m_);
+      if (started_.empty()) return false;
+      done.swap(started_);
+    }
+    for (auto& s : done) {
+      auto it = starting_.find(s.id);
+      if (it == starting_.end() || it->second.serial != s.serial) {
+        if (s.pool) finish(std::move(s.pool), s.id, true, false);  // opened again since
+        continue;
+      }
+      const Starting st = it->second;
+      starting_.erase(it);
+      if (st.end) {
+        if (s.pool) {
+          finish(std::move(s.pool), s.id, st.terminate, st.bye);
+        } else if (st.bye) {
+          reply(s.id, Op::bye, 0, {});
+        }
+        continue;
+      }
+      if (!s.pool) continue;  // its failure went back already
+      pools_[s.id] = s.pool;
+      Buffer f;
+      std::size_t at = begin_frame(f, FrameKind::hello, 0);
+      finish_frame(f, at, 0);
+      reply_frame(s.id, f, s.pool->processes);
+    }
+    return true;
   }
 
   // A task's name for messages: its function, or (a lambda) its trampoline, which names its type.
@@ -229,6 +398,7 @@ class Agent {
       comm_.abort("a malformed task came from rank 0");
     auto it = pools_.find(pool);
     if (it == pools_.end()) {
+      if (silenced_.count(pool) != 0) return;  // see broke
       ErrorInfo e;
       e.kind = ErrorInfo::Kind::cancelled;
       e.message = "the pool had ended here";
@@ -249,40 +419,65 @@ class Agent {
     auto c = std::make_shared<Completion>(1);
     c->items = h.count;
     const std::uint64_t id = h.id;
-    {
-      std::lock_guard l(p->jobs_m);
-      p->jobs[id] = c;
+    // Until the job is queued, its completion cannot settle, so what is counted for it here is
+    // taken back by hand if queuing fails.
+    bool listed = false, counted = false;
+    try {
+      {
+        std::lock_guard l(p->jobs_m);
+        p->jobs[id] = c;
+        listed = true;
+      }
+      c->on_complete(on_answer(p, pool, id));
+      j.completion = c;
+      p->running.fetch_add(1, std::memory_order_relaxed);
+      counted = true;
+      p->engine->queue().submit(std::move(j));
+    } catch (const std::exception& e) {
+      if (counted) p->running.fetch_sub(1, std::memory_order_relaxed);
+      if (listed) {
+        std::lock_guard l(p->jobs_m);
+        p->jobs.erase(id);
+      }
+      if (p->engine->queue().broken()) return broke(pool);
+      ErrorInfo info;
+      if (dynamic_cast<const PoolClosed*>(&e)) {
+        info.kind = ErrorInfo::Kind::closed;
+      } else {
+        info.kind = ErrorInfo::Kind::remote;  // out of memory here, say
+        info.type_name = demangle(typeid(e).name());
+      }
+      info.message = e.what();
+      reply_failed(pool, id, info);
     }
-    c->on_complete([this, p, pool, id](Completion& done) {
+  }
+
+  // What a job's completion does: it sends the job's answer to rank 0.
+  std::function<void(Completion&)> on_answer(const std::shared_ptr<LocalPool>& p,
+                                             std::uint32_t pool, std::uint64_t id) {
+    return [this, p, pool, id](Completion& done) {
       {
         std::lock_guard l(p->jobs_m);
         p->jobs.erase(id);
       }
       p->running.fetch_sub(1, std::memory_order_relaxed);
       if (p->dropping.load()) return;
-      if (const auto& e = done.forced_error()) return reply_failed(pool, id, *e);
+      // An answer carries the pool's restart count: a worker that died in this job was
+      // replaced before it failed, and rank 0's stats() says so by the time the job fails there.
+      const std::uint64_t restarts = p->engine->queue().stats().restarts;
+      if (const auto& e = done.forced_error()) return reply_failed(pool, id, *e, restarts);
       // This completion is the agent's alone, and nobody reads its outcome after this: the
       // result frame is taken, not copied.
       auto& o = const_cast<JobOutcome&>(done.outcomes()[0]);
-      if (o.error) return reply_failed(pool, id, *o.error);
+      if (o.error) return reply_failed(pool, id, *o.error, restarts);
       Buffer frame = o.take_frame();
-      reply_result(pool, frame, id);
-    });
-    j.completion = std::move(c);
-    try {
-      p->running.fetch_add(1, std::memory_order_relaxed);
-      p->engine->queue().submit(std::move(j));
-    } catch (const Error& e) {
-      ErrorInfo info;
-      info.kind = ErrorInfo::Kind::closed;
-      info.message = e.what();
-      reply_failed(pool, id, info);
-    }
+      reply_result(pool, frame, id, restarts);
+    };
   }
 
-  // Rank 0 cancelled the job: it fails here as there (its worker killed if it started it), and
-  // the failure goes back as its answer.
-  void cancel(std::uint32_t pool, std::uint64_t job) {
+  // Rank 0 cancelled the job: it fails here as there (its worker killed if it started it and
+  // `kill_running`, as on one machine), and the failure goes back as its answer.
+  void cancel(std::uint32_t pool, std::uint64_t job, bool kill_running) {
     auto it = pools_.find(pool);
     if (it == pools_.end()) return;
     std::shared_ptr<Completion> c;
@@ -290,30 +485,58 @@ class Agent {
       std::lock_guard l(it->second->jobs_m);
       if (auto j = it->second->jobs.find(job); j != it->second->jobs.end()) c = j->second.lock();
     }
-    if (c) (void)it->second->engine->cancel(c, true);
+    if (c) (void)it->second->engine->cancel(c, kill_running);
   }
 
   void end(std::uint32_t pool, bool terminate, bool say_bye = true) {
+    if (silenced_.count(pool) != 0) return;  // ended already; its bye is on its way
     if (auto it = pools_.find(pool); it != pools_.end()) {
-      auto p = it->second;
+      auto p = std::move(it->second);
       pools_.erase(it);
-      if (terminate) {
-        p->dropping.store(true);
-        p->engine->queue().terminate();
-      } else {
-        p->engine->queue().close();
-      }
-      p->engine->join();
+      finish(std::move(p), pool, terminate, say_bye);
+      return;
+    }
+    if (auto it = starting_.find(pool); it != starting_.end()) {
+      it->second.end = true;  // done once it has started (see take_started)
+      it->second.terminate = it->second.terminate || terminate;
+      it->second.bye = say_bye;
+      return;
     }
     if (say_bye) reply(pool, Op::bye, 0, {});
   }
 
+  // Ends a pool no longer in pools_: its workers are waited for on a helper thread, which then
+  // says bye (after the pool's last answer).
+  void finish(std::shared_ptr<LocalPool> p, std::uint32_t pool, bool terminate, bool say_bye) {
+    if (terminate) {
+      stop_now(*p);
+    } else {
+      p->engine->queue().close();
+    }
+    spawn([this, p = std::move(p), pool, say_bye] {
+      try {
+        p->engine->join();
+      } catch (...) {
+        // join() cannot fail here: the queue is closed and this is no callback of the pool.
+      }
+      if (!say_bye) return;
+      reply(pool, Op::stats, p->engine->queue().stats().restarts, {});
+      reply(pool, Op::bye, 0, {});
+    });
+  }
+
   Comm& comm_;
   bool shutdown_ = false;
-  std::map<std::uint32_t, std::shared_ptr<LocalPool>> pools_;
+  std::map<std::uint32_t, std::shared_ptr<LocalPool>> pools_;  // started, taking tasks
+  std::map<std::uint32_t, Starting> starting_;
+  std::set<std::uint32_t> silenced_;  // ended here for good reason, until opened again (broke)
+  std::uint64_t serial_ = 0;
+  std::int64_t last_sent_ = 0;  // when this thread last sent rank 0 something
+  std::vector<Helper> helpers_;
   std::mutex m_;
   std::condition_variable cv_;
-  Outbox out_;  // records for rank 0, from this thread and the pools' threads
+  Outbox out_;  // records for rank 0, from this thread, the pools' threads and the helpers
+  std::vector<Started> started_;  // from the helpers
   std::atomic<bool> has_out_{false};
 };
 

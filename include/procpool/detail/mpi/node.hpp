@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -52,6 +53,19 @@ inline constexpr std::chrono::microseconds first_nap{10};
 inline constexpr std::chrono::microseconds last_nap{PROCPOOL_MPI_NAP_US};
 inline constexpr std::chrono::microseconds idle_nap{1000};
 inline constexpr std::int64_t idle_after_ns = 1'000'000'000;
+
+// A rank that owes answers and has said nothing for this long is taken for lost, and the job
+// ends (PROCPOOL_MPI_HEARTBEAT_S, seconds; 0: never): mpiexec ends a job whose rank died, but
+// not one whose rank stopped or whose machine dropped off the network. An agent with work says
+// it is alive every second.
+inline constexpr std::int64_t default_heartbeat_s = 60;
+inline constexpr std::int64_t beat_ns = 1'000'000'000;
+
+inline std::int64_t heartbeat_deadline_ns() {
+  const char* v = std::getenv("PROCPOOL_MPI_HEARTBEAT_S");
+  const std::int64_t s = v && *v ? std::atoll(v) : default_heartbeat_s;
+  return s > 0 ? s * 1'000'000'000 : 0;
+}
 
 /// Spin, then naps that grow: one per idle round of the MPI thread.
 class Pacer {
@@ -125,9 +139,17 @@ class Node {
     return agent_code_;
   }
 
-  /// On rank 0, at the program's end: tells every agent to end, then shuts MPI down.
+  /// On rank 0, at the program's end: ends the pools still alive (a static object's pool is
+  /// destroyed only after this), tells every agent to end, then shuts MPI down.
   void stop() {
     if (!started() || rank_ != 0) return;
+    std::vector<std::function<void()>> enders;
+    {
+      std::lock_guard l(registry_m_);
+      ending_ = true;
+      for (auto& [pool, end] : enders_) enders.push_back(end);
+    }
+    for (auto& end : enders) end();
     {
       std::lock_guard l(m_);
       if (stopping_) return;
@@ -147,8 +169,25 @@ class Node {
   }
   /// After this returns, `pool`'s receiver is not called again.
   void detach(std::uint32_t pool) {
+    {
+      std::lock_guard l(registry_m_);
+      receivers_.erase(pool);
+      enders_.erase(pool);
+    }
+    std::lock_guard l(m_);
+    for (auto it = gone_.lower_bound(key(pool, 0)); it != gone_.end() && (*it >> 32) == pool;)
+      it = gone_.erase(it);
+  }
+  /// `end` finishes `pool` (close, then join) if it is still alive when the program ends: a
+  /// pool destroyed after that would wait for ever for ranks that have gone.
+  void at_end(std::uint32_t pool, std::function<void()> end) {
     std::lock_guard l(registry_m_);
-    receivers_.erase(pool);
+    enders_[pool] = std::move(end);
+  }
+  /// True once the program's end has begun: no pool may start.
+  bool ending() {
+    std::lock_guard l(registry_m_);
+    return ending_;
   }
 
   /// Queues a record for rank `dest`; it leaves on the courier's next round.
@@ -161,6 +200,27 @@ class Node {
     post_with(dest, pool, op, [&](Outbox& o) { o.add(pool, op, aux, std::move(bytes)); });
   }
 
+  /// Answers the other ranks still owe, over every pool: 0 once every pool has ended (a count
+  /// that never returns to 0 would keep the courier awake, and trip the heartbeat).
+  std::uint64_t owed() {
+    std::lock_guard l(m_);
+    return due_total();
+  }
+
+  /// Waits (briefly) until the courier has taken in what has arrived by now: records that are
+  /// no answer (a rank's restart count) wait in MPI while the courier sleeps.
+  void take_in() {
+    std::unique_lock l(m_);
+    if (stopping_ || rank_ != 0) return;
+    const std::uint64_t target = rounds_ + 2;  // the next round starts, and ends, after this
+    posted_ = true;
+    cv_.notify_one();
+    ++round_waiters_;
+    round_cv_.wait_for(l, std::chrono::milliseconds(100),
+                       [&] { return rounds_ >= target || stopping_; });
+    --round_waiters_;
+  }
+
  private:
   template <class Add>
   void post_with(int dest, std::uint32_t pool, Op op, Add&& add) {
@@ -168,9 +228,21 @@ class Node {
       std::lock_guard l(m_);
       if (out_.size() < static_cast<std::size_t>(size_))
         out_.resize(static_cast<std::size_t>(size_));
+      // After its bye, a pool's link there is about to be buried (its jobs go back to the queue
+      // or fail): what it still sends would never be answered, and would be owed for ever.
+      if (op == Op::open) {
+        gone_.erase(key(pool, dest));
+      } else if (op != Op::shutdown && gone_.count(key(pool, dest)) != 0) {
+        return;
+      }
       add(out_[static_cast<std::size_t>(dest)]);
       // Each of the others is answered once (a cancelled job's answer answers its task).
-      if (op != Op::shutdown && op != Op::cancel) ++due_[key(pool, dest)];
+      if (op != Op::shutdown && op != Op::cancel && op != Op::revoke) {
+        auto& due = due_[key(pool, dest)];
+        // Silence before now was no fault: the rank owed nothing.
+        if (due == 0 && due_to(dest) == 0) heard_[static_cast<std::size_t>(dest)] = now_ns();
+        ++due;
+      }
       posted_ = true;
     }
     cv_.notify_one();
@@ -195,6 +267,7 @@ class Node {
     size_ = comm_.size();
     {
       std::lock_guard l(m_);
+      heard_.assign(static_cast<std::size_t>(size_), 0);
       up_ = true;
     }
     cv_.notify_all();
@@ -228,6 +301,8 @@ class Node {
         out.swap(out_);
         posted_ = false;
         stopping = stopping_;
+        ++rounds_;
+        if (round_waiters_ > 0) round_cv_.notify_all();
       }
       for (std::size_t r = 0; r < out.size(); ++r) {
         if (out[r].empty()) continue;
@@ -237,17 +312,22 @@ class Node {
       comm_.progress();
       int from = 0;
       while (comm_.try_receive(-1, msg, from)) {
+        {
+          std::lock_guard l(m_);
+          heard_[static_cast<std::size_t>(from)] = now_ns();
+        }
         dispatch(from, msg);
         busy = true;
       }
       if (stopping) break;
+      check_heartbeats();
       if (busy) {
         pacer.busy();
         continue;
       }
       if (pacer.spinning()) continue;
       std::unique_lock l(m_);
-      if (posted_ || stopping_) continue;
+      if (posted_ || stopping_ || round_waiters_ > 0) continue;  // (take_in waits for a round)
       if (due_total() == 0 && !comm_.sending()) {
         cv_.wait(l, [&] { return posted_ || stopping_; });  // nothing can arrive
       } else {
@@ -259,6 +339,35 @@ class Node {
     std::lock_guard l(m_);
     for (std::size_t r = 0; r < out_.size(); ++r)
       for (Buffer& m : out_[r].take()) comm_.send(static_cast<int>(r), std::move(m));
+  }
+
+  // Ends the job if a rank that owes answers has been silent past the deadline.
+  void check_heartbeats() {
+    if (heartbeat_ns_ <= 0) return;
+    const std::int64_t now = now_ns();
+    if (now - last_check_ < heartbeat_ns_ / 64) return;
+    // This thread itself did not run for a long while (the whole job was suspended, say): the
+    // others' silence proves nothing, so their clocks start again.
+    const bool we_stalled = last_check_ != 0 && now - last_check_ > heartbeat_ns_ / 2;
+    last_check_ = now;
+    std::lock_guard l(m_);
+    for (int r = 1; r < size_; ++r) {
+      auto& heard = heard_[static_cast<std::size_t>(r)];
+      if (we_stalled) heard = now;
+      if (now - heard <= heartbeat_ns_ || due_to(r) == 0) continue;
+      comm_.abort("rank " + std::to_string(r) + " has not been heard from for " +
+                  std::to_string((now - heard) / 1'000'000'000) +
+                  " s while it owes answers (its process stopped, or its machine or network is "
+                  "lost?; PROCPOOL_MPI_HEARTBEAT_S sets the limit)");
+    }
+  }
+
+  // Answers `rank` owes, over every pool (m_ held).
+  std::uint64_t due_to(int rank) const {
+    std::uint64_t n = 0;
+    for (auto& [k, v] : due_)
+      if (static_cast<int>(k & 0xffffffffu) == rank) n += v;
+    return n;
   }
 
   std::uint64_t due_total() const {
@@ -280,6 +389,7 @@ class Node {
   // Keeps count of the answers still due, so the courier knows when it may sleep for good.
   void answered(const Record& r, int from) {
     std::lock_guard l(m_);
+    if (r.op == Op::bye) gone_.insert(key(r.pool, from));
     auto it = due_.find(key(r.pool, from));
     if (it == due_.end()) return;
     if (r.op == Op::bye) {
@@ -309,12 +419,21 @@ class Node {
   std::exception_ptr init_error_;
   bool stopping_ = false;
   bool posted_ = false;
+  std::uint64_t rounds_ = 0;         // of the courier's loop (see take_in)
+  std::vector<std::int64_t> heard_;  // by rank: when a message from it last came (see due_to)
+  const std::int64_t heartbeat_ns_ = heartbeat_deadline_ns();
+  std::int64_t last_check_ = 0;  // (the courier's)
+  int round_waiters_ = 0;
+  std::condition_variable round_cv_;
   std::vector<Outbox> out_;                     // by destination rank: records not sent yet
   std::vector<Inbox> inboxes_;                  // by sending rank (the courier's thread only)
   std::map<std::uint64_t, std::uint64_t> due_;  // answers due, by (pool, rank)
+  std::set<std::uint64_t> gone_;                // (pool, rank) that said bye, until opened again
 
   std::mutex registry_m_;
   std::map<std::uint32_t, Receiver*> receivers_;
+  std::map<std::uint32_t, std::function<void()>> enders_;  // see at_end
+  bool ending_ = false;
   std::atomic<std::uint32_t> next_pool_{1};
 };
 

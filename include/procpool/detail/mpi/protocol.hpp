@@ -10,10 +10,13 @@
 //                    close      the agent's pool finishes its work and ends
 //                    terminate  the agent's pool ends now
 //                    cancel     aux: a job to cancel there (its worker is killed if it runs it)
+//                    revoke     aux: a job to cancel there (a worker running it finishes it)
 //                    shutdown   (pool 0) rank 0's program ends: the agent ends too
 //   agent → rank 0   frame      a hello (aux: its worker count), init_error, result or failed
-//                               frame, as the engine reads them
+//                               frame (aux: as `stats`), as the engine reads them
+//                    stats      aux: how many workers the agent's pool has replaced so far
 //                    bye        the agent's pool has ended
+//                    alive      (pool 0) nothing else to say for a second, but work in hand
 
 #include <cstddef>
 #include <cstdint>
@@ -33,8 +36,11 @@ enum class Op : std::uint32_t {
   terminate = 4,
   shutdown = 5,
   cancel = 6,
+  revoke = 7,
   frame = 10,
   bye = 11,
+  stats = 12,
+  alive = 13,
 };
 
 struct RecordHeader {

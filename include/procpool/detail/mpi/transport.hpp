@@ -8,6 +8,7 @@
 // which delivers the answers back on its thread and interrupts the pool's wait.
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -29,6 +30,9 @@
 namespace procpool::detail::mpi {
 
 class MpiTransport;
+
+/// For tests only: sees (and may damage) each answer from another rank before the pool reads it.
+inline std::atomic<void (*)(int rank, Buffer& frame)> answer_hook{nullptr};
 
 /// One other rank, as a worker with many slots.
 class RemoteLink final : public WorkerLink {
@@ -65,7 +69,9 @@ class RemoteLink final : public WorkerLink {
       aux.swap(inbox_aux_);
       news_.store(false, std::memory_order_release);
     }
+    auto* hook = answer_hook.load(std::memory_order_relaxed);
     for (std::size_t i = 0; i < frames.size(); ++i) {
+      if (hook) hook(rank_, frames[i]);
       IncomingFrame f;
       if (!read_frame_header(std::span<const std::byte>(frames[i].data(), frames[i].size()),
                              f.header))
@@ -80,15 +86,18 @@ class RemoteLink final : public WorkerLink {
   }
 
   LinkStatus status() const noexcept override { return {}; }  // time limits are kept there
-  /// Only a cancel revokes a pooled link's job (it is never taken back): the agent cancels it,
-  /// killing the worker that runs it. The job stays in the window until its answer comes.
-  bool revoke(std::uint64_t job) noexcept override {
+  /// A pooled link's jobs are never taken back (see cancel).
+  bool revoke(std::uint64_t) noexcept override { return false; }
+  /// The agent cancels the job there: dropped if queued; if it runs, its worker is killed only
+  /// if `kill_running` (AsyncResult::cancel), else it finishes (a dropped imap). The job stays
+  /// in the window until its answer comes.
+  void cancel(std::uint64_t job, bool kill_running) noexcept override {
     try {
-      node_.post(rank_, pool_, Op::cancel, job, std::span<const std::byte>{});
+      node_.post(rank_, pool_, kill_running ? Op::cancel : Op::revoke, job,
+                 std::span<const std::byte>{});
     } catch (...) {
       // Out of memory: the task runs on, and its answer is dropped.
     }
-    return false;
   }
   void answered(std::uint64_t) noexcept override {}
 
@@ -103,11 +112,19 @@ class RemoteLink final : public WorkerLink {
   // ---- The courier's side -------------------------------------------------------------------
 
   void deliver(const Record& r) {
+    if (r.op == Op::stats) {
+      note_restarts(r.aux);
+      return;
+    }
     if (r.op == Op::bye) {
       ended_.store(true, std::memory_order_release);
       return;
     }
     if (r.op != Op::frame) return;
+    FrameHeader h;
+    if (read_frame_header(r.bytes, h) && (h.kind == static_cast<std::uint8_t>(FrameKind::result) ||
+                                          h.kind == static_cast<std::uint8_t>(FrameKind::failed)))
+      note_restarts(r.aux);
     Buffer b;
     if (r.body) {
       b = std::move(*r.body);
@@ -122,9 +139,17 @@ class RemoteLink final : public WorkerLink {
 
   /// The agent's pool has ended (after close or terminate): the engine buries this slot.
   bool ended() const noexcept { return ended_.load(std::memory_order_acquire); }
+  /// Workers the agent's pool has replaced, as it last said.
+  std::uint64_t restarts() const noexcept { return restarts_.load(std::memory_order_relaxed); }
   bool reaped = false;  // guarded by the transport's lock
 
  private:
+  void note_restarts(std::uint64_t n) noexcept {
+    // (only the courier's thread stores it)
+    if (n > restarts_.load(std::memory_order_relaxed))
+      restarts_.store(n, std::memory_order_relaxed);
+  }
+
   void end(Op op) noexcept {
     if (end_sent_) return;
     end_sent_ = true;
@@ -144,6 +169,7 @@ class RemoteLink final : public WorkerLink {
   bool end_sent_ = false;
   std::atomic<bool> news_{false};
   std::atomic<bool> ended_{false};
+  std::atomic<std::uint64_t> restarts_{0};
   std::mutex m_;
   std::vector<Buffer> inbox_;  // frames from the agent, in its order
   std::vector<std::uint64_t> inbox_aux_;
@@ -169,6 +195,7 @@ class MpiTransport final : public Transport, public Receiver {
   ~MpiTransport() override { node_.detach(pool_); }
 
   std::size_t slots() const noexcept { return local_slots_ + ranks_.size(); }
+  std::uint32_t pool() const noexcept { return pool_; }
 
   /// Workers in all, once every rank said hello.
   std::size_t workers() const {
@@ -269,6 +296,15 @@ class MpiTransport final : public Transport, public Receiver {
     std::lock_guard l(m_);
     auto& r = ranks_[static_cast<std::size_t>(rank - 1)];
     if (r == link) r = nullptr;
+    past_restarts_ += link->restarts();
+  }
+
+  /// Workers replaced on the other ranks (rank 0's own are the engine's count).
+  std::uint64_t remote_restarts() const {
+    std::lock_guard l(m_);
+    std::uint64_t n = past_restarts_;
+    for (auto* r : ranks_) n += r ? r->restarts() : 0;
+    return n;
   }
 
  private:
@@ -305,7 +341,8 @@ class MpiTransport final : public Transport, public Receiver {
   std::unique_ptr<local::LocalTransport> local_;
   Buffer open_;  // the open record's bytes
   mutable std::mutex m_;
-  std::vector<RemoteLink*> ranks_;  // by rank - 1: the live link, or none
+  std::vector<RemoteLink*> ranks_;   // by rank - 1: the live link, or none
+  std::uint64_t past_restarts_ = 0;  // of links that have ended
   std::mutex wake_m_;
   std::condition_variable wake_cv_;
   bool poked_ = false;
