@@ -68,7 +68,7 @@ class Agent {
     while (!shutdown_) {
       bool busy = take_started();
       report_restarts();
-      while (!shutdown_ && comm_.try_receive(0, msg, from)) {
+      while (!shutdown_ && comm_.try_receive(0, msg, from, &local::SharedFrames::process())) {
         busy = true;
         if (!inbox.read(msg, [&](const Record& r) { handle(r); }))
           comm_.abort("a malformed message came from rank 0");

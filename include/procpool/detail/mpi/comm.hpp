@@ -99,6 +99,11 @@ class Comm {
   /// Takes one whole message from `source` (any rank if negative) if one has arrived: its bytes
   /// go to `out`, its sender to `from`. False if none has.
   bool try_receive(int source, Buffer& out, int& from) {
+    return try_receive(source, out, from, nullptr);
+  }
+  /// The same, with large messages received into blocks from `into_source` (see Buffer): a
+  /// large task's frame then arrives where the local workers read it.
+  bool try_receive(int source, Buffer& out, int& from, BlockSource* into_source) {
     for (;;) {
       int flag = 0;
       MPI_Status st;
@@ -108,6 +113,7 @@ class Comm {
       int count = 0;
       check(MPI_Get_count(&st, MPI_BYTE, &count), "MPI_Get_count");
       Buffer& into = partial_for(st.MPI_SOURCE);
+      if (into.size() == 0) into.use_source(into_source);
       const std::size_t at = into.size();
       into.resize(at + static_cast<std::size_t>(count));
       check(MPI_Recv(into.data() + at, count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, comm_,
