@@ -4,6 +4,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <numeric>
 #include <ranges>
@@ -46,6 +47,39 @@ TEST_CASE("apply, apply_async and map give the results of one machine", "[mpi]")
   auto stats = pool.stats();
   CHECK(stats.completed >= 2000);
   CHECK(stats.failed == 0);
+}
+
+namespace {
+
+std::vector<std::uint8_t> echo_bytes(std::vector<std::uint8_t> v) {
+  return v;
+}
+
+std::vector<std::uint8_t> bytes_of(std::size_t n, unsigned seed) {
+  std::vector<std::uint8_t> v(n);
+  std::uint32_t x = seed * 2654435761u + 1;
+  for (auto& b : v) {
+    x = x * 1664525u + 1013904223u;
+    b = static_cast<std::uint8_t>(x >> 24);
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("large arguments and results cross the ranks intact", "[mpi]") {
+  // Large frames take the MPI messages between ranks and the memory files on each rank.
+  mpi::Pool pool(small());
+  std::vector<std::vector<std::uint8_t>> inputs;
+  for (unsigned i = 0; i < 4 * static_cast<unsigned>(mpi::world_size()); ++i)
+    inputs.push_back(bytes_of((i % 2 == 0 ? 300u << 10 : 2u << 20) + i, i));
+  for (int round = 0; round < 2; ++round) {
+    auto out = pool.map(echo_bytes, inputs, 1);
+    REQUIRE(out.size() == inputs.size());
+    for (std::size_t i = 0; i < inputs.size(); ++i) CHECK(out[i] == inputs[i]);
+  }
+  const auto big = bytes_of(std::size_t{12} << 20, 99);
+  CHECK(pool.apply(echo_bytes, big) == big);
 }
 
 TEST_CASE("every rank's workers take work", "[mpi]") {
