@@ -204,8 +204,13 @@ class ResultFiles final : public BlockSource {
   std::byte* get(std::size_t n, std::size_t& cap, std::shared_ptr<void>& owner) override {
     File* f = claim(n);
     if (!f) return nullptr;
+    try {
+      owner = std::make_shared<Claim>(f->seg);
+    } catch (...) {  // out of memory: the file stays free, the buffer uses malloc's
+      result_file_state(*f->seg).store(result_file_free, std::memory_order_release);
+      return nullptr;
+    }
     cap = f->seg->size() - result_file_offset;
-    owner = std::make_shared<Claim>(f->seg);
     return static_cast<std::byte*>(f->seg->data()) + result_file_offset;
   }
 
