@@ -1,8 +1,12 @@
-// A rank lost in the middle of a map (its process SIGKILLed, as when its machine dies) must end
-// the whole job, never leave rank 0 waiting: CTest runs this under mpiexec with a time limit and
-// expects mpiexec's report of the killed process.
+// A rank lost in the middle of a map must end the whole job, never leave rank 0 waiting. CTest
+// runs this under mpiexec with a time limit, twice:
+//   - the rank is SIGKILLed, as when its machine dies: mpiexec reports the killed process;
+//   - with PROCPOOL_TEST_STOP_RANK=1 it is SIGSTOPped instead, as when its machine drops off the
+//     network (mpiexec sees no death): with PROCPOOL_MPI_HEARTBEAT_S=3, rank 0's message names
+//     the silent rank once the heartbeat deadline passes.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <ranges>
 #include <sstream>
@@ -33,7 +37,8 @@ int work(int i) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   if (i == 7 && procpool::mpi::rank() == procpool::mpi::world_size() - 1) {
     // A worker's parent is its rank's fork server, whose parent is the rank itself.
-    ::kill(parent_of(getppid()), SIGKILL);
+    const char* stop = std::getenv("PROCPOOL_TEST_STOP_RANK");
+    ::kill(parent_of(getppid()), stop && *stop == '1' ? SIGSTOP : SIGKILL);
   }
   return i;
 }
