@@ -32,8 +32,10 @@ struct FdRegistry {
   std::vector<int> fds;  // guarded by mutex
 
   static FdRegistry& get() {
-    static FdRegistry r;
-    return r;
+    // Never destroyed: a pool held by a static object made before this one closes its
+    // descriptors after this one's destructor would have run.
+    static FdRegistry* r = new FdRegistry;
+    return *r;
   }
   /// In a child forked with `mutex` held: the parent's list is not the child's, and the lock
   /// must be free for a task that makes descriptors (or a pool) of its own.

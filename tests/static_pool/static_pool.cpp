@@ -1,0 +1,57 @@
+// A Pool held by a static object is destroyed after main returns, after the library's own
+// process-wide state made later than it (which static destruction ends first): the program must
+// end cleanly, with the work it submitted done. CTest runs it once per start method
+// (PROCPOOL_TEST_START) and expects the last line; the sanitizer builds also catch any use of
+// state already destroyed.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <thread>
+
+#include <procpool/procpool.hpp>
+
+namespace {
+
+int slow_square(int x) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  return x * x;
+}
+
+// Made before main, before any pool: its destructor runs after those of the library's statics.
+struct Holder {
+  std::optional<procpool::Pool<>> pool;
+  std::optional<procpool::AsyncResult<int>> pending;
+  ~Holder() {
+    if (!pool) return;
+    pool.reset();  // close + join: waits for the task still running
+    if (!pending || !pending->ready() || pending->get() != 49) {
+      std::printf("UNEXPECTED: the static pool's work was not done\n");
+      std::fflush(stdout);
+      std::_Exit(1);
+    }
+    std::printf("the static pool ended cleanly\n");
+    std::fflush(stdout);
+  }
+} holder;
+
+procpool::StartMethod start_method() {
+  const char* m = std::getenv("PROCPOOL_TEST_START");
+  if (m && std::strcmp(m, "spawn") == 0) return procpool::StartMethod::spawn;
+  if (m && std::strcmp(m, "forkserver") == 0) return procpool::StartMethod::forkserver;
+  return procpool::StartMethod::fork;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  procpool::init(argc, argv);
+  procpool::Options o;
+  o.processes = 1;
+  o.start = start_method();
+  holder.pool.emplace(o);
+  if (holder.pool->apply(slow_square, 3) != 9) return 1;
+  holder.pending = holder.pool->apply_async(slow_square, 7);  // still running when main returns
+  return 0;
+}
