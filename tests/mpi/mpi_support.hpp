@@ -14,6 +14,14 @@
 
 namespace procpool_mpi_test {
 
+/// In the sanitizer builds a crash ends the worker through the sanitizer's report (an exit
+/// status or SIGABRT) rather than the signal itself.
+#if defined(PROCPOOL_SANITIZED) || defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 inline int square(int x) {
   return x * x;
 }
