@@ -113,12 +113,30 @@ struct ErrorInfo {
   }
 };
 
+/// An ErrorInfo or none, one pointer wide. A map holds one outcome per chunk, and nearly all
+/// carry none: kept small, 200,000 of them stay in the heap malloc reuses (below its 32 MiB
+/// mmap limit) instead of taking fresh, zeroed pages on every map.
+class MaybeError {
+ public:
+  MaybeError() = default;
+  MaybeError& operator=(ErrorInfo e) {
+    p_ = std::make_unique<ErrorInfo>(std::move(e));
+    return *this;
+  }
+  explicit operator bool() const noexcept { return p_ != nullptr; }
+  const ErrorInfo& operator*() const noexcept { return *p_; }
+  const ErrorInfo* operator->() const noexcept { return p_.get(); }
+
+ private:
+  std::unique_ptr<ErrorInfo> p_;
+};
+
 /// What one job (a task, or a chunk of a map) came back with.
 struct JobOutcome {
-  Buffer frame;                    // the whole result frame
-  std::size_t offset = 0;          // where its payload starts in the frame
-  std::uint32_t count = 0;         // items in the payload
-  std::optional<ErrorInfo> error;  // the whole job failed (crash, timeout, cancel, …)
+  Buffer frame;             // the whole result frame
+  std::size_t offset = 0;   // where its payload starts in the frame
+  std::uint32_t count = 0;  // items in the payload
+  MaybeError error;         // the whole job failed (crash, timeout, cancel, …)
   // Or the frame lies in a worker's memory file, lent while this is held (a large result is
   // decoded in place: see local/shared_frame.hpp).
   std::shared_ptr<const std::byte> lent;

@@ -36,7 +36,7 @@ template <class Codec, class R>
 void materialize_single(TypedCompletion<R>& t) {
   const JobOutcome& o = t.outcomes().at(0);
   if (o.error) {
-    t.error = o.error;
+    t.error = *o.error;
     return;
   }
   for_each_item(o.payload(), o.count, [&](const ItemView& it) {
@@ -57,7 +57,7 @@ void materialize_map(TypedCompletion<std::vector<stored_t<R>>>& t) {
   out.reserve(items);
   for (const JobOutcome& o : t.outcomes()) {
     if (o.error) {
-      t.error = o.error;
+      t.error = *o.error;
       return;
     }
     bool failed = false;
@@ -85,7 +85,7 @@ void materialize_map(TypedCompletion<std::vector<stored_t<R>>>& t) {
 template <class Codec, class R>
 void decode_chunk(const Completion& c, std::deque<ImapItem<R>>& out) {
   const JobOutcome& o = c.outcomes().at(0);
-  const std::optional<ErrorInfo>& whole = c.forced_error() ? c.forced_error() : o.error;
+  const ErrorInfo* whole = c.forced_error() ? &*c.forced_error() : o.error ? &*o.error : nullptr;
   if (whole) {
     for (std::uint32_t i = 0; i < c.items; ++i) {
       ImapItem<R> it;
