@@ -2,11 +2,9 @@
 // begun: the program must end cleanly, with the work it submitted done. CTest runs this under
 // mpiexec with a time limit and expects the last line.
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <optional>
 #include <thread>
 
+#include "support/static_holder.hpp"
 #include <procpool/mpi.hpp>
 
 namespace {
@@ -17,21 +15,7 @@ int slow_square(int x) {
 }
 
 // Made before main: its destructor runs after the handler mpi::init registers with atexit.
-struct Holder {
-  std::optional<procpool::mpi::Pool<>> pool;
-  std::optional<procpool::AsyncResult<int>> pending;
-  ~Holder() {
-    if (!pool) return;  // another rank: it ran no pool of its own
-    pool.reset();
-    if (!pending || !pending->ready() || pending->get() != 49) {
-      std::printf("UNEXPECTED: the static pool's work was not done\n");
-      std::fflush(stdout);
-      std::_Exit(1);
-    }
-    std::printf("the static pool ended cleanly\n");
-    std::fflush(stdout);
-  }
-} holder;
+procpool_test::StaticHolder<procpool::mpi::Pool<>> holder;
 
 }  // namespace
 

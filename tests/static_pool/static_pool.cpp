@@ -4,12 +4,11 @@
 // (PROCPOOL_TEST_START) and expects the last line; the sanitizer builds also catch any use of
 // state already destroyed.
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <optional>
 #include <thread>
 
+#include "support/static_holder.hpp"
 #include <procpool/procpool.hpp>
 
 namespace {
@@ -20,21 +19,7 @@ int slow_square(int x) {
 }
 
 // Made before main, before any pool: its destructor runs after those of the library's statics.
-struct Holder {
-  std::optional<procpool::Pool<>> pool;
-  std::optional<procpool::AsyncResult<int>> pending;
-  ~Holder() {
-    if (!pool) return;
-    pool.reset();  // close + join: waits for the task still running
-    if (!pending || !pending->ready() || pending->get() != 49) {
-      std::printf("UNEXPECTED: the static pool's work was not done\n");
-      std::fflush(stdout);
-      std::_Exit(1);
-    }
-    std::printf("the static pool ended cleanly\n");
-    std::fflush(stdout);
-  }
-} holder;
+procpool_test::StaticHolder<procpool::Pool<>> holder;
 
 procpool::StartMethod start_method() {
   const char* m = std::getenv("PROCPOOL_TEST_START");
