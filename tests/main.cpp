@@ -4,23 +4,17 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 #include <cstdio>
-#include <cstdlib>
-#include <string>
 
+#include "support/start_method.hpp"
 #include <procpool/procpool.hpp>
 
 int main(int argc, char** argv) {
   procpool::init(argc, argv);
-  if (const char* m = std::getenv("PROCPOOL_TEST_START")) {
-    std::string s = m;
-    if (s == "spawn") {
-      procpool::set_start_method(procpool::StartMethod::spawn);
-    } else if (s == "forkserver") {
-      procpool::set_start_method(procpool::StartMethod::forkserver);
-    } else if (s != "fork") {
-      std::fprintf(stderr, "PROCPOOL_TEST_START must be fork, spawn or forkserver\n");
-      return 2;
-    }
+  const auto method = procpool_test::start_method_from_env();
+  if (!method) {
+    std::fprintf(stderr, "PROCPOOL_TEST_START must be fork, spawn or forkserver\n");
+    return 2;
   }
+  procpool::set_start_method(*method);
   return Catch::Session().run(argc, argv);
 }

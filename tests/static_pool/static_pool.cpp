@@ -4,10 +4,9 @@
 // (PROCPOOL_TEST_START) and expects the last line; the sanitizer builds also catch any use of
 // state already destroyed.
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <thread>
 
+#include "support/start_method.hpp"
 #include "support/static_holder.hpp"
 #include <procpool/procpool.hpp>
 
@@ -21,20 +20,13 @@ int slow_square(int x) {
 // Made before main, before any pool: its destructor runs after those of the library's statics.
 procpool_test::StaticHolder<procpool::Pool<>> holder;
 
-procpool::StartMethod start_method() {
-  const char* m = std::getenv("PROCPOOL_TEST_START");
-  if (m && std::strcmp(m, "spawn") == 0) return procpool::StartMethod::spawn;
-  if (m && std::strcmp(m, "forkserver") == 0) return procpool::StartMethod::forkserver;
-  return procpool::StartMethod::fork;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   procpool::init(argc, argv);
   procpool::Options o;
   o.processes = 1;
-  o.start = start_method();
+  o.start = procpool_test::start_method_from_env().value_or(procpool::StartMethod::fork);
   holder.pool.emplace(o);
   if (holder.pool->apply(slow_square, 3) != 9) return 1;
   holder.pending = holder.pool->apply_async(slow_square, 7);  // still running when main returns
