@@ -109,7 +109,11 @@ class Supervisor final : public PoolHandle, public Waker {
     // does every waiter while the governor has spinning paused: spinners beyond the free cores
     // only take them from the workers.
     auto& governor = SpinGovernor::process();
-    if (!governor.spinning() || !governor.may_spin(now_ns())) return done();
+    if (!governor.spinning() || !governor.may_spin(now_ns())) {
+      if (done()) return true;
+      hand_back();  // this waiter sleeps at once: the pool's thread must drive
+      return done();
+    }
     int idle = 0;
     if (!helpers_.compare_exchange_strong(idle, 1, std::memory_order_acq_rel)) return done();
     helped_last_wait = true;
@@ -206,15 +210,28 @@ class Supervisor final : public PoolHandle, public Waker {
   }
 
   void stop_helping(bool gave_up) noexcept {
-    last_helped_.store(now_ns(), std::memory_order_relaxed);
-    bool last = helpers_.fetch_sub(1, std::memory_order_acq_rel) == 1;
     // A waiter that is about to sleep hands the work back at once; one that got its result
     // probably asks again soon, and the pool's thread looks again within helped_wait anyway.
-    if (last && gave_up) {
-      notify_supervisor();  // also interrupts the pool's thread if it sleeps
+    if (!gave_up) last_helped_.store(now_ns(), std::memory_order_seq_cst);
+    const bool last = helpers_.fetch_sub(1, std::memory_order_seq_cst) == 1;
+    if (gave_up) {
+      if (last) hand_back();
     } else if (sleeping_.load(std::memory_order_acquire)) {
       transport_->interrupt();
     }
+  }
+
+  // A waiter is about to sleep and no thread helps: the pool's thread must not nap as if
+  // waiters did the I/O (its nap would delay the next job and result by up to the nap), so the
+  // waiters' last help is forgotten, and a nap already begun is ended. Either the napping
+  // thread sees last_helped_ cleared, or this thread sees napping_ (both sequentially
+  // consistent).
+  void hand_back() noexcept {
+    if (helpers_.load(std::memory_order_seq_cst) > 0) return;  // a helper drives
+    handed_back_.store(true, std::memory_order_relaxed);
+    last_helped_.store(0, std::memory_order_seq_cst);
+    if (napping_.load(std::memory_order_seq_cst) || sleeping_.load(std::memory_order_seq_cst))
+      notify_supervisor();
   }
 
   // One non-blocking round, unless another thread is driving. Deaths are left to the pool's
@@ -250,7 +267,13 @@ class Supervisor final : public PoolHandle, public Waker {
   void notify_supervisor() noexcept {
     { std::lock_guard lock(helped_m_); }
     helped_cv_.notify_one();
-    if (sleeping_.load(std::memory_order_acquire)) transport_->interrupt();
+    if (sleeping_.load(std::memory_order_seq_cst) || napping_.load(std::memory_order_seq_cst))
+      transport_->interrupt();
+  }
+
+  bool helped_recently() const noexcept {
+    return helpers_.load(std::memory_order_seq_cst) > 0 ||
+           now_ns() - last_helped_.load(std::memory_order_seq_cst) < config::helped_recently_ns;
   }
 
   static bool& driving_here() noexcept {
@@ -327,30 +350,40 @@ class Supervisor final : public PoolHandle, public Waker {
         spin_step_ = -1;  // the gap to the next idle round includes this work
       }
       int n = transport_->run(std::chrono::nanoseconds::zero(), direct);
-      if (n == 0 &&
-          (helpers_.load(std::memory_order_acquire) > 0 ||
-           now_ns() - last_helped_.load(std::memory_order_relaxed) < config::helped_recently_ns)) {
+      if (n == 0 && helped_recently()) {
         // Threads waiting for results do the I/O now (or did a moment ago, and will again): look
         // again soon for deaths and deadlines, but leave the cores to them and the workers.
         spin_step_ = -1;
+        napping_.store(true, std::memory_order_seq_cst);
+        if (!helped_recently()) {  // a waiter handed back meanwhile (see hand_back)
+          napping_.store(false, std::memory_order_relaxed);
+          continue;
+        }
         if (workforce_.any_unsent() || transport_->answers_interrupt()) {
           // Frames wait for room: a helper looks at the channels only now and then, so the nap
           // is taken on the transport, which wakes this thread as soon as a channel drains (or,
           // for a transport whose answers come with an interrupt, as soon as one comes).
           drive.unlock();
           n = transport_->run(config::helped_wait, deferred);
+          napping_.store(false, std::memory_order_relaxed);
           drive.lock();
           deferred.replay(direct);
           continue;
         }
         drive.unlock();
-        std::unique_lock lock(helped_m_);
-        helped_cv_.wait_for(lock, config::helped_wait);
+        {
+          std::unique_lock lock(helped_m_);
+          helped_cv_.wait_for(lock, config::helped_wait);
+        }
+        napping_.store(false, std::memory_order_relaxed);
         continue;
       }
       const std::int64_t t = now_ns();
+      // A waiter that handed back found spinning not worth it (its wait is long, or the cores
+      // are busy): this thread does not spin either.
+      const bool handed_back = handed_back_.exchange(false, std::memory_order_relaxed);
       if (n == 0 && !progressed &&
-          (t - last_activity_ >= config::supervisor_spin_ns || !keep_spinning(t))) {
+          (handed_back || t - last_activity_ >= config::supervisor_spin_ns || !keep_spinning(t))) {
         spin_step_ = -1;
         sleeping_.store(true, std::memory_order_seq_cst);
         // Re-check after announcing sleep: a submit that saw sleeping_ == false did not wake us.
@@ -453,7 +486,9 @@ class Supervisor final : public PoolHandle, public Waker {
   std::int64_t last_activity_ = 0;
   std::exception_ptr helper_error_;
   std::atomic<bool> sleeping_{false};
-  std::atomic<int> helpers_{0};  // 0 or 1: one thread helps at a time
+  std::atomic<bool> napping_{false};      // napping while waiting threads do the I/O (run_loop)
+  std::atomic<bool> handed_back_{false};  // a waiter went to sleep: see hand_back
+  std::atomic<int> helpers_{0};           // 0 or 1: one thread helps at a time
   std::int64_t spin_step_ = -1;  // when the pool's thread last spun a round; -1: not spinning
   std::atomic<int> spin_budget_us_{config::wait_spin_us};
   std::atomic<std::int64_t> last_helped_{0};  // when a waiting thread last stopped helping

@@ -96,7 +96,8 @@ class Agent {
         continue;
       }
       std::unique_lock l(m_);
-      cv_.wait_for(l, pacer.next_nap(), [&] { return !out_.empty() || !started_.empty(); });
+      cv_.wait_for(l, pacer.next_nap(in_hand()),
+                   [&] { return !out_.empty() || !started_.empty(); });
     }
     // Rank 0's program has ended: so do this rank's pools, those still starting too.
     std::vector<std::shared_ptr<LocalPool>> all;
@@ -212,12 +213,17 @@ class Agent {
   // Node::check_heartbeats).
   void beat() {
     const std::int64_t now = now_ns();
-    if (now - last_sent_ < beat_ns) return;
-    bool in_hand = !starting_.empty() || !helpers_.empty();
-    for (auto& [id, p] : pools_) in_hand = in_hand || p->running.load() > 0;
-    if (!in_hand) return;
+    if (now - last_sent_ < beat_ns || !in_hand()) return;
     last_sent_ = now;
     reply(0, Op::alive, 0, {});
+  }
+
+  // Whether rank 0 waits for this rank: pools starting or ending, or jobs not yet answered.
+  bool in_hand() const {
+    if (!starting_.empty() || !helpers_.empty()) return true;
+    for (auto& [id, p] : pools_)
+      if (p->running.load() > 0) return true;
+    return false;
   }
 
   // Also looks for pools that cannot go on (see broke).

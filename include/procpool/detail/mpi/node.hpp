@@ -39,7 +39,8 @@ namespace procpool::detail::mpi {
 
 // How the MPI thread waits: it spins (yielding) for PROCPOOL_MPI_SPIN_US after the last traffic,
 // which covers a round trip to another rank, then naps in steps that double from 10 us to
-// PROCPOOL_MPI_NAP_US; after a second without traffic, to 1 ms. A post from a pool (or a result
+// PROCPOOL_MPI_NAP_US; after a second without traffic, or at once on a rank with no work in hand,
+// 1 ms. A post from a pool (or a result
 // from the agent's pool) ends a nap at once; only a message from another rank waits for the nap
 // to end.
 #ifndef PROCPOOL_MPI_SPIN_US
@@ -81,7 +82,11 @@ class Pacer {
     std::this_thread::yield();
     return now_ns() - last_ < spin_ns;
   }
-  std::chrono::microseconds next_nap() noexcept {
+  /// `expecting`: answers are due to this thread. A thread that waits only for new work (an
+  /// agent with none) naps the long step at once: its many short naps woke a core thousands of
+  /// times a second, taking it from the processes that did have work.
+  std::chrono::microseconds next_nap(bool expecting = true) noexcept {
+    if (!expecting) return idle_nap;
     auto n = nap_;
     const auto cap = now_ns() - last_ < idle_after_ns ? last_nap : idle_nap;
     nap_ = std::min(nap_ * 2, cap);
