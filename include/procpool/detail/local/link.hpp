@@ -161,9 +161,13 @@ class LocalLink : public WorkerLink {
     (void)posix::set_nonblocking(task_w_.get(), true);
   }
 
+  /// News is what the worker wrote and this side has not read. Not "differs": the worker counts
+  /// its bytes after writing them, so for a moment this side may have read more than it counted;
+  /// that looked like news to a spinning pool's thread, which then kept the core the worker
+  /// needed to count them (measured: a prime sieve's pool thread spinning for whole time slices).
   bool has_news() const noexcept override {
     return result_r_ &&
-           (ring_pending() || slot_->returned.load(std::memory_order_acquire) != received_);
+           (ring_pending() || slot_->returned.load(std::memory_order_acquire) > received_);
   }
 
   /// Every complete result, in the order of the worker's jobs: from the pipe, or from the slot's
