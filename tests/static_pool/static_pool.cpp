@@ -4,6 +4,7 @@
 // (PROCPOOL_TEST_START) and expects the last line; the sanitizer builds also catch any use of
 // state already destroyed.
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include "support/start_method.hpp"
@@ -26,7 +27,12 @@ int main(int argc, char** argv) {
   procpool::init(argc, argv);
   procpool::Options o;
   o.processes = 1;
-  o.start = procpool_test::start_method_from_env().value_or(procpool::StartMethod::fork);
+  const auto method = procpool_test::start_method_from_env();
+  if (!method) {
+    std::fprintf(stderr, "PROCPOOL_TEST_START must be fork, spawn or forkserver\n");
+    return 2;
+  }
+  o.start = *method;
   holder.pool.emplace(o);
   if (holder.pool->apply(slow_square, 3) != 9) return 1;
   holder.pending = holder.pool->apply_async(slow_square, 7);  // still running when main returns

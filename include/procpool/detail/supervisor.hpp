@@ -111,7 +111,7 @@ class Supervisor final : public PoolHandle, public Waker {
     auto& governor = SpinGovernor::process();
     if (!governor.spinning() || !governor.may_spin(now_ns())) {
       if (done()) return true;
-      hand_back();  // this waiter sleeps at once: the pool's thread must drive
+      hand_back(false);  // this waiter sleeps at once: the pool's thread must drive
       return done();
     }
     int idle = 0;
@@ -215,7 +215,7 @@ class Supervisor final : public PoolHandle, public Waker {
     if (!gave_up) last_helped_.store(now_ns(), std::memory_order_seq_cst);
     const bool last = helpers_.fetch_sub(1, std::memory_order_seq_cst) == 1;
     if (gave_up) {
-      if (last) hand_back();
+      if (last) hand_back(true);
     } else if (sleeping_.load(std::memory_order_acquire)) {
       transport_->interrupt();
     }
@@ -225,12 +225,16 @@ class Supervisor final : public PoolHandle, public Waker {
   // waiters did the I/O (its nap would delay the next job and result by up to the nap), so the
   // waiters' last help is forgotten, and a nap already begun is ended. Either the napping
   // thread sees last_helped_ cleared, or this thread sees napping_ (both sequentially
-  // consistent).
-  void hand_back() noexcept {
+  // consistent). A pool's thread that sleeps is woken only after a helper (`helped`): the
+  // helper may have read the doorbell meant for it. One that never helped leaves a sleeping
+  // thread alone, whose doorbells are armed (on a busy machine, where waiters do not help,
+  // that spares a wake-up per wait).
+  void hand_back(bool helped) noexcept {
     if (helpers_.load(std::memory_order_seq_cst) > 0) return;  // a helper drives
     handed_back_.store(true, std::memory_order_relaxed);
     last_helped_.store(0, std::memory_order_seq_cst);
-    if (napping_.load(std::memory_order_seq_cst) || sleeping_.load(std::memory_order_seq_cst))
+    if (napping_.load(std::memory_order_seq_cst) ||
+        (helped && sleeping_.load(std::memory_order_seq_cst)))
       notify_supervisor();
   }
 

@@ -39,10 +39,9 @@ namespace procpool::detail::mpi {
 
 // How the MPI thread waits: it spins (yielding) for PROCPOOL_MPI_SPIN_US after the last traffic,
 // which covers a round trip to another rank, then naps in steps that double from 10 us to
-// PROCPOOL_MPI_NAP_US; after a second without traffic, or at once on a rank with no work in hand,
-// 1 ms. A post from a pool (or a result
-// from the agent's pool) ends a nap at once; only a message from another rank waits for the nap
-// to end.
+// PROCPOOL_MPI_NAP_US; after a second without traffic, or at once on a rank with no work in
+// hand, 1 ms. A post from a pool (or a result from the agent's pool) ends a nap at once; only a
+// message from another rank waits for the nap to end.
 #ifndef PROCPOOL_MPI_SPIN_US
 #define PROCPOOL_MPI_SPIN_US 1000
 #endif
