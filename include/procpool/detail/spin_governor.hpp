@@ -13,9 +13,11 @@
 // CPU time with the wall clock over the whole spin (a system call, too dear for every wait). A
 // suspicion counts only if the thread was switched out involuntarily since it last looked: on a
 // virtual machine the host pauses a core now and then, which no neighbour of ours caused and
-// which spinning less would not help. Spinners are
-// the threads waiting for results (Supervisor::help), the pool's thread (Supervisor's loop) and
-// idle workers (WorkerLoop::fill).
+// which spinning less would not help. Watched spinners are the threads waiting for results
+// (Supervisor::help) and the pool's thread (Supervisor's loop). Idle workers (WorkerLoop::fill)
+// are not: they yield at every step, and a yield that lets another thread run counts as an
+// involuntary switch too, so a worker's own watch cannot tell its pool's threads from a neighbour.
+// Only the measured way below governs them.
 //
 // Those signals miss the costliest case: spins too short to be descheduled while they run, on a
 // machine whose cores are busy, cost each round trip a neighbour's time slice later (measured:

@@ -165,10 +165,12 @@ class WorkerLoop {
     if (in_.capacity() - in_.size() < 64 * 1024) in_.reserve(in_.size() + 64 * 1024);
     const std::int64_t t0 = now_ns();
     const std::int64_t spin_until = t0 + std::int64_t{config::worker_spin_us} * 1000;
-    // Spins only while cores are free (see SpinGovernor): on a busy machine the pool's other
-    // processes need this core more than this worker needs a quick start.
-    SpinGovernor::Watch watch(SpinGovernor::process(), t0);
-    bool spun = !watch.ok() || !may_poll();
+    // Spins only while the pool says spinning pays (see SpinGovernor); it measures that from its
+    // waits. The worker keeps no watch of its own: it yields at every step, and a yield that lets
+    // another thread run counts as an involuntary switch, so every yield to a thread of its own
+    // pool looked like a neighbour taking the core, and idle workers mostly slept on a quiet
+    // machine (imap_unordered at chunksize 1 ran at half speed).
+    bool spun = !may_poll();
     for (;;) {
       if (spun || !ctx_.slot || ctx_.slot->sent.load(std::memory_order_acquire) != received_) {
         std::error_code ec;
@@ -184,10 +186,7 @@ class WorkerLoop {
       }
       if (!spun) {
         const std::int64_t t = now_ns();
-        if (!watch.step(t) || t >= spin_until || !may_poll()) {
-          watch.finish(t);
-          spun = true;
-        }
+        if (t >= spin_until || !may_poll()) spun = true;
       }
       if (spun) {
         // Idle: also take in segments the pool sent, and let go of those it says are gone.
