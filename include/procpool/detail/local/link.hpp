@@ -142,7 +142,7 @@ class LocalLink : public WorkerLink {
                               tag(kTask, slot_index_, gen_));
       want_out_ = want;
     }
-    if (ctl_full != want_ctl_out_ && control_) {
+    if (ctl_full != want_ctl_out_ && control_ && !control_hung_) {
       (void)ctx_.epoll.modify(control_.get(), ctl_full ? posix::Epoll::out : 0,
                               tag(kControl, slot_index_, gen_));
       want_ctl_out_ = ctl_full;
@@ -281,6 +281,15 @@ class LocalLink : public WorkerLink {
   /// How many of the worker's result files the pool has mapped.
   std::size_t result_files() const noexcept { return result_files_.size(); }
 
+  /// The worker's end of the control socket is closed (it is exiting): the socket reports that
+  /// to every wait until the worker is reaped, which would make the pool's thread spin for as
+  /// long as the exit takes. Its death comes on the pidfd.
+  void control_hung() noexcept {
+    if (!control_ || control_hung_) return;
+    control_hung_ = true;
+    ctx_.epoll.remove(control_.get());
+  }
+
   /// Stops watching every channel (before the worker is reaped).
   void unwatch() noexcept {
     if (pidfd_) ctx_.epoll.remove(pidfd_.get());
@@ -406,6 +415,7 @@ class LocalLink : public WorkerLink {
   posix::UniqueFd pidfd_, task_w_, result_r_, control_;
   bool want_out_ = false;      // EPOLLOUT armed on task_w_
   bool want_ctl_out_ = false;  // EPOLLOUT armed on control_
+  bool control_hung_ = false;  // control_ no longer watched (see control_hung)
   FrameReader reader_;
   std::uint64_t received_ = 0;   // bytes read from result_r_ (see WorkerSlot::returned)
   std::uint64_t ring_head_ = 0;  // the pool's own copy of WorkerSlot::ring_head

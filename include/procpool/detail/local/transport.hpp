@@ -140,6 +140,8 @@ class LocalTransport final : public Transport {
       if (kind == kResult) {
         sink.readable(slot);
       } else if (kind == kTask || kind == kControl) {
+        if (kind == kControl && (evs[i].events & posix::Epoll::hangup))
+          links_[slot]->control_hung();
         sink.writable(slot);
       } else if (kind == kPidfd) {
         sink.died(slot);

@@ -374,6 +374,8 @@ class Epoll {
   }
   static constexpr std::uint32_t in = EPOLLIN;
   static constexpr std::uint32_t out = EPOLLOUT;
+  /// Reported whatever was asked for: the peer closed its end, or the descriptor failed.
+  static constexpr std::uint32_t hangup = EPOLLHUP | EPOLLERR;
 
  private:
   UniqueFd fd_;
