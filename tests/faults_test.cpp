@@ -12,9 +12,12 @@
 #include <support/fault_support.hpp>
 #include <support/ranges_support.hpp>
 #include <support/test_support.hpp>
+#include <thread>
 #include <vector>
 
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <procpool/procpool.hpp>
@@ -94,6 +97,27 @@ void init_fails_if_marker(std::string marker) {
 }
 void init_exits_if_marker(std::string marker) {
   if (procpool_test::file_exists(marker)) ::_exit(5);
+}
+
+// Closes every socket of this worker (its control socket is its only one), as a worker does when it
+// exits, then works for `ms`.
+int close_sockets_then_sleep(int ms) {
+  for (int fd = 3; fd < 4096; ++fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) ::close(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+// CPU seconds (user + system) this process has used so far, all its threads.
+double process_cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec);
+  };
+  return s(u.ru_utime) + s(u.ru_stime);
 }
 
 // Under ASan/UBSan a segfault is caught by the sanitizer, which reports and exits (or aborts).
@@ -281,6 +305,28 @@ TEST_CASE("an idle worker SIGKILLed from outside is noticed and replaced", "[fau
     met = pa > 0 && pb > 0 && pa != pb;
   }
   CHECK(met);
+}
+
+// A worker's control socket hangs up before the worker can be reaped (a worker closes its
+// descriptors as it exits): the hang-up is reported to every wait until the socket is closed, and
+// the pool's thread used to take it for work and spin through the whole exit. Here the task
+// closes the socket itself and sleeps a second; while it sleeps the pool has nothing to do.
+TEST_CASE("a worker whose control socket hangs up does not keep the pool's thread busy",
+          "[faults]") {
+  procpool::Pool pool(workers(1));
+  REQUIRE(pool.apply(square, 3) == 9);  // started and idle
+  const double cpu0 = process_cpu_seconds();
+  Stopwatch sw;
+  auto r = pool.apply_async(close_sockets_then_sleep, 1000);
+  // The worker may be replaced afterwards (it lost a channel); its result arrives first.
+  CHECK(r.get(30s) == 1000);
+  const double wall = std::chrono::duration<double>(sw.elapsed()).count();
+  const double cpu = process_cpu_seconds() - cpu0;
+  INFO("CPU " << cpu << " s in " << wall << " s");
+  CHECK(wall >= 0.9);
+  // Spinning on the hang-up took a whole core for the second (CPU close to the wall time).
+  CHECK(cpu < 0.5 * wall);
+  pool.terminate();
 }
 
 TEST_CASE("tasks queued behind a crashing one on the same worker are not failed", "[faults]") {
