@@ -20,7 +20,6 @@
 #include <procpool/detail/posix/launch.hpp>
 #include <procpool/detail/posix/shm.hpp>
 #include <procpool/detail/segment.hpp>
-#include <procpool/detail/spin_governor.hpp>
 #include <procpool/detail/wire.hpp>
 
 namespace procpool::detail {
@@ -165,11 +164,9 @@ class WorkerLoop {
     if (in_.capacity() - in_.size() < 64 * 1024) in_.reserve(in_.size() + 64 * 1024);
     const std::int64_t t0 = now_ns();
     const std::int64_t spin_until = t0 + std::int64_t{config::worker_spin_us} * 1000;
-    // Spins only while the pool says spinning pays (see SpinGovernor); it measures that from its
-    // waits. The worker keeps no watch of its own: it yields at every step, and a yield that lets
-    // another thread run counts as an involuntary switch, so every yield to a thread of its own
-    // pool looked like a neighbour taking the core, and idle workers mostly slept on a quiet
-    // machine (imap_unordered at chunksize 1 ran at half speed).
+    // Spins only while the pool says spinning pays (see SpinGovernor). No lost-core watch here:
+    // each step yields, and a yield to another thread counts as an involuntary switch, which such
+    // a watch takes for a neighbour taking the core (idle workers then slept on a quiet machine).
     bool spun = !may_poll();
     for (;;) {
       if (spun || !ctx_.slot || ctx_.slot->sent.load(std::memory_order_acquire) != received_) {
