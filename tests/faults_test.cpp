@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -99,12 +100,20 @@ void init_exits_if_marker(std::string marker) {
   if (procpool_test::file_exists(marker)) ::_exit(5);
 }
 
-// Closes every socket of this worker (its control socket is its only one), as a worker does when it
-// exits, then works for `ms`.
-int close_sockets_then_sleep(int ms) {
+// The channel a task closes in its own worker, as a worker does with all of them when it exits.
+enum Channel : int {
+  control_socket,  // the worker's only socket
+  task_pipe,       // the worker's only pipe it reads from
+};
+
+// Closes `channel` in this worker, then works for `ms`.
+int close_channel_then_sleep(int channel, int ms) {
   for (int fd = 3; fd < 4096; ++fd) {
     struct stat st {};
-    if (::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) ::close(fd);
+    if (::fstat(fd, &st) != 0) continue;
+    const bool reads = (::fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY;
+    if (channel == control_socket ? S_ISSOCK(st.st_mode) : S_ISFIFO(st.st_mode) && reads)
+      ::close(fd);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return ms;
@@ -307,26 +316,42 @@ TEST_CASE("an idle worker SIGKILLed from outside is noticed and replaced", "[fau
   CHECK(met);
 }
 
-// A worker's control socket hangs up before the worker can be reaped (a worker closes its
-// descriptors as it exits): the hang-up is reported to every wait until the socket is closed, and
-// the pool's thread used to take it for work and spin through the whole exit. Here the task
-// closes the socket itself and sleeps a second; while it sleeps the pool has nothing to do.
-TEST_CASE("a worker whose control socket hangs up does not keep the pool's thread busy",
-          "[faults]") {
+// Runs close_channel_then_sleep(channel, 1000) on a started, idle pool of one worker; the wall
+// and CPU seconds (all of this process's threads) until its result came.
+struct Spent {
+  double wall = 0, cpu = 0;
+};
+Spent closing_channel(Channel channel) {
   procpool::Pool pool(workers(1));
   REQUIRE(pool.apply(square, 3) == 9);  // started and idle
   const double cpu0 = process_cpu_seconds();
   Stopwatch sw;
-  auto r = pool.apply_async(close_sockets_then_sleep, 1000);
+  auto r = pool.apply_async(close_channel_then_sleep, static_cast<int>(channel), 1000);
   // The worker may be replaced afterwards (it lost a channel); its result arrives first.
   CHECK(r.get(30s) == 1000);
-  const double wall = std::chrono::duration<double>(sw.elapsed()).count();
-  const double cpu = process_cpu_seconds() - cpu0;
-  INFO("CPU " << cpu << " s in " << wall << " s");
-  CHECK(wall >= 0.9);
-  // Spinning on the hang-up took a whole core for the second (CPU close to the wall time).
-  CHECK(cpu < 0.5 * wall);
+  Spent s{std::chrono::duration<double>(sw.elapsed()).count(), process_cpu_seconds() - cpu0};
   pool.terminate();
+  return s;
+}
+
+// A worker's channels hang up before the worker can be reaped (a worker closes its descriptors
+// as it exits): the hang-up is reported to every wait until the pool lets go of the channel, and
+// the pool's thread used to take it for work and spin through the whole exit. Here the task
+// closes one channel itself and sleeps a second; while it sleeps the pool has nothing to do.
+TEST_CASE("a worker whose control socket hangs up does not keep the pool's thread busy",
+          "[faults]") {
+  const Spent s = closing_channel(control_socket);
+  INFO("CPU " << s.cpu << " s in " << s.wall << " s");
+  CHECK(s.wall >= 0.9);
+  // Spinning on the hang-up took a whole core for the second (CPU close to the wall time).
+  CHECK(s.cpu < 0.5 * s.wall);
+}
+
+TEST_CASE("a worker whose task pipe hangs up does not keep the pool's thread busy", "[faults]") {
+  const Spent s = closing_channel(task_pipe);
+  INFO("CPU " << s.cpu << " s in " << s.wall << " s");
+  CHECK(s.wall >= 0.9);
+  CHECK(s.cpu < 0.5 * s.wall);
 }
 
 TEST_CASE("tasks queued behind a crashing one on the same worker are not failed", "[faults]") {

@@ -281,13 +281,18 @@ class LocalLink : public WorkerLink {
   /// How many of the worker's result files the pool has mapped.
   std::size_t result_files() const noexcept { return result_files_.size(); }
 
-  /// The worker's end of the control socket is closed (it is exiting): the socket reports that
-  /// to every wait until the worker is reaped, which would make the pool's thread spin for as
-  /// long as the exit takes. Its death comes on the pidfd.
-  void control_hung() noexcept {
-    if (!control_ || control_hung_) return;
-    control_hung_ = true;
-    ctx_.epoll.remove(control_.get());
+  /// The worker closed its end of `channel` (kTask or kControl; it closes both as it exits). The
+  /// channel reports that to every wait until the worker is reaped, which would keep the pool's
+  /// thread spinning for as long as the exit takes, so it is no longer watched: the task pipe is
+  /// closed as on a failed write, the control socket only left out of the waits (a send on it
+  /// fails). The death comes on the pidfd.
+  void hung_up(TagKind channel) noexcept {
+    if (channel == kTask) {
+      stop();
+    } else if (channel == kControl && control_ && !control_hung_) {
+      control_hung_ = true;
+      ctx_.epoll.remove(control_.get());
+    }
   }
 
   /// Stops watching every channel (before the worker is reaped).
@@ -415,7 +420,7 @@ class LocalLink : public WorkerLink {
   posix::UniqueFd pidfd_, task_w_, result_r_, control_;
   bool want_out_ = false;      // EPOLLOUT armed on task_w_
   bool want_ctl_out_ = false;  // EPOLLOUT armed on control_
-  bool control_hung_ = false;  // control_ no longer watched (see control_hung)
+  bool control_hung_ = false;  // control_ no longer watched (see hung_up)
   FrameReader reader_;
   std::uint64_t received_ = 0;   // bytes read from result_r_ (see WorkerSlot::returned)
   std::uint64_t ring_head_ = 0;  // the pool's own copy of WorkerSlot::ring_head

@@ -140,8 +140,7 @@ class LocalTransport final : public Transport {
       if (kind == kResult) {
         sink.readable(slot);
       } else if (kind == kTask || kind == kControl) {
-        if (kind == kControl && (evs[i].events & posix::Epoll::hangup))
-          links_[slot]->control_hung();
+        if (evs[i].events & posix::Epoll::hangup) links_[slot]->hung_up(static_cast<TagKind>(kind));
         sink.writable(slot);
       } else if (kind == kPidfd) {
         sink.died(slot);
