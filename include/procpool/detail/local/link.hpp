@@ -6,6 +6,7 @@
 // small-result ring). Made by LocalTransport::launch; called by Workforce (flush, collect, kill)
 // and Scheduler (status, revoke, through Workforce).
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -90,6 +91,7 @@ class LocalLink : public WorkerLink {
   std::uint32_t gen() const noexcept { return gen_; }
 
   void flush(WorkerRecord& w) override {
+    if (hangups_.load(std::memory_order_relaxed) != 0) let_go();
     bool ctl_full = false;
     std::optional<posix::QuietSigpipe> quiet;  // the loop's thread blocks signals already
     if (w.unsent < w.inflight.size() && std::this_thread::get_id() != ctx_.loop_thread)
@@ -285,14 +287,10 @@ class LocalLink : public WorkerLink {
   /// channel reports that to every wait until the worker is reaped, which would keep the pool's
   /// thread spinning for as long as the exit takes, so it is no longer watched: the task pipe is
   /// closed as on a failed write, the control socket only left out of the waits (a send on it
-  /// fails). The death comes on the pidfd.
+  /// fails). The death comes on the pidfd. Only noted here: the wait that saw it may run without
+  /// the drive lock, so the next flush (which follows the event, under the lock) acts on it.
   void hung_up(TagKind channel) noexcept {
-    if (channel == kTask) {
-      stop();
-    } else if (channel == kControl && control_ && !control_hung_) {
-      control_hung_ = true;
-      ctx_.epoll.remove(control_.get());
-    }
+    hangups_.fetch_or(channel == kTask ? 1u : 2u, std::memory_order_release);
   }
 
   /// Stops watching every channel (before the worker is reaped).
@@ -304,6 +302,15 @@ class LocalLink : public WorkerLink {
   }
 
  private:
+  void let_go() noexcept {
+    const auto h = hangups_.exchange(0, std::memory_order_acquire);
+    if (h & 1u) stop();
+    if ((h & 2u) && control_ && !control_hung_) {
+      control_hung_ = true;
+      ctx_.epoll.remove(control_.get());
+    }
+  }
+
   void unwatch_results() noexcept {
     if (!result_r_) return;
     ctx_.epoll.remove(result_r_.get());
@@ -418,9 +425,10 @@ class LocalLink : public WorkerLink {
   std::size_t revoked_ = 0;  // entries of slot_->cancelled in use
   pid_t pid_;
   posix::UniqueFd pidfd_, task_w_, result_r_, control_;
-  bool want_out_ = false;      // EPOLLOUT armed on task_w_
-  bool want_ctl_out_ = false;  // EPOLLOUT armed on control_
-  bool control_hung_ = false;  // control_ no longer watched (see hung_up)
+  bool want_out_ = false;                  // EPOLLOUT armed on task_w_
+  bool want_ctl_out_ = false;              // EPOLLOUT armed on control_
+  bool control_hung_ = false;              // control_ no longer watched (see hung_up)
+  std::atomic<std::uint32_t> hangups_{0};  // 1: task pipe, 2: control socket (see hung_up)
   FrameReader reader_;
   std::uint64_t received_ = 0;   // bytes read from result_r_ (see WorkerSlot::returned)
   std::uint64_t ring_head_ = 0;  // the pool's own copy of WorkerSlot::ring_head
