@@ -561,6 +561,47 @@ TEST_CASE("maps and sets round trip", "[codec]") {
   CHECK(round_trip(nested) == nested);
 }
 
+// Containers are recognised by their shape (allocator-aware, sized; appended to, or keyed), so
+// the codec names none of them and a type built on one, or written like one, encodes too.
+struct Scores : std::map<std::string, int> {
+  using std::map<std::string, int>::map;
+};
+struct Samples : std::deque<double> {};
+
+TEST_CASE("containers are recognised by their shape, not their names", "[codec]") {
+  STATIC_REQUIRE(procpool::detail::bin::is_sequence<std::vector<int>>);
+  STATIC_REQUIRE(procpool::detail::bin::is_sequence<std::list<int>>);
+  STATIC_REQUIRE(!procpool::detail::bin::is_sequence<std::string>);
+  STATIC_REQUIRE(procpool::detail::bin::is_map<std::unordered_multimap<int, int>>);
+  STATIC_REQUIRE(procpool::detail::bin::is_multi<std::unordered_multimap<int, int>>);
+  STATIC_REQUIRE(!procpool::detail::bin::is_ordered<std::unordered_multimap<int, int>>);
+  STATIC_REQUIRE(procpool::detail::bin::is_set<std::multiset<int>>);
+  STATIC_REQUIRE(procpool::detail::bin::is_ordered<std::multiset<int>>);
+  STATIC_REQUIRE(!procpool::detail::bin::is_multi<std::set<int>>);
+  STATIC_REQUIRE(!procpool::detail::bin::is_map<std::set<int>>);
+  STATIC_REQUIRE(!procpool::detail::bin::is_set<std::map<int, int>>);
+
+  std::unordered_multimap<int, std::string> umm{{1, "a"}, {1, "b"}, {2, "c"}};
+  CHECK(round_trip(umm) == umm);
+  Scores s{{"ada", 3}, {"bob", 1}};
+  CHECK(round_trip(s) == s);
+  Samples d;
+  d.push_back(1.5);
+  d.push_back(-2.0);
+  CHECK(round_trip(d) == d);
+
+  // The derived map keeps the map's checks: a duplicate or out-of-order key is rejected.
+  Bytes dup;
+  append_raw(dup, std::uint64_t{2});
+  for (const char* k : {"bob", "ada"}) {
+    append_raw(dup, std::uint64_t{3});
+    dup.insert(dup.end(), reinterpret_cast<const std::byte*>(k),
+               reinterpret_cast<const std::byte*>(k) + 3);
+    append_raw(dup, 7);
+  }
+  CHECK_THAT(decode_error<Scores>(dup), Contains("keys out of order"));
+}
+
 TEST_CASE("durations round trip", "[codec]") {
   using namespace std::chrono_literals;
   CHECK(round_trip(1500ms) == 1500ms);

@@ -21,24 +21,71 @@ inline constexpr bool is_std_array = false;
 template <class T, std::size_t N>
 inline constexpr bool is_std_array<std::array<T, N>> = true;
 
+// Containers are told by their shape, not their names: the standard library's (and any that
+// follow its conventions) qualify without this header naming, and so including, each of them.
+// A container is allocator-aware and knows its size; strings, which have traits_type, are told
+// apart first.
 template <class T>
-inline constexpr bool is_sequence =
-    is_instance<std::vector, T> || is_instance<std::deque, T> || is_instance<std::list, T>;
+concept container_shape = requires(const T& c) {
+  typename T::value_type;
+  typename T::allocator_type;
+  typename T::const_iterator;
+  c.begin();
+  c.end();
+  { c.size() } -> std::convertible_to<std::size_t>;
+};
+template <class T>
+concept has_traits_type = requires {
+  typename T::traits_type;
+};
+template <class T>
+concept has_key_type = requires {
+  typename T::key_type;
+};
+template <class T>
+concept has_mapped_type = requires {
+  typename T::mapped_type;
+};
+template <class T>
+concept has_key_compare = requires {
+  typename T::key_compare;
+};
+template <class T>
+concept appends = requires(T& c, typename T::value_type&& v) {
+  c.push_back(std::move(v));
+};
+template <class T>
+concept inserts_mapped_with_hint = requires(T& c, typename T::key_type&& k,
+                                            typename T::mapped_type&& m) {
+  c.emplace_hint(c.end(), std::move(k), std::move(m));
+};
+template <class T>
+concept inserts_with_hint = requires(T& c, typename T::value_type&& v) {
+  c.emplace_hint(c.end(), std::move(v));
+};
+// A unique-key container's insert says whether it inserted; a multi-key one's always does.
+template <class T>
+concept insert_may_refuse = requires(T& c, const typename T::value_type& v) {
+  c.insert(v).second;
+};
+
+template <class T>
+inline constexpr bool is_container = container_shape<T> && !has_traits_type<T>;
+// vector, deque, list
+template <class T>
+inline constexpr bool is_sequence = is_container<T> && !has_key_type<T> && appends<T>;
+// map, multimap and their unordered forms
 template <class T>
 inline constexpr bool is_map =
-    is_instance<std::map, T> || is_instance<std::multimap, T> ||
-    is_instance<std::unordered_map, T> || is_instance<std::unordered_multimap, T>;
+    is_container<T>&& has_key_type<T>&& has_mapped_type<T>&& inserts_mapped_with_hint<T>;
+// set, multiset and their unordered forms
 template <class T>
 inline constexpr bool is_set =
-    is_instance<std::set, T> || is_instance<std::multiset, T> ||
-    is_instance<std::unordered_set, T> || is_instance<std::unordered_multiset, T>;
+    is_container<T>&& has_key_type<T> && !has_mapped_type<T> && inserts_with_hint<T>;
 template <class T>
-inline constexpr bool is_ordered = is_instance<std::map, T> || is_instance<std::multimap, T> ||
-                                   is_instance<std::set, T> || is_instance<std::multiset, T>;
+inline constexpr bool is_ordered = (is_map<T> || is_set<T>)&&has_key_compare<T>;
 template <class T>
-inline constexpr bool is_multi =
-    is_instance<std::multimap, T> || is_instance<std::unordered_multimap, T> ||
-    is_instance<std::multiset, T> || is_instance<std::unordered_multiset, T>;
+inline constexpr bool is_multi = (is_map<T> || is_set<T>)&&!insert_may_refuse<T>;
 
 template <class T>
 concept user_codec = requires {
