@@ -8,7 +8,6 @@
 #include <cstddef>
 #include <deque>
 #include <exception>
-#include <functional>
 #include <iterator>
 #include <memory>
 #include <mutex>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include <procpool/async_result.hpp>
+#include <procpool/detail/callback.hpp>
 #include <procpool/detail/completion.hpp>
 #include <procpool/detail/engine.hpp>
 #include <procpool/errors.hpp>
@@ -49,7 +49,7 @@ class ImapState {
  public:
   // Builds the next job from the input; false at the end of the input. May throw what the
   // input range throws.
-  using Producer = std::function<bool(Job&)>;
+  using Producer = detail::Callback<bool(Job&)>;
   // Decodes one chunk's items.
   using Decoder = void (*)(const Completion&, std::deque<ImapItem<R>>&);
 

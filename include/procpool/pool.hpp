@@ -2,11 +2,9 @@
 
 #include <procpool/detail/cxx20.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <ranges>
 #include <stdexcept>
@@ -265,7 +263,8 @@ class PoolFront {
   std::size_t resolve_chunksize(std::size_t chunksize, std::size_t n) const {
     if (chunksize != 0) return chunksize;
     std::size_t parts = 4 * size();
-    return std::max<std::size_t>(1, (n + parts - 1) / parts);
+    const std::size_t size = (n + parts - 1) / parts;
+    return size > 0 ? size : 1;
   }
 
   template <bool Star, class F, class Range>
@@ -342,7 +341,7 @@ class PoolFront {
     auto c = std::make_shared<detail::TypedCompletion<Vec>>(jobs.size(),
                                                             &detail::materialize_map<Codec, R>);
     c->pool = detail::pool_handle(engine_);
-    c->items = static_cast<std::uint32_t>(std::min<std::size_t>(n, UINT32_MAX));
+    c->items = static_cast<std::uint32_t>(n < UINT32_MAX ? n : UINT32_MAX);
     for (std::size_t k = 0; k < jobs.size(); ++k) {
       detail::Job& j = jobs[k];
       j.completion = c;

@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <deque>
 #include <exception>
-#include <functional>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -30,6 +29,7 @@
 
 #include <procpool/codec.hpp>
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/callback.hpp>
 #include <procpool/detail/demangle.hpp>
 #include <procpool/detail/invoke.hpp>
 #include <procpool/detail/local/launcher.hpp>
@@ -114,7 +114,7 @@ TaskRef process_task_ref(F f) {
 /// would kill a Process as soon as that thread ended.
 class LaunchThread {
  public:
-  static void run(const std::function<void()>& job) {
+  static void run(Callback<void()> job) {
     LaunchThread& l = get();
     Request req{&job, nullptr, false};
     std::unique_lock lock(l.m_);
@@ -126,7 +126,7 @@ class LaunchThread {
 
  private:
   struct Request {
-    const std::function<void()>* job;
+    Callback<void()>* job;
     std::exception_ptr error;
     bool done;
   };

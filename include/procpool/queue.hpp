@@ -2,7 +2,6 @@
 
 #include <procpool/detail/cxx20.hpp>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -179,8 +178,8 @@ class ByteQueue {
   Mutex& mutex() noexcept { return mutex_; }
   void copy_in(std::uint64_t pos, const void* src, std::size_t n) noexcept {
     const auto off = static_cast<std::size_t>(pos % state_->ring);
-    const std::size_t first =
-        std::min<std::size_t>(n, static_cast<std::size_t>(state_->ring) - off);
+    const std::size_t room = static_cast<std::size_t>(state_->ring) - off;
+    const std::size_t first = n < room ? n : room;
     std::memcpy(ring_ + off, src, first);
     std::memcpy(ring_, static_cast<const std::byte*>(src) + first, n - first);
   }
@@ -253,8 +252,8 @@ class ByteQueue {
 
   void copy_out(std::uint64_t pos, void* dst, std::size_t n) const noexcept {
     const auto off = static_cast<std::size_t>(pos % state_->ring);
-    const std::size_t first =
-        std::min<std::size_t>(n, static_cast<std::size_t>(state_->ring) - off);
+    const std::size_t room = static_cast<std::size_t>(state_->ring) - off;
+    const std::size_t first = n < room ? n : room;
     std::memcpy(dst, ring_ + off, first);
     std::memcpy(static_cast<std::byte*>(dst) + first, ring_, n - first);
   }

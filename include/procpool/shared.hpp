@@ -2,7 +2,6 @@
 
 #include <procpool/detail/cxx20.hpp>
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -83,7 +82,7 @@ class Array {
   explicit Array(const std::vector<T>& v) : Array(v.begin(), v.end()) {}
   template <std::forward_iterator It>
   Array(It first, It last) : Array(static_cast<std::size_t>(std::distance(first, last)), true) {
-    std::copy(first, last, ptr_);
+    for (T* p = ptr_; first != last; ++first) *p++ = *first;
   }
   /// From a single-pass range: its length is known only after reading it.
   template <std::input_iterator It>

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/callback.hpp>
 #include <procpool/detail/clock.hpp>
 #include <procpool/detail/demangle.hpp>
 #include <procpool/detail/pool_handle.hpp>
@@ -211,7 +211,7 @@ class Completion {
   /// Returns true if the outcome was recorded.
   template <class Account>
   bool settle(std::size_t i, JobOutcome&& o, std::uint32_t job_items, Account&& account) {
-    std::vector<std::function<void(Completion&)>> run;
+    std::vector<Callback<void(Completion&)>> run;
     {
       std::lock_guard lock(m_);
       if (done() || settled(i)) return false;
@@ -231,7 +231,7 @@ class Completion {
   /// tasks that had no outcome yet, as settle's does. Returns false if already complete.
   template <class Account>
   bool fail_all(const ErrorInfo& e, Account&& account) {
-    std::vector<std::function<void(Completion&)>> run;
+    std::vector<Callback<void(Completion&)>> run;
     {
       std::lock_guard lock(m_);
       if (done()) return false;
@@ -245,7 +245,7 @@ class Completion {
   }
 
   /// Runs `cb` when complete: at once in this thread if it already is, else on the pool's thread.
-  void on_complete(std::function<void(Completion&)> cb) {
+  void on_complete(Callback<void(Completion&)> cb) {
     {
       std::lock_guard lock(m_);
       if (!done()) {
@@ -278,7 +278,7 @@ class Completion {
     bits_[i / 64] |= std::uint64_t{1} << (i % 64);
   }
 
-  void finish(std::vector<std::function<void(Completion&)>>& run) {
+  void finish(std::vector<Callback<void(Completion&)>>& run) {
     {
       // Taking the lock orders the notify after a waiter's predicate check.
       std::lock_guard lock(m_);
@@ -287,7 +287,7 @@ class Completion {
     for (auto& cb : run) run_callback(cb);
   }
 
-  void run_callback(std::function<void(Completion&)>& cb) {
+  void run_callback(Callback<void(Completion&)>& cb) {
     try {
       cb(*this);
     } catch (const std::exception& e) {
@@ -310,7 +310,7 @@ class Completion {
   std::size_t remaining_;
   std::uint64_t settled_items_ = 0;  // tasks in the jobs settled so far
   std::optional<ErrorInfo> forced_error_;
-  std::vector<std::function<void(Completion&)>> callbacks_;
+  std::vector<Callback<void(Completion&)>> callbacks_;
 };
 
 }  // namespace procpool::detail

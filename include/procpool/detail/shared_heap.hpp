@@ -1,6 +1,5 @@
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -347,8 +346,10 @@ class SharedHeap {
   // operation pays for a large growth) but double while the heap is small.
   void grow(std::uint64_t end) {
     const std::uint64_t have = state_->committed;
-    std::uint64_t step = std::clamp<std::uint64_t>(have, 64 * 1024, 2 * 1024 * 1024);
-    std::uint64_t want = std::max(end, have + step);
+    std::uint64_t step = have < 64 * 1024         ? 64 * 1024
+                         : have > 2 * 1024 * 1024 ? 2 * 1024 * 1024
+                                                  : have;
+    std::uint64_t want = end > have + step ? end : have + step;
     want = (want + 65535) / 65536 * 65536;
     posix::check(posix::commit_range(file_->fd(), static_cast<std::size_t>(have),
                                      static_cast<std::size_t>(want - have)),
@@ -361,7 +362,8 @@ class SharedHeap {
   // Under a limit on address space (RLIMIT_AS, a pool's `memory_limit`) the usual reservation
   // may not fit: then just what the heap needs now, mapped again as it grows.
   void map(std::uint64_t need) {
-    std::size_t reserve = std::max<std::size_t>(heap_reserve_bytes().load(), 1 << 20);
+    std::size_t reserve = heap_reserve_bytes().load();
+    if (reserve < (1 << 20)) reserve = 1 << 20;
     while (reserve < need) reserve *= 2;
     if (!map_.map(file_->fd(), reserve)) return;
     posix::check(map_.map(file_->fd(), round_up(need)), "mmap (shared container reservation)");
@@ -377,7 +379,8 @@ class SharedHeap {
 
   static std::size_t round_up(std::uint64_t n) noexcept {
     constexpr std::uint64_t step = 2 << 20;
-    return static_cast<std::size_t>(std::max(step, (n + step - 1) / step * step));
+    const auto rounded = (n + step - 1) / step * step;
+    return static_cast<std::size_t>(rounded > step ? rounded : step);
   }
 
   std::shared_ptr<Segment> header_;

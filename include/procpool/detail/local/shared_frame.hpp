@@ -17,7 +17,6 @@
 // once its reference arrives, which the worker writes after the whole frame: a worker that dies
 // while copying loses nothing but its own job.
 
-#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -62,7 +61,9 @@ class SharedFrames final : public BlockSource {
     drop_free_until(config::buffer_cache_bytes > size ? config::buffer_cache_bytes - size : 0,
                     config::shared_frames_max - 1);
     if (files_.size() >= config::shared_frames_max ||
-        bytes_ + size > std::max(config::buffer_cache_bytes, config::shared_frames_max_bytes))
+        bytes_ + size > (config::buffer_cache_bytes > config::shared_frames_max_bytes
+                             ? config::buffer_cache_bytes
+                             : config::shared_frames_max_bytes))
       return nullptr;
     try {
       files_.push_back(Segment::create(size));

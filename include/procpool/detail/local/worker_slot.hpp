@@ -3,7 +3,6 @@
 // mapped by both). Owned by LocalTransport (one mapping for all its workers); the worker writes
 // its status and small results here, the link (local/link.hpp) reads them.
 
-#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -51,13 +50,15 @@ struct alignas(64) WorkerSlot {
 
   void ring_read(std::uint64_t at, void* dst, std::size_t n) const {
     std::size_t off = static_cast<std::size_t>(at % ring_size);
-    std::size_t first = std::min(n, ring_size - off);
+    const std::size_t room = ring_size - off;
+    std::size_t first = n < room ? n : room;
     std::memcpy(dst, ring + off, first);
     std::memcpy(static_cast<std::byte*>(dst) + first, ring, n - first);
   }
   void ring_write(std::uint64_t at, const void* src, std::size_t n) {
     std::size_t off = static_cast<std::size_t>(at % ring_size);
-    std::size_t first = std::min(n, ring_size - off);
+    const std::size_t room = ring_size - off;
+    std::size_t first = n < room ? n : room;
     std::memcpy(ring + off, src, first);
     std::memcpy(ring, static_cast<const std::byte*>(src) + first, n - first);
   }

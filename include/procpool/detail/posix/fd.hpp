@@ -1,6 +1,5 @@
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -44,10 +43,11 @@ struct FdRegistry {
     fds.clear();
   }
   void remove_locked(int fd) noexcept {
-    auto it = std::find(fds.begin(), fds.end(), fd);
-    if (it != fds.end()) {
-      *it = fds.back();
+    for (auto& f : fds) {
+      if (f != fd) continue;
+      f = fds.back();
       fds.pop_back();
+      return;
     }
   }
 };
