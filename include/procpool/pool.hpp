@@ -263,8 +263,8 @@ class PoolFront {
   std::size_t resolve_chunksize(std::size_t chunksize, std::size_t n) const {
     if (chunksize != 0) return chunksize;
     std::size_t parts = 4 * size();
-    const std::size_t size = (n + parts - 1) / parts;
-    return size > 0 ? size : 1;
+    const std::size_t per_part = (n + parts - 1) / parts;
+    return per_part > 0 ? per_part : 1;
   }
 
   template <bool Star, class F, class Range>
