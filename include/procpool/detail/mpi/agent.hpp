@@ -29,6 +29,7 @@
 #include <vector>
 
 #include <procpool/cpu.hpp>
+#include <procpool/detail/callback.hpp>
 #include <procpool/detail/completion.hpp>
 #include <procpool/detail/demangle.hpp>
 #include <procpool/detail/invoke.hpp>
@@ -459,8 +460,8 @@ class Agent {
   }
 
   // What a job's completion does: it sends the job's answer to rank 0.
-  std::function<void(Completion&)> on_answer(const std::shared_ptr<LocalPool>& p,
-                                             std::uint32_t pool, std::uint64_t id) {
+  Callback<void(Completion&)> on_answer(const std::shared_ptr<LocalPool>& p, std::uint32_t pool,
+                                        std::uint64_t id) {
     return [this, p, pool, id](Completion& done) {
       {
         std::lock_guard l(p->jobs_m);
