@@ -7,8 +7,12 @@
 #include <optional>
 #include <string>
 #include <support/test_support.hpp>
+#include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#include <fcntl.h>
 
 #include <procpool/procpool.hpp>
 
@@ -179,4 +183,42 @@ TEST_CASE("Pipes and processes leave no descriptor or child behind", "[pipe]") {
   CHECK(procpool_test::live_children().empty());
   CHECK(procpool_test::no_zombies());
   CHECK(procpool_test::count_open_fds() == fds);
+}
+
+// An MPI rank's last words before it aborts go through a pipe its launcher reads; the abort
+// waits until they are read, as these checks show with a slow reader, no reader and no pipe.
+TEST_CASE("An OS pipe: waiting for its reader to take what was written", "[pipe]") {
+  namespace posix = procpool::detail::posix;
+  posix::PipeFds p;
+  REQUIRE(!posix::make_pipe(p, false));
+  const char words[] = "last words";
+  REQUIRE(!posix::write_all(p.write_end.get(), words, sizeof words));
+
+  SECTION("a slow reader: the wait ends once it has read everything") {
+    std::thread reader([&] {
+      std::this_thread::sleep_for(100ms);
+      char got[sizeof words] = {};
+      std::error_code ec;
+      CHECK(posix::read_some(p.read_end.get(), got, sizeof got, ec) ==
+            static_cast<std::ptrdiff_t>(sizeof words));
+    });
+    posix::wait_pipe_drained(p.write_end.get(), 600'000);
+    // Nothing is left for another reader.
+    REQUIRE(!posix::set_nonblocking(p.read_end.get(), true));
+    char more = 0;
+    std::error_code ec;
+    CHECK(posix::read_some(p.read_end.get(), &more, 1, ec) <= 0);
+    reader.join();
+  }
+  SECTION("no reader: the wait gives up at its limit; what was written stays") {
+    posix::wait_pipe_drained(p.write_end.get(), 50);
+    char got[sizeof words] = {};
+    std::error_code ec;
+    CHECK(posix::read_some(p.read_end.get(), got, sizeof got, ec) ==
+          static_cast<std::ptrdiff_t>(sizeof words));
+  }
+  SECTION("not a pipe: no wait") {
+    posix::UniqueFd null{::open("/dev/null", O_WRONLY | O_CLOEXEC)};
+    posix::wait_pipe_drained(null.get(), 600'000);
+  }
 }

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/posix/fd.hpp>
 #include <procpool/errors.hpp>
 
 namespace procpool::detail::mpi {
@@ -141,6 +142,9 @@ class Comm {
   [[noreturn]] void abort(const std::string& why) noexcept {
     std::fprintf(stderr, "procpool::mpi: rank %d: %s; ending the MPI job\n", rank_, why.c_str());
     std::fflush(stderr);
+    // MPICH's launcher may kill this process before it has read that line (seen losing it one
+    // time in three): the abort waits, briefly, for the pipe to be read.
+    posix::wait_pipe_drained(2, 2000);
     MPI_Abort(MPI_COMM_WORLD, 70);
     std::_Exit(70);
   }

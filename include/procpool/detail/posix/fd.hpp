@@ -13,7 +13,9 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -317,6 +319,19 @@ inline bool wait_readable(int fd, int timeout_ms) noexcept {
     if (r > 0) return true;
     if (r == 0) return false;
     if (errno != EINTR) return true;  // let the read report the error
+  }
+}
+
+/// If `fd` is a pipe, waits (at most `limit_ms`) until its reader has taken what was written to
+/// it. A process about to be killed by its launcher calls this so that its last words, which
+/// the launcher reads from that pipe, are not lost with it.
+inline void wait_pipe_drained(int fd, int limit_ms) noexcept {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) return;
+  for (int waited = 0; waited < limit_ms; ++waited) {
+    int unread = 0;
+    if (::ioctl(fd, FIONREAD, &unread) != 0 || unread <= 0) return;
+    ::poll(nullptr, 0, 1);
   }
 }
 
