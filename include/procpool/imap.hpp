@@ -3,7 +3,7 @@
 #include <procpool/detail/cxx20.hpp>
 
 #include <atomic>
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>

@@ -2,7 +2,7 @@
 
 #include <procpool/detail/cxx20.hpp>
 
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <memory>

@@ -4,7 +4,7 @@
 
 #include <atomic>
 #include <bit>
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>

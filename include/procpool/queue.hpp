@@ -3,7 +3,7 @@
 #include <procpool/detail/cxx20.hpp>
 
 #include <atomic>
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <climits>
 #include <cstddef>
 #include <cstdint>

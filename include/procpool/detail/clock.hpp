@@ -1,6 +1,6 @@
 #pragma once
 
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <cstdint>
 
 namespace procpool::detail {

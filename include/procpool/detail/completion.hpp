@@ -2,7 +2,7 @@
 
 #include <atomic>
 #include <cerrno>
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>

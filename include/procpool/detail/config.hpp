@@ -3,7 +3,7 @@
 // procpool to change them; the constants below them are not meant to be changed, but are named so
 // that the code using them says what they are.
 
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 

@@ -3,7 +3,7 @@
 // about to wait for it can lend the pool a hand first. The Supervisor implements it; the waiting
 // protocol itself (how long to help, when to hand back) lives there only.
 
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <memory>
 
 #include <procpool/detail/clock.hpp>

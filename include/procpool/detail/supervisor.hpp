@@ -12,7 +12,7 @@
 // them), let the transport report deaths and writable channels, enforce deadlines.
 
 #include <atomic>
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>

@@ -7,7 +7,7 @@
 //
 // The one implementation today is local/ (pipes, status slots in shared memory, epoll, pidfds).
 
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <memory>

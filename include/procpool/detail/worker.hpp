@@ -1,7 +1,7 @@
 #pragma once
 
 #include <bit>
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -5,7 +5,7 @@
 #include <procpool/detail/cxx20.hpp>
 
 #include <array>
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>

@@ -6,7 +6,7 @@
 // it through the Transport interface; its links are LocalLinks.
 
 #include <algorithm>
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <memory>

@@ -11,7 +11,7 @@
 // when no answer is due.
 
 #include <atomic>
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>

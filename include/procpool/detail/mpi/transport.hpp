@@ -9,7 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
+#include <procpool/detail/chrono.hpp>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
