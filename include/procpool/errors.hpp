@@ -10,23 +10,22 @@
 
 #include <sys/types.h>
 
+#include <procpool/detail/separate.hpp>
+
 namespace procpool {
 
 namespace detail {
 /// The one place the prefix of procpool's messages is spelled.
 inline constexpr std::string_view error_prefix = "procpool: ";
-inline std::string prefixed(std::string_view msg) {
-  std::string s;
-  s.reserve(error_prefix.size() + msg.size());
-  s.append(error_prefix).append(msg);
-  return s;
-}
+PROCPOOL_SEPARATE_BEGIN
+PROCPOOL_DECL std::string prefixed(std::string_view msg);
+PROCPOOL_SEPARATE_END
 }  // namespace detail
 
 /// Base of every error procpool throws. `what()` starts with "procpool: ".
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& msg) : std::runtime_error(detail::prefixed(msg)) {}
+  PROCPOOL_DECL explicit Error(const std::string& msg);
 };
 
 namespace detail {
@@ -40,8 +39,7 @@ inline std::string bare_message(const Error& e) {
 /// The task threw. `type_name()` is the demangled dynamic type of what it threw.
 class RemoteError : public Error {
  public:
-  RemoteError(std::string type_name, const std::string& message)
-      : Error("task raised " + type_name + ": " + message), type_name_(std::move(type_name)) {}
+  PROCPOOL_DECL RemoteError(std::string type_name, const std::string& message);
   const std::string& type_name() const noexcept { return type_name_; }
 
  private:
@@ -63,8 +61,7 @@ class TaskTimeout : public Error {
 /// The worker died while it ran this task.
 class WorkerCrashed : public Error {
  public:
-  WorkerCrashed(const std::string& msg, pid_t pid, int sig, int code)
-      : Error(msg), pid_(pid), signal_(sig), exit_code_(code) {}
+  PROCPOOL_DECL WorkerCrashed(const std::string& msg, pid_t pid, int sig, int code);
   pid_t pid() const noexcept { return pid_; }
   /// The signal that killed the worker, or 0.
   int signal() const noexcept { return signal_; }
@@ -104,8 +101,7 @@ class QueueClosed : public Error {
 /// An operating-system call failed. `what()` names the call; `code()` gives the error.
 class SystemError : public Error {
  public:
-  SystemError(std::error_code ec, const std::string& call)
-      : Error(call + " failed: " + ec.message()), code_(ec) {}
+  PROCPOOL_DECL SystemError(std::error_code ec, const std::string& call);
   const std::error_code& code() const noexcept { return code_; }
 
  private:
@@ -113,3 +109,7 @@ class SystemError : public Error {
 };
 
 }  // namespace procpool
+
+#ifndef PROCPOOL_SEPARATE_COMPILATION
+#include <procpool/detail/errors_impl.hpp>
+#endif

@@ -7,5 +7,10 @@
 #error "<procpool/src.hpp> is for the compiled mode: define PROCPOOL_SEPARATE_COMPILATION"
 #endif
 
+#include <procpool/detail/buffer_impl.hpp>
+#include <procpool/detail/codec/io_impl.hpp>
+#include <procpool/detail/completion_impl.hpp>
 #include <procpool/detail/engine_impl.hpp>
+#include <procpool/detail/errors_impl.hpp>
 #include <procpool/detail/init_impl.hpp>
+#include <procpool/detail/invoke_impl.hpp>

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include <procpool/detail/config.hpp>
+#include <procpool/detail/separate.hpp>
 
 namespace procpool::detail {
 
@@ -51,56 +52,17 @@ class BufferCache {
 
   /// Keeps `p` (of `cap` bytes, from malloc) if it is large and there is room; false: the caller
   /// frees it.
-  bool keep(std::byte* p, std::size_t cap) noexcept {
-    if (cap < config::cached_buffer_min || cap > config::buffer_cache_bytes) return false;
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (bytes_.fetch_add(cap, std::memory_order_relaxed) + cap <= config::buffer_cache_bytes) {
-        for (Slot& s : slots_) {
-          std::uint32_t st = empty;
-          if (!s.state.compare_exchange_strong(st, busy, std::memory_order_acquire)) continue;
-          s.p = p;
-          s.cap.store(cap, std::memory_order_relaxed);
-          s.state.store(full, std::memory_order_release);
-          return true;
-        }
-      }
-      bytes_.fetch_sub(cap, std::memory_order_relaxed);
-      if (attempt == 0 && !evict_smaller(cap)) return false;
-    }
-    return false;
-  }
+  PROCPOOL_DECL bool keep(std::byte* p, std::size_t cap) noexcept;
 
   /// Frees every block kept (a process idle for a while gives its memory back).
-  void clear() noexcept {
-    for (Slot& s : slots_) {
-      std::uint32_t st = full;
-      if (!s.state.compare_exchange_strong(st, busy, std::memory_order_acquire)) continue;
-      std::free(s.p);
-      bytes_.fetch_sub(s.cap.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
-      s.state.store(empty, std::memory_order_release);
-    }
-  }
+  PROCPOOL_DECL void clear() noexcept;
 
   std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
 
  private:
   // Frees kept blocks smaller than `cap` until it would fit (a large block saves the most
   // faults); false if none was freed.
-  bool evict_smaller(std::size_t cap) noexcept {
-    bool freed = false;
-    for (Slot& s : slots_) {
-      if (freed && bytes_.load(std::memory_order_relaxed) + cap <= config::buffer_cache_bytes)
-        break;
-      if (s.cap.load(std::memory_order_relaxed) >= cap) continue;
-      std::uint32_t st = full;
-      if (!s.state.compare_exchange_strong(st, busy, std::memory_order_acquire)) continue;
-      std::free(s.p);
-      bytes_.fetch_sub(s.cap.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
-      s.state.store(empty, std::memory_order_release);
-      freed = true;
-    }
-    return freed;
-  }
+  PROCPOOL_DECL bool evict_smaller(std::size_t cap) noexcept;
 
   enum : std::uint32_t { empty, busy, full };
   struct Slot {
@@ -171,37 +133,7 @@ class Buffer {
 
   void clear() noexcept { size_ = 0; }
 
-  void reserve(std::size_t n) {
-    if (n <= cap_) return;
-    // Doubling keeps appends amortized; a larger request is taken exactly, not rounded up.
-    std::size_t cap = cap_ < 128 ? 256 : cap_ * 2;
-    if (cap < n) cap = n;
-    if (source_ && cap >= config::shared_frame_min) {
-      std::size_t got = 0;
-      std::shared_ptr<void> owner;
-      if (std::byte* p = source_->get(cap, got, owner)) {
-        adopt(p, got, std::move(owner));
-        return;
-      }
-    }
-    if (cap >= config::cached_buffer_min) {
-      std::size_t got = 0;
-      if (std::byte* p = BufferCache::process().take(cap, got)) {
-        adopt(p, got, nullptr);
-        return;
-      }
-    }
-    if (owner_) {  // out of a source's block, into malloc's
-      auto* p = static_cast<std::byte*>(std::malloc(cap));
-      if (p == nullptr) throw std::bad_alloc();
-      adopt(p, cap, nullptr);
-      return;
-    }
-    auto* p = static_cast<std::byte*>(std::realloc(data_, cap));
-    if (p == nullptr) throw std::bad_alloc();
-    data_ = p;
-    cap_ = cap;
-  }
+  PROCPOOL_DECL void reserve(std::size_t n);
 
   /// Extends the buffer by `n` uninitialized bytes and returns where they start.
   std::byte* grow(std::size_t n) {
@@ -236,13 +168,7 @@ class Buffer {
 
  private:
   // Moves the contents into the block `p` of `cap` bytes (held by `owner`, or malloc's).
-  void adopt(std::byte* p, std::size_t cap, std::shared_ptr<void> owner) noexcept {
-    if (size_ > 0) std::memcpy(p, data_, size_);
-    release();
-    data_ = p;
-    cap_ = cap;
-    owner_ = std::move(owner);
-  }
+  PROCPOOL_DECL void adopt(std::byte* p, std::size_t cap, std::shared_ptr<void> owner) noexcept;
 
   void release() noexcept {
     if (owner_) {
@@ -260,3 +186,7 @@ class Buffer {
 };
 
 }  // namespace procpool::detail
+
+#ifndef PROCPOOL_SEPARATE_COMPILATION
+#include <procpool/detail/buffer_impl.hpp>
+#endif

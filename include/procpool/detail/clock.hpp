@@ -1,7 +1,8 @@
 #pragma once
 
-#include <procpool/detail/chrono.hpp>
 #include <cstdint>
+
+#include <procpool/detail/chrono.hpp>
 
 namespace procpool::detail {
 

@@ -1,11 +1,8 @@
 #pragma once
 
 #include <atomic>
-#include <cerrno>
-#include <procpool/detail/chrono.hpp>
 #include <condition_variable>
 #include <cstdint>
-#include <cstdio>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -13,16 +10,15 @@
 #include <span>
 #include <string>
 #include <system_error>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/callback.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/clock.hpp>
-#include <procpool/detail/demangle.hpp>
 #include <procpool/detail/pool_handle.hpp>
-#include <procpool/detail/posix/process.hpp>
+#include <procpool/detail/separate.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 
@@ -40,77 +36,17 @@ struct ErrorInfo {
   int code = -1;
   std::error_code ec;
 
-  [[noreturn]] void raise() const {
-    switch (kind) {
-      case Kind::remote:
-        throw RemoteError(type_name, message);
-      case Kind::codec:
-        throw CodecError(message);
-      case Kind::crashed:
-        throw WorkerCrashed(message, pid, signal, code);
-      case Kind::timeout:
-        throw TaskTimeout(message);
-      case Kind::cancelled:
-        throw Cancelled(message);
-      case Kind::closed:
-        throw PoolClosed(message);
-      case Kind::system:
-        throw SystemError(ec, message);
-    }
-    throw Error(message);
-  }
+  [[noreturn]] PROCPOOL_DECL void raise() const;
 
-  std::exception_ptr make() const {
-    try {
-      raise();
-    } catch (...) {
-      return std::current_exception();
-    }
-  }
+  PROCPOOL_DECL std::exception_ptr make() const;
 
   /// The whole error as bytes, for a failure that happened elsewhere (FrameKind::failed).
-  void put_report(Buffer& out) const {
-    const std::uint64_t v[4] = {static_cast<std::uint64_t>(kind), static_cast<std::uint64_t>(pid),
-                                static_cast<std::uint64_t>(static_cast<std::int64_t>(signal)),
-                                static_cast<std::uint64_t>(static_cast<std::int64_t>(code))};
-    out.append(v, sizeof v);
-    put_str(out, type_name);
-    put_str(out, message);
-  }
+  PROCPOOL_DECL void put_report(Buffer& out) const;
 
   /// Reads put_report's bytes; false if they are malformed.
-  static bool from_report(std::span<const std::byte> bytes, ErrorInfo& e) {
-    WireCursor c(bytes);
-    const std::uint64_t k = c.u64(), p = c.u64(), sig = c.u64(), cd = c.u64();
-    e.type_name = c.str();
-    e.message = c.str();
-    if (c.bad || c.left != 0 || k > static_cast<std::uint64_t>(Kind::system)) return false;
-    e.kind = static_cast<Kind>(k);
-    e.pid = static_cast<pid_t>(p);
-    e.signal = static_cast<int>(static_cast<std::int64_t>(sig));
-    e.code = static_cast<int>(static_cast<std::int64_t>(cd));
-    // The error code of a system failure names an errno there; the message says what failed.
-    if (e.kind == Kind::system) e.ec = std::error_code(EIO, std::generic_category());
-    return true;
-  }
+  PROCPOOL_DECL static bool from_report(std::span<const std::byte> bytes, ErrorInfo& e);
 
-  static ErrorInfo from_item(const ItemView& item) {
-    WireCursor c(item.bytes);
-    ErrorInfo e;
-    if (item.status == ItemStatus::remote_error) {
-      e.kind = Kind::remote;
-      e.type_name = c.str();
-      e.message = c.str();
-    } else {
-      e.kind = Kind::codec;
-      e.message = c.str();
-    }
-    if (c.bad) {
-      e.kind = Kind::codec;
-      e.message = "malformed error report from a worker";
-    }
-    return e;
-  }
+  PROCPOOL_DECL static ErrorInfo from_item(const ItemView& item);
 };
 
 /// An ErrorInfo or none, one pointer wide. A map holds one outcome per chunk, and nearly all
@@ -147,14 +83,8 @@ struct JobOutcome {
     return {frame.data() + offset, frame.size() - offset};
   }
   /// The whole frame as a Buffer of its own (a lent one is copied and given back).
-  Buffer take_frame() {
-    if (lent) {
-      frame = Buffer();
-      frame.append(lent.get(), lent_size);
-      lent.reset();
-    }
-    return std::move(frame);
-  }
+  PROCPOOL_DECL Buffer take_frame();
+
   /// Lets go of the frame once it has been decoded.
   void release() noexcept {
     frame = Buffer();
@@ -169,7 +99,7 @@ class Completion {
   explicit Completion(std::size_t jobs) : outcomes_(jobs), remaining_(jobs) {
     if (jobs == 0) done_.store(true, std::memory_order_relaxed);  // e.g. a map over nothing
   }
-  virtual ~Completion() = default;
+  PROCPOOL_DECL virtual ~Completion();
   Completion(const Completion&) = delete;
   Completion& operator=(const Completion&) = delete;
 
@@ -185,25 +115,7 @@ class Completion {
 
   /// Waits until complete or `deadline`; true when complete. The pool is helped first (see
   /// PoolHandle::help), then this thread sleeps.
-  bool wait_until(std::optional<Clock::time_point> deadline) {
-    if (done()) return true;
-    const auto t0 = Clock::now();
-    bool ok = false;
-    if (auto p = pool.lock())  // not held while sleeping: the pool may go away meanwhile
-      ok = p->help([this] { return done(); }, deadline.value_or(Clock::time_point::max()));
-    if (!ok) {
-      std::unique_lock lock(m_);
-      if (deadline) {
-        ok = cv_.wait_until(lock, *deadline, [&] { return done(); });
-      } else {
-        cv_.wait(lock, [&] { return done(); });
-        ok = true;
-      }
-    }
-    if (ok)
-      if (auto p = pool.lock()) p->waited(Clock::now() - t0);
-    return ok;
-  }
+  PROCPOOL_DECL bool wait_until(std::optional<Clock::time_point> deadline);
 
   /// Records job `i`'s outcome, made of `job_items` tasks. `account()` runs, under this state's
   /// lock and before any waiter can see the result, only if the outcome is the one recorded (not
@@ -278,29 +190,8 @@ class Completion {
     bits_[i / 64] |= std::uint64_t{1} << (i % 64);
   }
 
-  void finish(std::vector<Callback<void(Completion&)>>& run) {
-    {
-      // Taking the lock orders the notify after a waiter's predicate check.
-      std::lock_guard lock(m_);
-    }
-    cv_.notify_all();
-    for (auto& cb : run) run_callback(cb);
-  }
-
-  void run_callback(Callback<void(Completion&)>& cb) {
-    try {
-      cb(*this);
-    } catch (const std::exception& e) {
-      // A callback has nobody to report to; the pool must keep working.
-      report(prefixed("a result callback threw " + current_type_name() + ": " + e.what()));
-    } catch (...) {
-      report(prefixed("a result callback threw " + current_type_name()));
-    }
-  }
-  static std::string current_type_name() { return current_exception_type(); }
-  static void report(const std::string& line) noexcept {
-    std::fprintf(stderr, "%s\n", line.c_str());
-  }
+  PROCPOOL_DECL void finish(std::vector<Callback<void(Completion&)>>& run);
+  PROCPOOL_DECL void run_callback(Callback<void(Completion&)>& cb);
 
   std::mutex m_;
   std::condition_variable cv_;
@@ -314,3 +205,7 @@ class Completion {
 };
 
 }  // namespace procpool::detail
+
+#ifndef PROCPOOL_SEPARATE_COMPILATION
+#include <procpool/detail/completion_impl.hpp>
+#endif

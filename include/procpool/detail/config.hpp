@@ -3,9 +3,10 @@
 // procpool to change them; the constants below them are not meant to be changed, but are named so
 // that the code using them says what they are.
 
-#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
+
+#include <procpool/detail/chrono.hpp>
 
 #ifndef PROCPOOL_SUPERVISOR_SPIN_US
 /// How long the pool's thread polls for results before it sleeps, after recent activity.

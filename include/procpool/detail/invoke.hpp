@@ -15,6 +15,7 @@
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/demangle.hpp>
 #include <procpool/detail/posix/module.hpp>
+#include <procpool/detail/separate.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 
@@ -124,13 +125,14 @@ struct ArgEncoder<Codec, std::tuple<W...>> {
 /// every failure becomes an error item.
 using Trampoline = void (*)(std::uintptr_t fn, std::span<const std::byte> args, Buffer& out);
 
-inline void append_error_item(Buffer& out, ItemStatus st, const std::string& type,
-                              const std::string& msg) {
-  std::size_t at = begin_item(out, st);
-  if (st == ItemStatus::remote_error) put_str(out, type);
-  put_str(out, msg);
-  finish_item(out, at);
-}
+PROCPOOL_SEPARATE_BEGIN
+/// Appends an error item: `type` (for a remote error) and `msg`.
+PROCPOOL_DECL void append_error_item(Buffer& out, ItemStatus st, const std::string& type,
+                                     const std::string& msg);
+/// Replaces what a failed task appended to `out` after `mark` with an error item describing the
+/// exception in flight (called from a catch block). Never throws.
+PROCPOOL_DECL void append_current_error(Buffer& out, std::size_t mark) noexcept;
+PROCPOOL_SEPARATE_END
 
 template <class Codec, class F, class Tuple>
 struct Invoker;
@@ -141,54 +143,39 @@ struct Invoker<Codec, F, std::tuple<W...>> {
   static void run(std::uintptr_t fn, std::span<const std::byte> args, Buffer& out) noexcept {
     const std::size_t mark = out.size();
     try {
-      try {
-        std::size_t at = begin_item(out, ItemStatus::ok);
-        F f = make(fn);
-        auto call = [&](std::tuple<W...>& t) {
-          if constexpr (std::is_void_v<R>) {
-            std::apply([&](W&... a) { f(std::move(a)...); }, t);
+      std::size_t at = begin_item(out, ItemStatus::ok);
+      F f = make(fn);
+      auto call = [&](std::tuple<W...>& t) {
+        if constexpr (std::is_void_v<R>) {
+          std::apply([&](W&... a) { f(std::move(a)...); }, t);
+        } else {
+          R result = std::apply([&](W&... a) -> R { return f(std::move(a)...); }, t);
+          if constexpr (raw_encoded<Codec, std::remove_cvref_t<R>>()) {
+            out.append(&result, sizeof result);
           } else {
-            R result = std::apply([&](W&... a) -> R { return f(std::move(a)...); }, t);
-            if constexpr (raw_encoded<Codec, std::remove_cvref_t<R>>()) {
-              out.append(&result, sizeof result);
-            } else {
-              Writer w(out);
-              encode_value<Codec, std::remove_cvref_t<R>>(w, result);
-            }
-          }
-        };
-        // A map over plain numbers or structs runs this per element: one copy, no Reader.
-        if constexpr (sizeof...(W) == 1 && (raw_encoded<Codec, W>() && ...)) {
-          if (args.size() == (sizeof(W) + ...)) {
-            std::tuple<W...> t;
-            std::memcpy(static_cast<void*>(&std::get<0>(t)), args.data(), args.size());
-            call(t);
-            finish_item(out, at);
-            return;
+            Writer w(out);
+            encode_value<Codec, std::remove_cvref_t<R>>(w, result);
           }
         }
-        Reader r(args);
-        // Braced initialization decodes the arguments left to right.
-        std::tuple<W...> t{decode_value<Codec, W>(r)...};
-        if (!r.at_end()) throw CodecError("task arguments have trailing bytes");
-        call(t);
-        finish_item(out, at);
-      } catch (const CodecError& e) {
-        out.resize(mark);
-        append_error_item(out, ItemStatus::codec_error, {}, bare_message(e));
-      } catch (const std::exception& e) {
-        out.resize(mark);
-        append_error_item(out, ItemStatus::remote_error, demangle(typeid(e).name()), e.what());
-      } catch (...) {
-        out.resize(mark);
-        append_error_item(out, ItemStatus::remote_error, current_exception_type(),
-                          "(not derived from std::exception)");
+      };
+      // A map over plain numbers or structs runs this per element: one copy, no Reader.
+      if constexpr (sizeof...(W) == 1 && (raw_encoded<Codec, W>() && ...)) {
+        if (args.size() == (sizeof(W) + ...)) {
+          std::tuple<W...> t;
+          std::memcpy(static_cast<void*>(&std::get<0>(t)), args.data(), args.size());
+          call(t);
+          finish_item(out, at);
+          return;
+        }
       }
-    } catch (...) {
-      // Out of memory while reporting: leave a bare item so the frame stays well-formed.
-      out.resize(mark);
-      std::size_t at = begin_item(out, ItemStatus::codec_error);
+      Reader r(args);
+      // Braced initialization decodes the arguments left to right.
+      std::tuple<W...> t{decode_value<Codec, W>(r)...};
+      if (!r.at_end()) throw CodecError("task arguments have trailing bytes");
+      call(t);
       finish_item(out, at);
+    } catch (...) {
+      append_current_error(out, mark);
     }
   }
 
@@ -294,3 +281,7 @@ class AddressCache {
 };
 
 }  // namespace procpool::detail
+
+#ifndef PROCPOOL_SEPARATE_COMPILATION
+#include <procpool/detail/invoke_impl.hpp>
+#endif

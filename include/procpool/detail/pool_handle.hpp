@@ -3,9 +3,9 @@
 // about to wait for it can lend the pool a hand first. The Supervisor implements it; the waiting
 // protocol itself (how long to help, when to hand back) lives there only.
 
-#include <procpool/detail/chrono.hpp>
 #include <memory>
 
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/clock.hpp>
 
 namespace procpool::detail {

@@ -12,7 +12,6 @@
 // them), let the transport report deaths and writable channels, enforce deadlines.
 
 #include <atomic>
-#include <procpool/detail/chrono.hpp>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -26,6 +25,7 @@
 #include <utility>
 
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/clock.hpp>
 #include <procpool/detail/completion.hpp>
 #include <procpool/detail/config.hpp>

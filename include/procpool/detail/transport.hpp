@@ -7,13 +7,13 @@
 //
 // The one implementation today is local/ (pipes, status slots in shared memory, epoll, pidfds).
 
-#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
 
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/detail/worker_record.hpp>
 

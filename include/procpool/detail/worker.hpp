@@ -1,7 +1,6 @@
 #pragma once
 
 #include <bit>
-#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -10,6 +9,7 @@
 #include <thread>
 
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/clock.hpp>
 #include <procpool/detail/config.hpp>
 #include <procpool/detail/cpu_relax.hpp>

@@ -5,7 +5,6 @@
 #include <procpool/detail/cxx20.hpp>
 
 #include <array>
-#include <procpool/detail/chrono.hpp>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +23,9 @@
 #include <vector>
 
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/demangle.hpp>
+#include <procpool/detail/separate.hpp>
 #include <procpool/errors.hpp>
 
 /// Most elements a container may declare when its elements may encode to zero bytes (empty
@@ -114,12 +115,13 @@ class Reader {
   std::size_t position() const noexcept { return pos_; }
 
   /// Throws `CodecError` "cannot decode <type>: <reason>", naming the value being decoded.
-  [[noreturn]] inline void fail(std::string_view reason) const;
+  [[noreturn]] PROCPOOL_DECL void fail(std::string_view reason) const;
 
  private:
   friend class detail::DecodeScope;
 
-  [[noreturn]] inline void fail_truncated(std::size_t wanted) const;
+  [[noreturn]] PROCPOOL_DECL void fail_truncated(std::size_t wanted) const;
+  [[noreturn]] PROCPOOL_DECL void fail_length(std::uint64_t n, std::size_t left) const;
 
   const std::byte* data_;
   std::size_t size_;
@@ -154,36 +156,12 @@ class DecodeScope {
 
 inline constexpr std::size_t max_empty_elements = PROCPOOL_CODEC_MAX_EMPTY_ELEMENTS;
 
+PROCPOOL_SEPARATE_BEGIN
 /// "what(): message" of the exception in flight, for wrapping it into a `CodecError`.
-inline std::string describe_current_exception() {
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    return demangle(typeid(e).name()) + ": " + e.what();
-  } catch (...) {
-    return "an exception not derived from std::exception";
-  }
-}
+PROCPOOL_DECL std::string describe_current_exception();
+PROCPOOL_SEPARATE_END
 
 }  // namespace detail
-
-inline void Reader::fail(std::string_view reason) const {
-  std::string msg = "cannot decode ";
-  msg += outer_ != nullptr ? outer_() : std::string("input");
-  msg += ": ";
-  msg += reason;
-  if (inner_ != nullptr && inner_ != outer_) {
-    msg += " (in ";
-    msg += inner_();
-    msg += ')';
-  }
-  throw CodecError(msg);
-}
-
-inline void Reader::fail_truncated(std::size_t wanted) const {
-  fail("truncated input: " + std::to_string(wanted) + " bytes needed, " +
-       std::to_string(size_ - pos_) + " left");
-}
 
 inline void Writer::write_length(std::size_t n) {
   const auto v = static_cast<std::uint64_t>(n);
@@ -197,11 +175,12 @@ inline std::size_t Reader::read_length(std::size_t min_bytes_each) {
   const bool ok = min_bytes_each > 0
                       ? n <= left / min_bytes_each
                       : n <= static_cast<std::uint64_t>(left) + detail::max_empty_elements;
-  if (!ok) {
-    fail("length " + std::to_string(n) + " is more than the " + std::to_string(left) +
-         " remaining bytes can hold");
-  }
+  if (!ok) fail_length(n, left);
   return static_cast<std::size_t>(n);
 }
 
 }  // namespace procpool
+
+#ifndef PROCPOOL_SEPARATE_COMPILATION
+#include <procpool/detail/codec/io_impl.hpp>
+#endif

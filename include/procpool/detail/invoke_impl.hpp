@@ -1,0 +1,47 @@
+#pragma once
+// A failed task's error item, written by one function for every task type: inline in a
+// header-only build, compiled once by src/procpool.cpp with PROCPOOL_SEPARATE_COMPILATION.
+
+#include <string>
+
+#include <procpool/detail/demangle.hpp>
+#include <procpool/detail/invoke.hpp>
+
+namespace procpool::detail {
+
+PROCPOOL_SEPARATE_BEGIN
+
+PROCPOOL_DECL void append_error_item(Buffer& out, ItemStatus st, const std::string& type,
+                                     const std::string& msg) {
+  const std::size_t at = begin_item(out, st);
+  if (st == ItemStatus::remote_error) put_str(out, type);
+  put_str(out, msg);
+  finish_item(out, at);
+}
+
+PROCPOOL_DECL void append_current_error(Buffer& out, std::size_t mark) noexcept {
+  const auto item = [&](ItemStatus st, const std::string& type, const std::string& msg) {
+    out.resize(mark);
+    append_error_item(out, st, type, msg);
+  };
+  try {
+    try {
+      throw;
+    } catch (const CodecError& e) {
+      item(ItemStatus::codec_error, {}, bare_message(e));
+    } catch (const std::exception& e) {
+      item(ItemStatus::remote_error, demangle(typeid(e).name()), e.what());
+    } catch (...) {
+      item(ItemStatus::remote_error, current_exception_type(), "(not derived from std::exception)");
+    }
+  } catch (...) {
+    // Out of memory while reporting: leave a bare item so the frame stays well-formed.
+    out.resize(mark);
+    const std::size_t at = begin_item(out, ItemStatus::codec_error);
+    finish_item(out, at);
+  }
+}
+
+PROCPOOL_SEPARATE_END
+
+}  // namespace procpool::detail
