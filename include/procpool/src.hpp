@@ -14,3 +14,4 @@
 #include <procpool/detail/errors_impl.hpp>
 #include <procpool/detail/init_impl.hpp>
 #include <procpool/detail/invoke_impl.hpp>
+#include <procpool/detail/segment_impl.hpp>

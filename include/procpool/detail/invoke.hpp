@@ -14,7 +14,7 @@
 #include <procpool/codec.hpp>
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/demangle.hpp>
-#include <procpool/detail/posix/module.hpp>
+#include <procpool/detail/posix/image_address.hpp>
 #include <procpool/detail/separate.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
@@ -193,13 +193,7 @@ struct TaskName {
   std::uintptr_t fn = 0;                   // a function's address; 0 for a function object
   const std::string& (*type)() = nullptr;  // the task's type (see type_name)
 
-  std::string str() const {
-    if (fn != 0) {
-      std::string sym = posix::symbol_at(reinterpret_cast<const void*>(fn));
-      if (!sym.empty()) return demangle(sym.c_str());
-    }
-    return type ? type() : std::string("unknown");
-  }
+  PROCPOOL_DECL std::string str() const;
 };
 
 template <class F>
@@ -222,12 +216,10 @@ inline void put_task_ref(Buffer& out, const TaskRef& r) {
   out.append(v, sizeof v);
 }
 
-inline posix::ImageAddress locate_or_throw(std::uintptr_t p, const char* what) {
-  posix::ImageAddress a;
-  if (!posix::locate_code(reinterpret_cast<const void*>(p), a))
-    throw Error(std::string("cannot find the loaded object that holds the ") + what);
-  return a;
-}
+PROCPOOL_SEPARATE_BEGIN
+/// Where the code at `p` lives; throws naming `what` if no loaded object holds it.
+PROCPOOL_DECL posix::ImageAddress locate_or_throw(std::uintptr_t p, const char* what);
+PROCPOOL_SEPARATE_END
 
 template <class Codec, class F, class Tuple>
 TaskRef task_ref(F f) {
@@ -249,36 +241,6 @@ TaskRef task_ref(F f) {
   }
   return r;
 }
-
-/// Resolves image addresses in a worker, remembering recent ones.
-class AddressCache {
- public:
-  /// `modules`: the loaded objects as the parent saw them just before it forked this process
-  /// (see posix::ModuleTable), looked up first; nullptr in a worker started otherwise.
-  explicit AddressCache(const posix::ModuleTable* modules = nullptr) : modules_(modules) {}
-
-  std::uintptr_t resolve(const posix::ImageAddress& a) {
-    if (a.module == 0 && a.offset == 0) return 0;
-    for (auto& e : entries_)
-      if (e.used && e.addr.module == a.module && e.addr.offset == a.offset) return e.resolved;
-    void* code = modules_ ? modules_->resolve(a) : nullptr;
-    auto p = reinterpret_cast<std::uintptr_t>(code ? code : posix::resolve_code(a));
-    if (p == 0) return 0;
-    auto& slot = entries_[next_++ % std::size(entries_)];
-    slot = {true, a, p};
-    return p;
-  }
-
- private:
-  struct Entry {
-    bool used = false;
-    posix::ImageAddress addr;
-    std::uintptr_t resolved = 0;
-  };
-  const posix::ModuleTable* modules_;
-  Entry entries_[16];
-  std::size_t next_ = 0;
-};
 
 }  // namespace procpool::detail
 

@@ -1,11 +1,13 @@
 #pragma once
-// A failed task's error item, written by one function for every task type: inline in a
-// header-only build, compiled once by src/procpool.cpp with PROCPOOL_SEPARATE_COMPILATION.
+// A failed task's error item (one function for every task type), where a task's code lives, and
+// its name for messages: inline in a header-only build, compiled once by src/procpool.cpp with
+// PROCPOOL_SEPARATE_COMPILATION.
 
 #include <string>
 
 #include <procpool/detail/demangle.hpp>
 #include <procpool/detail/invoke.hpp>
+#include <procpool/detail/posix/module.hpp>
 
 namespace procpool::detail {
 
@@ -42,6 +44,21 @@ PROCPOOL_DECL void append_current_error(Buffer& out, std::size_t mark) noexcept 
   }
 }
 
+PROCPOOL_DECL posix::ImageAddress locate_or_throw(std::uintptr_t p, const char* what) {
+  posix::ImageAddress a;
+  if (!posix::locate_code(reinterpret_cast<const void*>(p), a))
+    throw Error(std::string("cannot find the loaded object that holds the ") + what);
+  return a;
+}
+
 PROCPOOL_SEPARATE_END
+
+PROCPOOL_DECL std::string TaskName::str() const {
+  if (fn != 0) {
+    std::string sym = posix::symbol_at(reinterpret_cast<const void*>(fn));
+    if (!sym.empty()) return demangle(sym.c_str());
+  }
+  return type ? type() : std::string("unknown");
+}
 
 }  // namespace procpool::detail

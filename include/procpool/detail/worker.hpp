@@ -18,11 +18,43 @@
 #include <procpool/detail/local/worker_slot.hpp>
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/launch.hpp>
+#include <procpool/detail/posix/module.hpp>
 #include <procpool/detail/posix/shm.hpp>
 #include <procpool/detail/segment.hpp>
+#include <procpool/detail/segment_table.hpp>
 #include <procpool/detail/wire.hpp>
 
 namespace procpool::detail {
+
+/// Resolves image addresses in a worker, remembering recent ones.
+class AddressCache {
+ public:
+  /// `modules`: the loaded objects as the parent saw them just before it forked this process
+  /// (see posix::ModuleTable), looked up first; nullptr in a worker started otherwise.
+  explicit AddressCache(const posix::ModuleTable* modules = nullptr) : modules_(modules) {}
+
+  std::uintptr_t resolve(const posix::ImageAddress& a) {
+    if (a.module == 0 && a.offset == 0) return 0;
+    for (auto& e : entries_)
+      if (e.used && e.addr.module == a.module && e.addr.offset == a.offset) return e.resolved;
+    void* code = modules_ ? modules_->resolve(a) : nullptr;
+    auto p = reinterpret_cast<std::uintptr_t>(code ? code : posix::resolve_code(a));
+    if (p == 0) return 0;
+    auto& slot = entries_[next_++ % std::size(entries_)];
+    slot = {true, a, p};
+    return p;
+  }
+
+ private:
+  struct Entry {
+    bool used = false;
+    posix::ImageAddress addr;
+    std::uintptr_t resolved = 0;
+  };
+  const posix::ModuleTable* modules_;
+  Entry entries_[16];
+  std::size_t next_ = 0;
+};
 
 /// Exit codes a worker uses for its own failures (a task's `exit(n)` uses the others).
 enum WorkerExit : int {

@@ -20,6 +20,7 @@
 #include <procpool/detail/posix/module.hpp>
 #include <procpool/detail/posix/process.hpp>
 #include <procpool/detail/segment.hpp>
+#include <procpool/detail/segment_table.hpp>
 #include <procpool/detail/worker.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/options.hpp>
