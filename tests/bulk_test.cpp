@@ -13,6 +13,7 @@
 
 #include <signal.h>
 
+#include <procpool/detail/local/shared_frame.hpp>  // SharedFrames: what the engine keeps mapped
 #include <procpool/procpool.hpp>
 
 using procpool_test::count_open_fds;

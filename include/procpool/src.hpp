@@ -14,4 +14,5 @@
 #include <procpool/detail/errors_impl.hpp>
 #include <procpool/detail/init_impl.hpp>
 #include <procpool/detail/invoke_impl.hpp>
+#include <procpool/detail/process_impl.hpp>
 #include <procpool/detail/segment_impl.hpp>
