@@ -2,7 +2,6 @@
 
 #include <procpool/detail/cxx20.hpp>
 
-#include <procpool/detail/chrono.hpp>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -13,6 +12,7 @@
 #include <utility>
 #include <variant>
 
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/completion.hpp>
 #include <procpool/errors.hpp>
 

@@ -3,7 +3,6 @@
 #include <procpool/detail/cxx20.hpp>
 
 #include <atomic>
-#include <procpool/detail/chrono.hpp>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -18,6 +17,7 @@
 
 #include <procpool/async_result.hpp>
 #include <procpool/detail/callback.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/completion.hpp>
 #include <procpool/detail/engine.hpp>
 #include <procpool/errors.hpp>

@@ -5,7 +5,6 @@
 #include <procpool/detail/cxx20.hpp>
 
 #include <array>
-#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdlib>
 #include <memory>
@@ -17,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/mpi/agent.hpp>
 #include <procpool/detail/mpi/node.hpp>
 #include <procpool/detail/mpi/transport.hpp>

@@ -3,9 +3,10 @@
 #include <procpool/detail/cxx20.hpp>
 
 #include <atomic>
-#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
+
+#include <procpool/detail/chrono.hpp>
 
 namespace procpool {
 

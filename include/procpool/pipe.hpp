@@ -2,7 +2,6 @@
 
 #include <procpool/detail/cxx20.hpp>
 
-#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -17,6 +16,7 @@
 
 #include <procpool/codec.hpp>
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/socket.hpp>
 #include <procpool/detail/posix/sync.hpp>

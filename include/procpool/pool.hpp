@@ -2,7 +2,6 @@
 
 #include <procpool/detail/cxx20.hpp>
 
-#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -17,6 +16,7 @@
 #include <procpool/async_result.hpp>
 #include <procpool/codec.hpp>
 #include <procpool/cpu.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/engine.hpp>
 #include <procpool/detail/invoke.hpp>
 #include <procpool/detail/results.hpp>

@@ -3,7 +3,6 @@
 #include <procpool/detail/cxx20.hpp>
 
 #include <atomic>
-#include <procpool/detail/chrono.hpp>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +19,7 @@
 
 #include <procpool/codec.hpp>
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/config.hpp>
 #include <procpool/detail/cpu_relax.hpp>
 #include <procpool/detail/posix/sync.hpp>

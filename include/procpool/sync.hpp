@@ -3,7 +3,6 @@
 #include <procpool/detail/cxx20.hpp>
 
 #include <atomic>
-#include <procpool/detail/chrono.hpp>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +12,7 @@
 #include <string>
 
 #include <procpool/codec.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/posix/sync.hpp>
 #include <procpool/detail/segment.hpp>
 #include <procpool/errors.hpp>

@@ -8,5 +8,5 @@
 #if defined(_GLIBCXX_RELEASE) && _GLIBCXX_RELEASE >= 11 && __has_include(<bits/chrono.h>)
 #include <bits/chrono.h>
 #else
-#include <procpool/detail/chrono.hpp>
+#include <chrono>
 #endif

@@ -6,7 +6,6 @@
 // it through the Transport interface; its links are LocalLinks.
 
 #include <algorithm>
-#include <procpool/detail/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/clock.hpp>
 #include <procpool/detail/config.hpp>
 #include <procpool/detail/local/launcher.hpp>

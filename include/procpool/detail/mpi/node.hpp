@@ -11,7 +11,6 @@
 // when no answer is due.
 
 #include <atomic>
-#include <procpool/detail/chrono.hpp>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +28,7 @@
 #include <vector>
 
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/clock.hpp>
 #include <procpool/detail/mpi/comm.hpp>
 #include <procpool/detail/mpi/protocol.hpp>

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <procpool/detail/chrono.hpp>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include <procpool/detail/buffer.hpp>
+#include <procpool/detail/chrono.hpp>
 #include <procpool/detail/local/transport.hpp>
 #include <procpool/detail/mpi/node.hpp>
 #include <procpool/detail/mpi/protocol.hpp>
