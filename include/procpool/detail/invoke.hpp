@@ -7,6 +7,7 @@
 #include <exception>
 #include <iterator>
 #include <span>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -129,6 +130,9 @@ PROCPOOL_SEPARATE_BEGIN
 /// Appends an error item: `type` (for a remote error) and `msg`.
 PROCPOOL_DECL void append_error_item(Buffer& out, ItemStatus st, const std::string& type,
                                      const std::string& msg);
+/// The exception in flight (call from a catch block) as a task's error names it: its demangled
+/// type and its message, "(not derived from std::exception)" for one that has none.
+PROCPOOL_DECL std::pair<std::string, std::string> thrown_type_and_message();
 /// Replaces what a failed task appended to `out` after `mark` with an error item describing the
 /// exception in flight (called from a catch block). Never throws.
 PROCPOOL_DECL void append_current_error(Buffer& out, std::size_t mark) noexcept;

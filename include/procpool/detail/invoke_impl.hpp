@@ -21,20 +21,27 @@ PROCPOOL_DECL void append_error_item(Buffer& out, ItemStatus st, const std::stri
   finish_item(out, at);
 }
 
+PROCPOOL_DECL std::pair<std::string, std::string> thrown_type_and_message() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return {demangle(typeid(e).name()), e.what()};
+  } catch (...) {
+    return {current_exception_type(), "(not derived from std::exception)"};
+  }
+}
+
 PROCPOOL_DECL void append_current_error(Buffer& out, std::size_t mark) noexcept {
-  const auto item = [&](ItemStatus st, const std::string& type, const std::string& msg) {
-    out.resize(mark);
-    append_error_item(out, st, type, msg);
-  };
   try {
     try {
       throw;
     } catch (const CodecError& e) {
-      item(ItemStatus::codec_error, {}, bare_message(e));
-    } catch (const std::exception& e) {
-      item(ItemStatus::remote_error, demangle(typeid(e).name()), e.what());
+      out.resize(mark);
+      append_error_item(out, ItemStatus::codec_error, {}, bare_message(e));
     } catch (...) {
-      item(ItemStatus::remote_error, current_exception_type(), "(not derived from std::exception)");
+      const auto [type, message] = thrown_type_and_message();
+      out.resize(mark);
+      append_error_item(out, ItemStatus::remote_error, type, message);
     }
   } catch (...) {
     // Out of memory while reporting: leave a bare item so the frame stays well-formed.

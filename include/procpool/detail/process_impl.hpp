@@ -34,23 +34,17 @@ PROCPOOL_DECL void process_exit(int code) noexcept {
 }
 
 PROCPOOL_DECL void process_report_current() noexcept {
-  const auto report = [](const char* type, const char* what) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "procpool::Process %d: task raised %s: %s\n",
-                 static_cast<int>(posix::current_pid()), type, what);
-    std::fflush(stderr);
-  };
+  std::fflush(stdout);
   try {
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      report(demangle(typeid(e).name()).c_str(), e.what());
-    } catch (...) {
-      report(current_exception_type().c_str(), "(not derived from std::exception)");
-    }
+    const auto [type, message] = thrown_type_and_message();
+    std::fprintf(stderr, "procpool::Process %d: task raised %s: %s\n",
+                 static_cast<int>(posix::current_pid()), type.c_str(), message.c_str());
   } catch (...) {
-    report("an exception", "(and no memory to name it)");
+    std::fprintf(stderr,
+                 "procpool::Process %d: task raised an exception (and no memory to name it)\n",
+                 static_cast<int>(posix::current_pid()));
   }
+  std::fflush(stderr);
 }
 
 PROCPOOL_SEPARATE_END

@@ -144,7 +144,7 @@ class Comm {
     std::fflush(stderr);
     // MPICH's launcher may kill this process before it has read that line (seen losing it one
     // time in three): the abort waits, briefly, for the pipe to be read.
-    posix::wait_pipe_drained(2, 2000);
+    posix::wait_pipe_drained(STDERR_FILENO, 2000);
     MPI_Abort(MPI_COMM_WORLD, 70);
     std::_Exit(70);
   }
