@@ -4,7 +4,6 @@
 
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -37,38 +36,13 @@ std::string describe(std::chrono::duration<Rep, Period> d) {
 template <class T>
 using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
-/// A Completion that knows how to turn its result frames into a `T` (decoded once, on first use,
-/// by the thread that asks).
+/// A ResultState that holds a `T` (decoded once, on first use, by the thread that asks).
 template <class T>
-class TypedCompletion : public Completion {
+class TypedCompletion : public ResultState {
  public:
-  using Materialize = void (*)(TypedCompletion&);
-  TypedCompletion(std::size_t jobs, Materialize m) : Completion(jobs), materialize_(m) {}
-
-  void resolve() {
-    std::call_once(once_, [&] {
-      if (forced_error()) {
-        error = *forced_error();
-      } else {
-        try {
-          materialize_(*this);
-        } catch (const CodecError& e) {
-          ErrorInfo info;
-          info.kind = ErrorInfo::Kind::codec;
-          info.message = bare_message(e);
-          error = std::move(info);
-        }
-      }
-      release_outcomes();
-    });
-  }
+  using ResultState::ResultState;
 
   std::optional<stored_t<T>> value;
-  std::optional<ErrorInfo> error;
-
- private:
-  Materialize materialize_;
-  std::once_flag once_;
 };
 
 }  // namespace detail

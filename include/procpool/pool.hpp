@@ -19,6 +19,7 @@
 #include <procpool/detail/chrono.hpp>
 #include <procpool/detail/engine.hpp>
 #include <procpool/detail/invoke.hpp>
+#include <procpool/detail/map_batch.hpp>
 #include <procpool/detail/results.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
@@ -130,13 +131,7 @@ class PoolFront {
 
   /// Waits for every submitted task, then for the workers to exit (`close()` + `join()`).
   ~PoolFront() {
-    if (!engine_) return;
-    engine_queue().close();
-    try {
-      detail::pool_join(*engine_);
-    } catch (...) {
-      // join() from a result callback: the pool's thread finishes on its own.
-    }
+    if (engine_) detail::pool_close_and_join(*engine_);
   }
 
   /// The initializer call `initializer(initargs...)` as the payload of an init frame, with the
@@ -198,20 +193,11 @@ class PoolFront {
 
   template <class F, class W>
   static std::size_t begin_task(detail::Buffer& b, std::uint64_t id, F f) {
-    b.use_source(detail::task_frame_source());  // a large frame is encoded where workers read it
-    std::size_t at = detail::begin_frame(b, detail::FrameKind::task, id);
-    detail::put_task_ref(b, detail::task_ref<Codec, F, W>(f));
-    return at;
+    return detail::begin_task_frame(b, id, detail::task_ref<Codec, F, W>(f));
   }
 
-  // `timed`: the job has a time limit, so the worker notes when each of its tasks starts.
   static void end_task(detail::Buffer& b, std::size_t at, std::uint32_t count, bool timed) {
-    detail::finish_frame(b, at, count, timed ? detail::frame_timed : std::uint8_t{0});
-    std::size_t bytes = b.size() - at - sizeof(detail::FrameHeader);
-    if (bytes > detail::max_frame)
-      throw CodecError("task arguments of " + std::to_string(bytes) +
-                       " bytes exceed the maximum frame size of " +
-                       std::to_string(detail::max_frame) + " bytes");
+    detail::end_task_frame(b, at, count, timed);
   }
 
   static std::int64_t to_ns(std::chrono::milliseconds d) {
@@ -258,13 +244,34 @@ class PoolFront {
     }
   }
 
-  // Python's rule for chunksize 0, ceil(n / (4 * workers)): few enough chunks to amortize,
-  // enough to balance.
-  std::size_t resolve_chunksize(std::size_t chunksize, std::size_t n) const {
-    if (chunksize != 0) return chunksize;
-    std::size_t parts = 4 * size();
-    const std::size_t per_part = (n + parts - 1) / parts;
-    return per_part > 0 ? per_part : 1;
+  // A sized range's elements, encoded a chunk at a time straight into the chunk's frame.
+  template <bool Star, class W, class Range>
+  class RangeInput final : public detail::MapInput {
+   public:
+    explicit RangeInput(Range& r)
+        : r_(r), it_(std::ranges::begin(r)), n_(static_cast<std::size_t>(std::ranges::size(r))) {}
+    std::size_t size() const override { return n_; }
+    bool at_end() const override { return it_ == std::ranges::end(r_); }
+    std::uint32_t encode(detail::Job& j, std::size_t from, std::size_t max,
+                         std::size_t max_bytes) override {
+      detail::AttachScope scope(j.attachments);
+      std::uint32_t k = 0;
+      for (;
+           k < max && it_ != std::ranges::end(r_) && (k == 0 || j.frame.size() - from <= max_bytes);
+           ++it_, ++k)
+        add_element<Star, W>(j.frame, *it_);
+      return k;
+    }
+
+   private:
+    Range& r_;
+    std::ranges::iterator_t<Range> it_;
+    std::size_t n_;
+  };
+
+  template <class Vec, class R>
+  static std::shared_ptr<detail::Completion> make_map_completion(std::size_t jobs) {
+    return std::make_shared<detail::TypedCompletion<Vec>>(jobs, &detail::materialize_map<Codec, R>);
   }
 
   template <bool Star, class F, class Range>
@@ -276,82 +283,28 @@ class PoolFront {
     using R = std::remove_cvref_t<detail::apply_result_t<F, W>>;
     using Vec = std::vector<detail::stored_t<R>>;
 
-    // Encode every element first: the input's own exceptions reach the caller before anything
-    // is queued. Chunks are cut by count, and by size so no frame grows huge.
-    constexpr std::size_t chunk_bytes = 4 << 20;
-    std::vector<detail::Job> jobs;
-    std::size_t n = 0;
-    const std::int64_t limit = to_ns(opts_.task_timeout);  // per task, also inside the chunk
-    const bool timed = limit > 0;
+    detail::MapCall call;
+    call.task = detail::task_ref<Codec, F, W>(f);
+    call.name = detail::task_name_of(f);
+    call.timeout_ns = to_ns(opts_.task_timeout);
+    call.chunksize = chunksize;
+    std::shared_ptr<detail::Completion> c;
     if constexpr (std::ranges::sized_range<Range>) {
-      // The count is known: elements go straight into their chunk's frame.
-      n = static_cast<std::size_t>(std::ranges::size(input));
-      chunksize = resolve_chunksize(chunksize, n);
-      jobs.reserve((n + chunksize - 1) / chunksize);
-      std::size_t at = 0;
-      for (auto&& e : input) {
-        if (jobs.empty() || jobs.back().count == chunksize ||
-            jobs.back().frame.size() - at > chunk_bytes) {
-          if (!jobs.empty()) end_task(jobs.back().frame, at, jobs.back().count, timed);
-          detail::Job& j = jobs.emplace_back();
-          j.id = engine_queue().next_id();
-          j.count = 0;
-          at = begin_task<F, W>(j.frame, j.id, f);
-        }
-        detail::Job& j = jobs.back();
-        detail::AttachScope scope(j.attachments);
-        add_element<Star, W>(j.frame, std::forward<decltype(e)>(e));
-        ++j.count;
-      }
-      if (!jobs.empty()) end_task(jobs.back().frame, at, jobs.back().count, timed);
+      RangeInput<Star, W, std::remove_reference_t<Range>> in(input);
+      c = detail::submit_chunks(engine_, call, in, &make_map_completion<Vec, R>);
     } else {
-      // Staged first: the element count sizes the chunks.
-      detail::Buffer staged;
-      std::vector<std::size_t> ends;
-      std::vector<std::shared_ptr<detail::Segment>> segments;  // shared memory the elements name
-      std::vector<std::size_t> segment_ends;                   // per element, into `segments`
+      // The count sizes the chunks: every element is encoded first.
+      detail::StagedInput in;
       {
-        detail::AttachScope scope(segments);
+        detail::AttachScope scope(in.segments);
         for (auto&& e : input) {
-          add_element<Star, W>(staged, std::forward<decltype(e)>(e));
-          ends.push_back(staged.size());
-          segment_ends.push_back(segments.size());
+          add_element<Star, W>(in.bytes, std::forward<decltype(e)>(e));
+          in.end_element();
         }
       }
-      n = ends.size();
-      chunksize = resolve_chunksize(chunksize, n);
-      for (std::size_t i = 0; i < n;) {
-        std::size_t first = i, start = i == 0 ? 0 : ends[i - 1];
-        while (i < n && i - first < chunksize && (i == first || ends[i] - start <= chunk_bytes))
-          ++i;
-        detail::Job& j = jobs.emplace_back();
-        j.id = engine_queue().next_id();
-        std::size_t at = begin_task<F, W>(j.frame, j.id, f);
-        j.frame.append(staged.data() + start, ends[i - 1] - start);
-        if (!segments.empty()) {
-          std::size_t s0 = first == 0 ? 0 : segment_ends[first - 1];
-          j.attachments.assign(segments.begin() + static_cast<std::ptrdiff_t>(s0),
-                               segments.begin() + static_cast<std::ptrdiff_t>(segment_ends[i - 1]));
-        }
-        j.count = static_cast<std::uint32_t>(i - first);
-        end_task(j.frame, at, j.count, timed);
-      }
+      c = detail::submit_chunks(engine_, call, in, &make_map_completion<Vec, R>);
     }
-
-    auto c = std::make_shared<detail::TypedCompletion<Vec>>(jobs.size(),
-                                                            &detail::materialize_map<Codec, R>);
-    c->pool = detail::pool_handle(engine_);
-    c->items = static_cast<std::uint32_t>(n < UINT32_MAX ? n : UINT32_MAX);
-    for (std::size_t k = 0; k < jobs.size(); ++k) {
-      detail::Job& j = jobs[k];
-      j.completion = c;
-      j.index = static_cast<std::uint32_t>(k);
-      j.timeout_ns = limit;
-      j.task = detail::task_name_of(f);
-    }
-    // Also for no jobs: a closed pool refuses even an empty map.
-    detail::pool_submit(*engine_, jobs, n);
-    return AsyncResult<Vec>(std::move(c));
+    return AsyncResult<Vec>(std::static_pointer_cast<detail::TypedCompletion<Vec>>(std::move(c)));
   }
 
   template <class F, class Range>
@@ -417,7 +370,10 @@ template <class Codec = BinaryCodec>
 class Pool : public detail::PoolFront<Codec, detail::AnyArgs> {
  public:
   Pool() : Pool(Options{}) {}
-  explicit Pool(Options opts) { start(opts, detail::Buffer{}, {}); }
+  explicit Pool(Options opts) {
+    auto engine = detail::start_pool(opts);
+    this->adopt(opts, std::move(engine));
+  }
 
   /// Runs `initializer(initargs...)` in every worker when it starts. If it throws, this
   /// constructor throws a `RemoteError` quoting it.

@@ -204,6 +204,23 @@ class Completion {
   std::vector<Callback<void(Completion&)>> callbacks_;
 };
 
+/// A Completion whose outcomes are decoded once, by the first thread that asks, into the value
+/// a TypedCompletion holds: `decode` knows the type, the rest is here.
+class ResultState : public Completion {
+ public:
+  using Decode = void (*)(ResultState&);
+  ResultState(std::size_t jobs, Decode decode) : Completion(jobs), decode_(decode) {}
+
+  /// Decodes the outcomes, once: a failure, or a codec's error, ends in `error`.
+  PROCPOOL_DECL void resolve();
+
+  std::optional<ErrorInfo> error;
+
+ private:
+  Decode decode_;
+  std::once_flag once_;
+};
+
 }  // namespace procpool::detail
 
 #ifndef PROCPOOL_SEPARATE_COMPILATION

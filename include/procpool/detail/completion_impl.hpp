@@ -134,4 +134,22 @@ PROCPOOL_DECL void Completion::run_callback(Callback<void(Completion&)>& cb) {
 
 PROCPOOL_DECL Completion::~Completion() = default;
 
+PROCPOOL_DECL void ResultState::resolve() {
+  std::call_once(once_, [this] {
+    if (forced_error()) {
+      error = *forced_error();
+    } else {
+      try {
+        decode_(*this);
+      } catch (const CodecError& e) {
+        ErrorInfo info;
+        info.kind = ErrorInfo::Kind::codec;
+        info.message = bare_message(e);
+        error = std::move(info);
+      }
+    }
+    release_outcomes();
+  });
+}
+
 }  // namespace procpool::detail

@@ -26,6 +26,8 @@ PROCPOOL_SEPARATE_BEGIN
 /// running engine; throws if they cannot start or `init_task` fails in one.
 PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(
     Options& opts, Buffer init_task, std::vector<std::shared_ptr<Segment>> init_segments);
+/// The same without an initializer.
+PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(Options& opts);
 PROCPOOL_DECL SubmissionQueue& pool_queue(Supervisor& s) noexcept;
 /// SubmissionQueue::submit, out of line in the compiled mode (it is most of what a map adds).
 PROCPOOL_DECL void pool_submit(Supervisor& s, std::vector<Job>& jobs, std::size_t items);
@@ -33,6 +35,9 @@ PROCPOOL_DECL void pool_submit(Supervisor& s, Job&& job);
 PROCPOOL_DECL std::size_t pool_size(const Supervisor& s) noexcept;
 /// Waits until every worker has exited (after close or terminate).
 PROCPOOL_DECL void pool_join(Supervisor& s);
+/// What a pool's destructor does: close, then wait for the workers to exit (unless called from a
+/// result callback, where the pool's thread finishes on its own).
+PROCPOOL_DECL void pool_close_and_join(Supervisor& s) noexcept;
 /// Where large task frames are encoded: memory files the workers map (see local/shared_frame.hpp).
 PROCPOOL_DECL BlockSource* task_frame_source() noexcept;
 /// The engine as its completions see it.

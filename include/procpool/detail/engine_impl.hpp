@@ -33,6 +33,10 @@ PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(
   return engine;
 }
 
+PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(Options& opts) {
+  return start_pool(opts, Buffer{}, {});
+}
+
 PROCPOOL_DECL SubmissionQueue& pool_queue(Supervisor& s) noexcept {
   return s.queue();
 }
@@ -51,6 +55,15 @@ PROCPOOL_DECL std::size_t pool_size(const Supervisor& s) noexcept {
 
 PROCPOOL_DECL void pool_join(Supervisor& s) {
   s.join();
+}
+
+PROCPOOL_DECL void pool_close_and_join(Supervisor& s) noexcept {
+  s.queue().close();
+  try {
+    s.join();
+  } catch (...) {
+    // join() from a result callback: the pool's thread finishes on its own.
+  }
 }
 
 PROCPOOL_DECL BlockSource* task_frame_source() noexcept {

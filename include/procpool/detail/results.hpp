@@ -4,7 +4,6 @@
 // bytes were checked by the frame reader, the values are checked here by the codec.
 
 #include <cstdint>
-#include <cstring>
 #include <deque>
 #include <optional>
 #include <span>
@@ -13,6 +12,7 @@
 
 #include <procpool/codec.hpp>
 #include <procpool/detail/completion.hpp>
+#include <procpool/detail/map_batch.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/imap.hpp>
@@ -27,13 +27,14 @@ stored_t<R> decode_result(std::span<const std::byte> bytes) {
   } else {
     Reader r(bytes);
     R v = decode_value<Codec, R>(r);
-    if (!r.at_end()) throw CodecError("result of type " + type_name<R>() + " has trailing bytes");
+    if (!r.at_end()) fail_trailing_result(type_name<R>());
     return v;
   }
 }
 
 template <class Codec, class R>
-void materialize_single(TypedCompletion<R>& t) {
+void materialize_single(ResultState& s) {
+  auto& t = static_cast<TypedCompletion<R>&>(s);
   const JobOutcome& o = t.outcomes().at(0);
   if (o.error) {
     t.error = *o.error;
@@ -48,38 +49,32 @@ void materialize_single(TypedCompletion<R>& t) {
   });
 }
 
-// A map's result: every item in input order; the first failed item (in input order) wins.
+// A map's result: every item in input order; the first failed item (in input order) wins. The
+// walk over the outcomes is gather_items'; here is only what needs the type.
 template <class Codec, class R>
-void materialize_map(TypedCompletion<std::vector<stored_t<R>>>& t) {
-  std::vector<stored_t<R>> out;
-  std::size_t items = 0;
-  for (const JobOutcome& o : t.outcomes()) items += o.count;
-  out.reserve(items);
-  for (const JobOutcome& o : t.outcomes()) {
-    if (o.error) {
-      t.error = *o.error;
-      return;
-    }
-    bool failed = false;
-    for_each_item(o.payload(), o.count, [&](const ItemView& it) {
-      if (failed) return;
-      if (it.status == ItemStatus::ok) {
-        if constexpr (raw_encoded<Codec, stored_t<R>>()) {
-          if (it.bytes.size() == sizeof(stored_t<R>)) {  // else the codec says what is wrong
-            stored_t<R>& v = out.emplace_back();
-            std::memcpy(static_cast<void*>(&v), it.bytes.data(), sizeof v);
-            return;
-          }
-        }
-        out.push_back(decode_result<Codec, R>(it.bytes));
-      } else {
-        t.error = ErrorInfo::from_item(it);
-        failed = true;
-      }
-    });
-    if (failed) return;
+void materialize_map(ResultState& s) {
+  using T = stored_t<R>;
+  using Vec = std::vector<T>;
+  auto& t = static_cast<TypedCompletion<Vec>&>(s);
+  Vec out;
+  ItemSink sink;
+  sink.out = &out;
+  const std::size_t items = count_items(t);
+  if constexpr (raw_encoded<Codec, T>()) {
+    // Plain values: each item's bytes are copied into place.
+    out.resize(items);
+    sink.raw_size = sizeof(T);
+    sink.raw = reinterpret_cast<std::byte*>(out.data());
+    sink.decode = [](void* o, std::size_t i, std::span<const std::byte> bytes) {
+      (*static_cast<Vec*>(o))[i] = decode_result<Codec, R>(bytes);
+    };
+  } else {
+    out.reserve(items);
+    sink.decode = [](void* o, std::size_t, std::span<const std::byte> bytes) {
+      static_cast<Vec*>(o)->push_back(decode_result<Codec, R>(bytes));
+    };
   }
-  t.value = std::move(out);
+  if (gather_items(t, sink, t.error)) t.value = std::move(out);
 }
 
 template <class Codec, class R>
