@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <procpool/codec.hpp>
+#include <procpool/detail/separate.hpp>
 #include <procpool/detail/shared_heap.hpp>
 #include <procpool/queue.hpp>
 
@@ -42,75 +43,19 @@ class ByteList {
   const SharedHeap& heap() const noexcept { return *h_; }
 
   /// Appends the items of `items`, each `n`-byte item preceded by its 8-byte length.
-  void append(std::span<const std::byte> items) {
-    HeapLock l(*h_);
-    HeapTxn t(*h_);
-    std::uint64_t n = h_->root(count_root);
-    for (std::size_t pos = 0; pos < items.size(); ++n) {
-      std::uint64_t len;
-      std::memcpy(&len, items.data() + pos, 8);
-      pos += 8;
-      const std::uint64_t item = h_->alloc(static_cast<std::size_t>(len));
-      std::memcpy(h_->payload(item), items.data() + pos, static_cast<std::size_t>(len));
-      pos += static_cast<std::size_t>(len);
-      const std::uint64_t c = slot_chunk(n);
-      h_->words(c)[n % chunk] = item;
-    }
-    h_->set_root(count_root, n);
-    t.commit();
-  }
+  PROCPOOL_DECL void append(std::span<const std::byte> items);
 
   /// Appends one item.
-  void push(std::span<const std::byte> item) {
-    HeapLock l(*h_);
-    HeapTxn t(*h_);
-    const std::uint64_t n = h_->root(count_root);
-    const std::uint64_t off = h_->alloc(item.size());
-    std::memcpy(h_->payload(off), item.data(), item.size());
-    const std::uint64_t c = slot_chunk(n);
-    h_->words(c)[n % chunk] = off;
-    h_->set_root(count_root, n + 1);
-    t.commit();
-  }
+  PROCPOOL_DECL void push(std::span<const std::byte> item);
 
   /// Copies item `i` into `out`; false if there is none.
-  bool get(std::uint64_t i, Buffer& out, std::uint64_t& size) {
-    HeapLock l(*h_);
-    size = h_->root(count_root);
-    if (i >= size) return false;
-    copy_out(item_at(i), out);
-    return true;
-  }
+  PROCPOOL_DECL bool get(std::uint64_t i, Buffer& out, std::uint64_t& size);
 
   /// Replaces item `i`; false if there is none.
-  bool set(std::uint64_t i, std::span<const std::byte> item, std::uint64_t& size) {
-    HeapLock l(*h_);
-    size = h_->root(count_root);
-    if (i >= size) return false;
-    HeapTxn t(*h_);
-    const std::uint64_t off = h_->alloc(item.size());
-    std::memcpy(h_->payload(off), item.data(), item.size());
-    const std::uint64_t c = chunk_of(i);
-    const std::uint64_t old = h_->words(c)[i % chunk];
-    h_->set_heap(c + 8 + (i % chunk) * 8, off);
-    h_->free(old);
-    t.commit();
-    return true;
-  }
+  PROCPOOL_DECL bool set(std::uint64_t i, std::span<const std::byte> item, std::uint64_t& size);
 
   /// Takes the last item out into `out`; false if empty.
-  bool pop(Buffer& out) {
-    HeapLock l(*h_);
-    const std::uint64_t n = h_->root(count_root);
-    if (n == 0) return false;
-    HeapTxn t(*h_);
-    const std::uint64_t off = item_at(n - 1);
-    copy_out(off, out);
-    h_->free(off);
-    h_->set_root(count_root, n - 1);
-    t.commit();
-    return true;
-  }
+  PROCPOOL_DECL bool pop(Buffer& out);
 
   std::uint64_t size() {
     HeapLock l(*h_);
@@ -123,17 +68,7 @@ class ByteList {
   }
 
   /// Every item, each preceded by its 8-byte length.
-  void copy_all(Buffer& out) {
-    HeapLock l(*h_);
-    const std::uint64_t n = h_->root(count_root);
-    out.clear();
-    for (std::uint64_t i = 0; i < n; ++i) {
-      const std::uint64_t off = item_at(i);
-      const std::uint64_t len = h_->length(off);
-      out.append(&len, 8);
-      out.append(h_->payload(off), static_cast<std::size_t>(len));
-    }
-  }
+  PROCPOOL_DECL void copy_all(Buffer& out);
 
  private:
   std::uint64_t chunk_of(std::uint64_t i) const noexcept {
@@ -143,33 +78,10 @@ class ByteList {
     return h_->words(chunk_of(i))[i % chunk];
   }
 
-  void copy_out(std::uint64_t off, Buffer& out) const {
-    const std::size_t len = h_->length(off);
-    out.resize(len);
-    std::memcpy(out.data(), h_->payload(off), len);
-  }
+  PROCPOOL_DECL void copy_out(std::uint64_t off, Buffer& out) const;
 
   // The chunk that holds slot `n` (the first past the end), allocated if needed.
-  std::uint64_t slot_chunk(std::uint64_t n) {
-    const std::uint64_t c = n / chunk;
-    const std::uint64_t have = h_->root(chunks_root);
-    if (c < have) return h_->words(h_->root(dir_root))[c];
-    std::uint64_t cap = h_->root(dir_cap_root);
-    if (c == cap) {
-      // The directory is full: a twice larger copy replaces it.
-      const std::uint64_t new_cap = cap == 0 ? 16 : cap * 2;
-      const std::uint64_t dir = h_->alloc(static_cast<std::size_t>(new_cap * 8));
-      const std::uint64_t old = h_->root(dir_root);
-      if (cap) std::memcpy(h_->payload(dir), h_->payload(old), static_cast<std::size_t>(cap * 8));
-      h_->set_root(dir_root, dir);
-      h_->set_root(dir_cap_root, new_cap);
-      if (old) h_->free(old);
-    }
-    const std::uint64_t block = h_->alloc(static_cast<std::size_t>(chunk * 8));
-    h_->words(h_->root(dir_root))[c] = block;
-    h_->set_root(chunks_root, c + 1);
-    return block;
-  }
+  PROCPOOL_DECL std::uint64_t slot_chunk(std::uint64_t n);
 
   std::shared_ptr<SharedHeap> h_;
 };
@@ -293,3 +205,7 @@ struct codec<List<T, C>> {
 };
 
 }  // namespace procpool
+
+#ifndef PROCPOOL_SEPARATE_COMPILATION
+#include <procpool/detail/list_impl.hpp>
+#endif

@@ -11,10 +11,13 @@
 #include <procpool/detail/codec/io_impl.hpp>
 #include <procpool/detail/completion_impl.hpp>
 #include <procpool/detail/demangle_impl.hpp>
+#include <procpool/detail/dict_impl.hpp>
 #include <procpool/detail/engine_impl.hpp>
 #include <procpool/detail/errors_impl.hpp>
 #include <procpool/detail/init_impl.hpp>
 #include <procpool/detail/invoke_impl.hpp>
+#include <procpool/detail/list_impl.hpp>
 #include <procpool/detail/map_batch_impl.hpp>
 #include <procpool/detail/process_impl.hpp>
 #include <procpool/detail/segment_impl.hpp>
+#include <procpool/detail/shared_heap_impl.hpp>

@@ -16,6 +16,7 @@
 #include <procpool/detail/cpu_relax.hpp>
 #include <procpool/detail/posix/heap.hpp>
 #include <procpool/detail/segment.hpp>
+#include <procpool/detail/separate.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/sync.hpp>
@@ -116,26 +117,12 @@ class SharedHeap {
   static constexpr std::uint64_t in_heap = std::uint64_t{1} << 63;
 
   /// A new, empty heap for a container of `kind` with element tag `tag`.
-  SharedHeap(std::uint32_t kind, std::uint32_t tag)
-      : header_(make_shared_object(kind, tag, 0, HeapLayout::data)),
-        state_(new (at<HeapState>(header_, HeapLayout::state)) HeapState{}),
-        mutex_(header_, HeapLayout::mutex, true) {
-    posix::UniqueFd fd;
-    posix::check(posix::make_heap_file(fd), "memfd_create");
-    file_ = Segment::create_descriptor(std::move(fd));
-    state_->top = heap_first;
-    map(0);
-  }
+  PROCPOOL_DECL SharedHeap(std::uint32_t kind, std::uint32_t tag);
 
   /// A heap received as a handle (already checked by the caller).
-  SharedHeap(std::shared_ptr<Segment> header, std::shared_ptr<Segment> file)
-      : header_(std::move(header)),
-        file_(std::move(file)),
-        state_(at<HeapState>(header_, HeapLayout::state)),
-        mutex_(header_, HeapLayout::mutex, false) {
-    map(std::atomic_ref<std::uint64_t>(state_->committed).load());
-  }
+  PROCPOOL_DECL SharedHeap(std::shared_ptr<Segment> header, std::shared_ptr<Segment> file);
 
+  PROCPOOL_DECL ~SharedHeap();
   SharedHeap(const SharedHeap&) = delete;
   SharedHeap& operator=(const SharedHeap&) = delete;
 
@@ -145,141 +132,34 @@ class SharedHeap {
   // ---- locking -------------------------------------------------------------------------------
 
   /// Takes the lock; repairs what a holder that died left behind; maps what others added.
-  void lock() {
-    bool got = false;
-    // Operations are short: a brief spin usually gets the lock without a futex sleep.
-    for (int i = 0; i < 128 && !got; ++i) {
-      got = mutex_.try_lock();
-      if (!got) cpu_relax();
-    }
-    if (!got) mutex_.lock();
-    try {
-      if (state_->committed > map_.size()) map_more(state_->committed);
-      if (mutex_.owner_died() || state_->undo_count != 0) rollback();
-    } catch (...) {
-      mutex_.unlock();
-      throw;
-    }
-  }
+  PROCPOOL_DECL void lock();
   void unlock() { mutex_.unlock(); }
 
   // ---- transactions (lock held) --------------------------------------------------------------
 
   /// Changes a logged word: `where` as in `HeapUndo`.
-  void set(std::uint64_t where, std::uint64_t value) {
-    std::uint64_t* p = word(where);
-    if (!logged(where)) {
-      const std::uint64_t n = state_->undo_count;
-      if (n == heap_journal_capacity)
-        throw Error("procpool: a shared container operation changes too much at once");
-      state_->undo[n] = HeapUndo{where, *p};
-      std::atomic_signal_fence(std::memory_order_seq_cst);  // the record before the count
-      state_->undo_count = n + 1;
-      std::atomic_signal_fence(std::memory_order_seq_cst);  // the count before the change
-      heap_step();
-    }
-    *p = value;
-    heap_step();
-  }
+  PROCPOOL_DECL void set(std::uint64_t where, std::uint64_t value);
   void set_root(std::size_t i, std::uint64_t v) { set(state_where(&state_->root[i]), v); }
   void set_heap(std::uint64_t off, std::uint64_t v) { set(in_heap | off, v); }
 
   /// Makes the operation's changes permanent (one store), then does the work that cannot be
   /// undone.
-  void commit() noexcept {
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    state_->undo_count = 0;
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    heap_step();
-    logged_.clear();
-    if (release_all_) {
-      release_all_ = false;
-      const std::uint64_t end = state_->committed;
-      state_->committed = 0;
-      (void)posix::release_range(file_->fd(), 0, static_cast<std::size_t>(end));
-    }
-    for (auto [off, n] : release_)
-      (void)posix::release_range(file_->fd(), static_cast<std::size_t>(off),
-                                 static_cast<std::size_t>(n));
-    release_.clear();
-  }
+  PROCPOOL_DECL void commit() noexcept;
 
   /// Puts back every logged word, newest first (repeating this after a death is harmless).
-  void rollback() noexcept {
-    for (std::uint64_t i = state_->undo_count; i-- > 0;) {
-      const HeapUndo u = state_->undo[i];
-      *word(u.where) = u.old;
-    }
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    state_->undo_count = 0;
-    logged_.clear();
-    release_.clear();
-    release_all_ = false;
-  }
+  PROCPOOL_DECL void rollback() noexcept;
 
   // ---- blocks (lock held, inside a transaction) ----------------------------------------------
 
   /// A block with room for `len` payload bytes; returns its offset.
-  std::uint64_t alloc(std::size_t len) {
-    if (len > (std::size_t{1} << 46)) throw std::bad_alloc();
-    const std::size_t c = size_class(len + 8 < 16 ? 16 : len + 8);
-    const std::uint64_t size = class_size(c);
-    std::uint64_t off = state_->free_head[c];
-    // Taking a free block costs two undo records: an operation that takes many (a long extend)
-    // goes on with fresh space once the journal runs low.
-    if (off != 0 && state_->undo_count + 64 > heap_journal_capacity) off = 0;
-    if (off != 0) {
-      if (size >= heap_release_min) {
-        // Its memory may have been given back: take it again, and if this operation freed it,
-        // keep the commit from giving it back.
-        posix::check(posix::commit_range(file_->fd(), static_cast<std::size_t>(off),
-                                         static_cast<std::size_t>(size)),
-                     "fallocate (shared container memory)");
-        std::erase_if(release_,
-                      [&](const auto& r) { return r.first >= off && r.first < off + size; });
-      }
-      const std::uint64_t next = *word(in_heap | (off + 8));
-      set(state_where(&state_->free_head[c]), next);
-      // The caller's bytes overwrite the link: logged, so that an undo relinks the block.
-      set_heap(off + 8, 0);
-    } else {
-      off = state_->top;
-      if (off + size > state_->committed) grow(off + size);
-      set(state_where(&state_->top), off + size);
-    }
-    *word(in_heap | off) = (std::uint64_t{len} << 8) | c;
-    return off;
-  }
+  PROCPOOL_DECL std::uint64_t alloc(std::size_t len);
 
   /// Returns a block to its free list (logged: the operation may still be undone).
-  void free(std::uint64_t off) {
-    const std::size_t c = static_cast<std::size_t>(*word(in_heap | off) & 0xff);
-    const std::uint64_t size = class_size(c);
-    set_heap(off + 8, state_->free_head[c]);
-    set(state_where(&state_->free_head[c]), off);
-    if (size >= heap_release_min) {
-      const std::uint64_t from = (off + 16 + 4095) / 4096 * 4096;
-      const std::uint64_t to = (off + size) / 4096 * 4096;
-      if (to > from) release_.emplace_back(from, to - from);
-    }
-  }
+  PROCPOOL_DECL void free(std::uint64_t off);
 
   /// Empties the container (as one operation, under the lock): its roots go to 0 and every
   /// block is forgotten; the memory goes back to the system after the commit.
-  void clear() {
-    try {
-      for (std::size_t r = 0; r < heap_roots; ++r)
-        if (state_->root[r] != 0) set_root(r, 0);
-      for (std::size_t c = 0; c < heap_classes; ++c)
-        if (state_->free_head[c] != 0) set(state_where(&state_->free_head[c]), 0);
-      set(state_where(&state_->top), heap_first);
-    } catch (...) {
-      rollback();
-      throw;
-    }
-    release_all_ = true;
-    commit();
-  }
+  PROCPOOL_DECL void clear();
 
   std::size_t length(std::uint64_t off) const noexcept {
     return static_cast<std::size_t>(*word(in_heap | off) >> 8);
@@ -297,28 +177,11 @@ class SharedHeap {
   std::size_t mapped() const noexcept { return map_.size(); }
   /// Moves the heap's end `n` bytes further without giving them memory: what a heap looks like
   /// after large blocks there were freed (lock held, inside a transaction).
-  void skip(std::size_t n) {
-    const std::uint64_t end = state_->committed + n;  // never shorter: blocks live below
-    posix::check(posix::extend_file(file_->fd(), static_cast<std::size_t>(end)), "ftruncate");
-    map_more(end);
-    state_->committed = end;
-    set(state_where(&state_->top), end);
-  }
+  PROCPOOL_DECL void skip(std::size_t n);
 
  private:
-  static std::size_t size_class(std::uint64_t total) noexcept {
-    if (total <= 128) return static_cast<std::size_t>((total + 7) / 8);  // 2..16
-    int p = 63 - __builtin_clzll(total - 1);                             // total in (2^p, 2^(p+1)]
-    const std::uint64_t step = std::uint64_t{1} << (p - 2);
-    const std::uint64_t k = (total - (std::uint64_t{1} << p) + step - 1) / step;  // 1..4
-    return static_cast<std::size_t>(16 + (p - 7) * 4 + static_cast<int>(k));
-  }
-  static std::uint64_t class_size(std::size_t c) noexcept {
-    if (c <= 16) return std::uint64_t{c} * 8;
-    const std::size_t p = (c - 17) / 4 + 7;
-    const std::uint64_t k = (c - 17) % 4 + 1;
-    return (std::uint64_t{1} << p) + k * (std::uint64_t{1} << (p - 2));
-  }
+  PROCPOOL_DECL static std::size_t size_class(std::uint64_t total) noexcept;
+  PROCPOOL_DECL static std::uint64_t class_size(std::size_t c) noexcept;
 
   std::uint64_t state_where(const std::uint64_t* field) const noexcept {
     return static_cast<std::uint64_t>(reinterpret_cast<const char*>(field) -
@@ -330,58 +193,19 @@ class SharedHeap {
   }
 
   // Only the first change of a word in an operation needs its old value.
-  bool logged(std::uint64_t where) {
-    const std::uint64_t n = state_->undo_count;
-    if (n < 16) {
-      for (std::uint64_t i = 0; i < n; ++i)
-        if (state_->undo[i].where == where) return true;
-      return false;
-    }
-    if (logged_.empty())
-      for (std::uint64_t i = 0; i < n; ++i) logged_.insert(state_->undo[i].where);
-    return !logged_.insert(where).second;
-  }
+  PROCPOOL_DECL bool logged(std::uint64_t where);
 
   // Gives the heap memory up to at least `end`, in steps that stay small (so no single
   // operation pays for a large growth) but double while the heap is small.
-  void grow(std::uint64_t end) {
-    const std::uint64_t have = state_->committed;
-    std::uint64_t step = have < 64 * 1024         ? 64 * 1024
-                         : have > 2 * 1024 * 1024 ? 2 * 1024 * 1024
-                                                  : have;
-    std::uint64_t want = end > have + step ? end : have + step;
-    want = (want + 65535) / 65536 * 65536;
-    posix::check(posix::commit_range(file_->fd(), static_cast<std::size_t>(have),
-                                     static_cast<std::size_t>(want - have)),
-                 "fallocate (shared container memory)");
-    heap_step();
-    map_more(want);
-    state_->committed = want;
-  }
+  PROCPOOL_DECL void grow(std::uint64_t end);
 
   // Under a limit on address space (RLIMIT_AS, a pool's `memory_limit`) the usual reservation
   // may not fit: then just what the heap needs now, mapped again as it grows.
-  void map(std::uint64_t need) {
-    std::size_t reserve = heap_reserve_bytes().load();
-    if (reserve < (1 << 20)) reserve = 1 << 20;
-    while (reserve < need) reserve *= 2;
-    if (!map_.map(file_->fd(), reserve)) return;
-    posix::check(map_.map(file_->fd(), round_up(need)), "mmap (shared container reservation)");
-  }
+  PROCPOOL_DECL void map(std::uint64_t need);
 
-  void map_more(std::uint64_t need) {
-    if (need <= map_.size()) return;
-    std::size_t reserve = map_.size();
-    while (reserve < need) reserve *= 2;
-    if (!map_.grow(reserve)) return;
-    posix::check(map_.grow(round_up(need)), "mremap (shared container reservation)");
-  }
+  PROCPOOL_DECL void map_more(std::uint64_t need);
 
-  static std::size_t round_up(std::uint64_t n) noexcept {
-    constexpr std::uint64_t step = 2 << 20;
-    const auto rounded = (n + step - 1) / step * step;
-    return static_cast<std::size_t>(rounded > step ? rounded : step);
-  }
+  PROCPOOL_DECL static std::size_t round_up(std::uint64_t n) noexcept;
 
   std::shared_ptr<Segment> header_;
   std::shared_ptr<Segment> file_;
@@ -457,3 +281,7 @@ inline std::shared_ptr<SharedHeap> read_heap(Reader& r, std::uint32_t kind, std:
 }
 
 }  // namespace procpool::detail
+
+#ifndef PROCPOOL_SEPARATE_COMPILATION
+#include <procpool/detail/shared_heap_impl.hpp>
+#endif
