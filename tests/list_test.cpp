@@ -323,6 +323,43 @@ TEST_CASE("List: a process dying at any step of any operation leaves it before o
   }
 }
 
+TEST_CASE(
+    "Shared heap: an operation changing hundreds of words, most of them again and again, "
+    "logs each once and is undone whole",
+    "[list]") {
+  procpool::List<std::uint64_t> l;
+  auto& h = procpool::detail::ContainerAccess::engine(l).heap();
+  constexpr std::uint64_t n =
+      300;  // past the 16 words searched one by one, below the journal's 512
+  std::uint64_t block = 0;
+  {
+    procpool::detail::HeapLock lock(h);
+    procpool::detail::HeapTxn txn(h);
+    block = h.alloc(n * 8);  // a fresh block: its words are written without logging
+    for (std::uint64_t i = 0; i < n; ++i) h.words(block)[i] = i;
+    txn.commit();
+  }
+  const std::uint64_t payload = block + 8;  // a block's words start after its length word
+  {
+    procpool::detail::HeapLock lock(h);
+    procpool::detail::HeapTxn txn(h);  // never committed: undone when it ends
+    for (std::uint64_t round = 0; round < 5; ++round)
+      for (std::uint64_t i = 0; i < n; ++i) h.set_heap(payload + i * 8, 1000 * (round + 1) + i);
+    CHECK(h.state().undo_count == n);  // five changes of each word, logged once each
+    for (std::uint64_t i = 0; i < n; ++i) REQUIRE(h.words(block)[i] == 5000 + i);
+  }
+  procpool::detail::HeapLock lock(h);
+  CHECK(h.state().undo_count == 0);
+  for (std::uint64_t i = 0; i < n; ++i) REQUIRE(h.words(block)[i] == i);
+  // The next operation starts with an empty log: its first change of a word is logged again.
+  procpool::detail::HeapTxn txn(h);
+  for (std::uint64_t i = 0; i < 40; ++i) h.set_heap(payload + i * 8, 7);
+  CHECK(h.state().undo_count == 40);
+  txn.commit();
+  CHECK(h.words(block)[39] == 7);
+  CHECK(h.words(block)[40] == 40);
+}
+
 TEST_CASE("List: processes SIGKILLed in the middle of operations: no torn item, no deadlock",
           "[list]") {
   procpool::List<Rec> l;

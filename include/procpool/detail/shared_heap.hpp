@@ -8,7 +8,6 @@
 #include <mutex>
 #include <new>
 #include <string>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -194,6 +193,12 @@ class SharedHeap {
 
   // Only the first change of a word in an operation needs its old value.
   PROCPOOL_DECL bool logged(std::uint64_t where);
+  // Adds `where` to `logged_`; false if it was there.
+  PROCPOOL_DECL bool log_word(std::uint64_t where);
+  static constexpr std::uint64_t logged_none = ~std::uint64_t{0};  // never a `where`
+  static constexpr unsigned logged_bits = 10;                      // 1024 slots
+  // Never more than about half full: the journal ends the operation first.
+  static_assert(2 * heap_journal_capacity <= (std::size_t{1} << logged_bits));
 
   // Gives the heap memory up to at least `end`, in steps that stay small (so no single
   // operation pays for a large growth) but double while the heap is small.
@@ -213,7 +218,10 @@ class SharedHeap {
   Mutex mutex_;
   posix::ReservedMapping map_;
   // Per operation, in this process (the lock serializes their use).
-  std::unordered_set<std::uint64_t> logged_;
+  // The words this operation logged, once there are many (see `logged`): open addressing,
+  // `logged_none` marks a free slot; `logged_count_` 0 means not filled yet.
+  std::vector<std::uint64_t> logged_;
+  std::size_t logged_count_ = 0;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> release_;
   bool release_all_ = false;
 };

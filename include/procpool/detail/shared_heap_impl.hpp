@@ -65,7 +65,7 @@ PROCPOOL_DECL void SharedHeap::commit() noexcept {
   state_->undo_count = 0;
   std::atomic_signal_fence(std::memory_order_seq_cst);
   heap_step();
-  logged_.clear();
+  logged_count_ = 0;
   if (release_all_) {
     release_all_ = false;
     const std::uint64_t end = state_->committed;
@@ -85,7 +85,7 @@ PROCPOOL_DECL void SharedHeap::rollback() noexcept {
   }
   std::atomic_signal_fence(std::memory_order_seq_cst);
   state_->undo_count = 0;
-  logged_.clear();
+  logged_count_ = 0;
   release_.clear();
   release_all_ = false;
 }
@@ -178,9 +178,25 @@ PROCPOOL_DECL bool SharedHeap::logged(std::uint64_t where) {
       if (state_->undo[i].where == where) return true;
     return false;
   }
-  if (logged_.empty())
-    for (std::uint64_t i = 0; i < n; ++i) logged_.insert(state_->undo[i].where);
-  return !logged_.insert(where).second;
+  if (logged_count_ == 0) {
+    logged_.assign(std::size_t{1} << logged_bits, logged_none);
+    for (std::uint64_t i = 0; i < n; ++i) (void)log_word(state_->undo[i].where);
+  }
+  return !log_word(where);
+}
+
+PROCPOOL_DECL bool SharedHeap::log_word(std::uint64_t where) {
+  const std::size_t mask = (std::size_t{1} << logged_bits) - 1;
+  // Offsets are multiples of 8: a multiplicative hash spreads them over the slots.
+  for (auto i = static_cast<std::size_t>((where * 0x9E3779B97F4A7C15u) >> (64 - logged_bits));;
+       i = (i + 1) & mask) {
+    if (logged_[i] == where) return false;
+    if (logged_[i] == logged_none) {
+      logged_[i] = where;
+      ++logged_count_;
+      return true;
+    }
+  }
 }
 
 PROCPOOL_DECL void SharedHeap::grow(std::uint64_t end) {
