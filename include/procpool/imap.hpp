@@ -2,14 +2,11 @@
 
 #include <procpool/detail/cxx20.hpp>
 
-#include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <exception>
 #include <iterator>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -20,6 +17,7 @@
 #include <procpool/detail/chrono.hpp>
 #include <procpool/detail/completion.hpp>
 #include <procpool/detail/engine.hpp>
+#include <procpool/detail/separate.hpp>
 #include <procpool/errors.hpp>
 
 namespace procpool {
@@ -34,41 +32,61 @@ struct ImapItem {
   std::exception_ptr input_error;
 };
 
-/// Completed chunks waiting to be read by an imap_unordered; fed by the pool's thread.
-struct ReadyQueue {
-  std::mutex m;
-  std::condition_variable cv;
-  std::deque<const Completion*> ready;  // identities only; ImapState holds the owners
-  std::atomic<std::size_t> count{0};    // ready.size(), to watch without the lock
-};
+struct ReadyQueue;
 
-/// The shared state of one imap / imap_unordered: the input is read and submitted a chunk at a
-/// time, by the thread that iterates, with at most `window` chunks in flight.
-template <class R>
-class ImapState {
+/// What an imap does whatever its types: reads the input a chunk at a time (`produce`, run by
+/// the thread that iterates), keeps at most `window` chunks in flight, and hands back finished
+/// chunks in input order (`ordered`) or as they finish.
+class ImapPump {
  public:
   // Builds the next job from the input; false at the end of the input. May throw what the
   // input range throws.
   using Producer = detail::Callback<bool(Job&)>;
+
+  PROCPOOL_DECL ImapPump(std::shared_ptr<Supervisor> pool, Producer produce, bool ordered,
+                         std::size_t window);
+  /// Dropped early: whatever is still queued is discarded, so a huge input stops here.
+  PROCPOOL_DECL ~ImapPump();
+  ImapPump(const ImapPump&) = delete;
+  ImapPump& operator=(const ImapPump&) = delete;
+
+  /// The next finished chunk; nullptr once the input is exhausted and every chunk was handed
+  /// back (or the input threw: see take_input_error). Throws TimeoutError, naming `timeout`, if
+  /// none finishes by `deadline`.
+  PROCPOOL_DECL std::shared_ptr<Completion> next_chunk(std::optional<Clock::time_point> deadline,
+                                                       const std::string& timeout);
+
+  /// The input range's own exception, once: it surfaces after the results read before it.
+  std::exception_ptr take_input_error() noexcept { return std::exchange(input_error_, nullptr); }
+
+ private:
+  // Reads input until the window is full, and queues what it read in one go.
+  PROCPOOL_DECL void top_up();
+  PROCPOOL_DECL std::shared_ptr<Completion> wait_ready(std::optional<Clock::time_point> deadline);
+  PROCPOOL_DECL std::shared_ptr<Completion> take_ready(std::optional<Clock::time_point> deadline);
+
+  std::shared_ptr<Supervisor> pool_;
+  Producer produce_;
+  bool ordered_;
+  std::size_t window_;
+  std::shared_ptr<ReadyQueue> ready_;  // completed chunks, for an unordered imap
+  std::deque<std::shared_ptr<Completion>> inflight_;
+  bool input_done_ = false;
+  std::exception_ptr input_error_;
+};
+
+/// The shared state of one imap / imap_unordered: its pump, and the decoded items of the
+/// chunk being read.
+template <class R>
+class ImapState {
+ public:
+  using Producer = ImapPump::Producer;
   // Decodes one chunk's items.
   using Decoder = void (*)(const Completion&, std::deque<ImapItem<R>>&);
 
   ImapState(std::shared_ptr<Supervisor> pool, Producer produce, Decoder decode, bool ordered,
             std::size_t window)
-      : pool_(std::move(pool)),
-        produce_(std::move(produce)),
-        decode_(decode),
-        ordered_(ordered),
-        window_(window),
-        ready_(std::make_shared<ReadyQueue>()) {}
-
-  ~ImapState() {
-    // Dropped early: whatever is still queued is discarded, so a huge input stops here.
-    for (auto& c : inflight_)
-      if (!c->done()) pool_handle(pool_)->cancel(c, false);
-  }
-  ImapState(const ImapState&) = delete;
-  ImapState& operator=(const ImapState&) = delete;
+      : pump_(std::move(pool), std::move(produce), ordered, window), decode_(decode) {}
 
   /// The next item, or nothing at the end. Throws TimeoutError if none arrives by `deadline`.
   std::optional<ImapItem<R>> fetch(std::optional<Clock::time_point> deadline,
@@ -79,116 +97,22 @@ class ImapState {
         items_.pop_front();
         return it;
       }
-      top_up();
-      if (inflight_.empty()) {
-        if (input_error_) {
-          ImapItem<R> it;
-          it.input_error = std::exchange(input_error_, nullptr);
-          return it;
-        }
-        return std::nullopt;
-      }
-      std::shared_ptr<Completion> c;
-      if (ordered_) {
-        c = inflight_.front();
-        if (!c->wait_until(deadline)) throw TimeoutError("no imap result within " + timeout);
-        inflight_.pop_front();
-      } else {
-        c = wait_ready(deadline);  // also takes it out of inflight_
-        if (!c) throw TimeoutError("no imap result within " + timeout);
+      std::shared_ptr<Completion> c = pump_.next_chunk(deadline, timeout);
+      if (!c) {
+        std::exception_ptr e = pump_.take_input_error();
+        if (!e) return std::nullopt;
+        ImapItem<R> it;
+        it.input_error = std::move(e);
+        return it;
       }
       decode_(*c, items_);
     }
   }
 
  private:
-  // Reads input until the window is full, and queues what it read in one go.
-  void top_up() {
-    std::vector<Job> batch;
-    std::vector<std::shared_ptr<Completion>> started;
-    std::size_t items = 0;
-    while (!input_done_ && inflight_.size() + batch.size() < window_) {
-      Job job;
-      bool more;
-      try {
-        more = produce_(job);
-      } catch (...) {
-        // The input's own exception: it surfaces after the results read before it.
-        input_error_ = std::current_exception();
-        input_done_ = true;
-        break;
-      }
-      if (!more) {
-        input_done_ = true;
-        break;
-      }
-      auto c = job.completion;
-      c->pool = pool_handle(pool_);
-      if (!ordered_) {
-        std::weak_ptr<ReadyQueue> q = ready_;
-        c->on_complete([q](Completion& done) {
-          if (auto queue = q.lock()) {
-            std::lock_guard lock(queue->m);
-            queue->ready.push_back(&done);
-            queue->count.store(queue->ready.size(), std::memory_order_release);
-            queue->cv.notify_all();
-          }
-        });
-      }
-      items += job.count;
-      batch.push_back(std::move(job));
-      started.push_back(std::move(c));
-    }
-    if (batch.empty()) return;
-    pool_submit(*pool_, batch, items);  // throws PoolClosed before anything is in flight
-    for (auto& c : started) inflight_.push_back(std::move(c));
-  }
-
-  std::shared_ptr<Completion> wait_ready(std::optional<Clock::time_point> deadline) {
-    auto ready = [this] { return ready_->count.load(std::memory_order_acquire) != 0; };
-    // Only a wait that found nothing ready teaches the pool how long results take.
-    std::optional<Clock::time_point> t0;
-    if (!ready()) {
-      t0 = Clock::now();
-      (void)pool_handle(pool_)->help(ready, deadline.value_or(Clock::time_point::max()));
-    }
-    std::shared_ptr<Completion> c = take_ready(deadline);
-    if (t0) pool_handle(pool_)->waited(Clock::now() - *t0);
-    return c;
-  }
-
-  std::shared_ptr<Completion> take_ready(std::optional<Clock::time_point> deadline) {
-    std::unique_lock lock(ready_->m);
-    auto pred = [&] { return !ready_->ready.empty(); };
-    if (deadline) {
-      if (!ready_->cv.wait_until(lock, *deadline, pred)) return nullptr;
-    } else {
-      ready_->cv.wait(lock, pred);
-    }
-    const Completion* raw = ready_->ready.front();
-    ready_->ready.pop_front();
-    ready_->count.store(ready_->ready.size(), std::memory_order_release);
-    // Unordered: the last one takes the finished one's place.
-    for (auto& c : inflight_) {
-      if (c.get() != raw) continue;
-      std::shared_ptr<Completion> found = std::move(c);
-      c = std::move(inflight_.back());
-      inflight_.pop_back();
-      return found;
-    }
-    return nullptr;
-  }
-
-  std::shared_ptr<Supervisor> pool_;
-  Producer produce_;
+  ImapPump pump_;
   Decoder decode_;
-  bool ordered_;
-  std::size_t window_;
-  std::shared_ptr<ReadyQueue> ready_;
-  std::deque<std::shared_ptr<Completion>> inflight_;
   std::deque<ImapItem<R>> items_;
-  bool input_done_ = false;
-  std::exception_ptr input_error_;
 };
 
 }  // namespace detail
@@ -257,3 +181,7 @@ class ImapRange {
 };
 
 }  // namespace procpool
+
+#ifndef PROCPOOL_SEPARATE_COMPILATION
+#include <procpool/detail/imap_impl.hpp>
+#endif

@@ -22,6 +22,7 @@
 #include <procpool/detail/map_batch.hpp>
 #include <procpool/detail/results.hpp>
 #include <procpool/detail/wire.hpp>
+#include <procpool/detail/worker_record.hpp>
 #include <procpool/errors.hpp>
 #include <procpool/imap.hpp>
 #include <procpool/init.hpp>
@@ -115,14 +116,14 @@ class PoolFront {
   }
 
   /// No more submissions; queued and running tasks still finish.
-  void close() { engine_queue().close(); }
+  void close() { detail::pool_close(*engine_); }
   /// Stops the workers now; unfinished tasks fail with `Cancelled`.
-  void terminate() { engine_queue().terminate(); }
+  void terminate() { detail::pool_terminate(*engine_); }
   /// Waits until every worker has exited. Only after `close()` or `terminate()`.
   void join() { detail::pool_join(*engine_); }
 
   std::size_t size() const { return detail::pool_size(*engine_); }
-  Stats stats() const { return engine_queue().stats(); }
+  Stats stats() const { return detail::pool_stats(*engine_); }
   /// How many chunks an imap keeps in flight.
   std::size_t imap_window() const { return 32 * size() + 8; }
 
@@ -161,7 +162,6 @@ class PoolFront {
   }
 
   const std::shared_ptr<detail::Supervisor>& engine() const noexcept { return engine_; }
-  detail::SubmissionQueue& engine_queue() const { return detail::pool_queue(*engine_); }
 
  private:
   template <class W, class... A>
@@ -212,7 +212,7 @@ class PoolFront {
     using R = std::remove_cvref_t<detail::apply_result_t<F, W>>;
     auto c = std::make_shared<detail::TypedCompletion<R>>(1, &detail::materialize_single<Codec, R>);
     detail::Job j;
-    j.id = engine_queue().next_id();
+    j.id = detail::pool_next_id(*engine_);
     std::size_t at = begin_task<F, W>(j.frame, j.id, f);
     add_item_to<W>(j, std::forward<A>(args)...);
     j.timeout_ns = to_ns(limit);
@@ -312,7 +312,7 @@ class PoolFront {
     detail::check_task<F>();
     if (chunksize == 0)
       throw std::invalid_argument(detail::prefixed("imap chunksize must be at least 1"));
-    engine_queue().check_open();
+    detail::pool_check_open(*engine_);
     // What std::views::all would keep: a reference to an lvalue container, a copy of a view,
     // the range itself when it is an rvalue. (Not views::all itself: clang before 16 cannot
     // instantiate libstdc++'s ref_view and owning_view.)
@@ -330,13 +330,13 @@ class PoolFront {
       std::optional<std::ranges::iterator_t<View>> it;
     };
     auto src = std::make_shared<Source>(std::forward<Range>(input));
-    detail::SubmissionQueue* queue = &engine_queue();
+    detail::Supervisor* engine = engine_.get();  // the ImapState keeps it alive
     const std::int64_t limit = to_ns(opts_.task_timeout);
-    auto produce = [src, queue, f, chunksize, limit](detail::Job& j) -> bool {
+    auto produce = [src, engine, f, chunksize, limit](detail::Job& j) -> bool {
       if (!src->it) src->it = std::ranges::begin(src->view);
       auto& it = *src->it;
       if (it == std::ranges::end(src->view)) return false;
-      j.id = queue->next_id();
+      j.id = detail::pool_next_id(*engine);
       std::size_t at = begin_task<F, W>(j.frame, j.id, f);
       std::uint32_t count = 0;
       while (count < chunksize && it != std::ranges::end(src->view)) {
@@ -384,7 +384,7 @@ class Pool : public detail::PoolFront<Codec, detail::AnyArgs> {
     start(opts, std::move(payload), std::move(segments));
   }
 
-  std::vector<pid_t> pids() const { return this->engine_queue().pids(); }
+  std::vector<pid_t> pids() const { return detail::pool_pids(*this->engine()); }
 
  private:
   void start(Options opts, detail::Buffer init_task,

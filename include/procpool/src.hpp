@@ -14,6 +14,7 @@
 #include <procpool/detail/dict_impl.hpp>
 #include <procpool/detail/engine_impl.hpp>
 #include <procpool/detail/errors_impl.hpp>
+#include <procpool/detail/imap_impl.hpp>
 #include <procpool/detail/init_impl.hpp>
 #include <procpool/detail/invoke_impl.hpp>
 #include <procpool/detail/list_impl.hpp>

@@ -6,12 +6,14 @@
 // a file that uses a Pool neither compiles the engine nor, through pool.hpp, parses it.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
+#include <sys/types.h>
+
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/separate.hpp>
-#include <procpool/detail/submission_queue.hpp>
 #include <procpool/options.hpp>
 
 namespace procpool::detail {
@@ -19,6 +21,8 @@ namespace procpool::detail {
 class Segment;
 class Supervisor;
 class PoolHandle;
+class SubmissionQueue;
+struct Job;
 
 PROCPOOL_SEPARATE_BEGIN
 
@@ -29,6 +33,13 @@ PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(
 /// The same without an initializer.
 PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(Options& opts);
 PROCPOOL_DECL SubmissionQueue& pool_queue(Supervisor& s) noexcept;
+// The queue's calls a Pool makes, so that its files need not parse the queue.
+PROCPOOL_DECL std::uint64_t pool_next_id(Supervisor& s) noexcept;
+PROCPOOL_DECL void pool_check_open(const Supervisor& s);
+PROCPOOL_DECL void pool_close(Supervisor& s);
+PROCPOOL_DECL void pool_terminate(Supervisor& s);
+PROCPOOL_DECL Stats pool_stats(const Supervisor& s);
+PROCPOOL_DECL std::vector<pid_t> pool_pids(const Supervisor& s);
 /// SubmissionQueue::submit, out of line in the compiled mode (it is most of what a map adds).
 PROCPOOL_DECL void pool_submit(Supervisor& s, std::vector<Job>& jobs, std::size_t items);
 PROCPOOL_DECL void pool_submit(Supervisor& s, Job&& job);

@@ -41,6 +41,30 @@ PROCPOOL_DECL SubmissionQueue& pool_queue(Supervisor& s) noexcept {
   return s.queue();
 }
 
+PROCPOOL_DECL std::uint64_t pool_next_id(Supervisor& s) noexcept {
+  return s.queue().next_id();
+}
+
+PROCPOOL_DECL void pool_check_open(const Supervisor& s) {
+  s.queue().check_open();
+}
+
+PROCPOOL_DECL void pool_close(Supervisor& s) {
+  s.queue().close();
+}
+
+PROCPOOL_DECL void pool_terminate(Supervisor& s) {
+  s.queue().terminate();
+}
+
+PROCPOOL_DECL Stats pool_stats(const Supervisor& s) {
+  return s.queue().stats();
+}
+
+PROCPOOL_DECL std::vector<pid_t> pool_pids(const Supervisor& s) {
+  return s.queue().pids();
+}
+
 PROCPOOL_DECL void pool_submit(Supervisor& s, std::vector<Job>& jobs, std::size_t items) {
   s.queue().submit(jobs, items);
 }

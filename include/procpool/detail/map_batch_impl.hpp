@@ -8,6 +8,7 @@
 
 #include <procpool/detail/engine.hpp>
 #include <procpool/detail/map_batch.hpp>
+#include <procpool/detail/submission_queue.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 

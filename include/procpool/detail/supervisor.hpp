@@ -80,6 +80,7 @@ class Supervisor final : public PoolHandle, public Waker {
   }
 
   SubmissionQueue& queue() noexcept { return queue_; }
+  const SubmissionQueue& queue() const noexcept { return queue_; }
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
   /// Workers in all: more than the slots when a link fronts several (see WorkerLink::capacity).
   void set_size(std::size_t n) noexcept { size_.store(n, std::memory_order_relaxed); }
