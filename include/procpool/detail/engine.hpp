@@ -1,5 +1,5 @@
 #pragma once
-// The seam between the templates a program instantiates (Pool, ImapState) and the pool's
+// The seam between what a program instantiates (Pool, and ImapPump for an imap) and the pool's
 // type-independent engine (supervisor, transport, launchers, worker loop, POSIX layer). Header-only
 // (the default), the functions below are inline and engine_impl.hpp defines them here. With
 // PROCPOOL_SEPARATE_COMPILATION they are only declared: src/procpool.cpp defines them once, and

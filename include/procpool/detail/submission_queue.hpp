@@ -1,9 +1,10 @@
 #pragma once
 // The submission queue: the only part of the engine that callers touch (Pool, AsyncResult,
-// ImapState: submit, cancel, close, terminate, stats, pids). It owns the queued jobs, the
-// requests not yet seen by the supervisor, the pool's counters and the list of live workers, all
-// behind one mutex. The supervisor takes requests and jobs from it each round, and the workforce
-// puts back the jobs of a worker that died or was recycled.
+// ImapPump, through engine.hpp's functions and PoolHandle: submit, cancel, close, terminate,
+// stats, pids). It owns the queued jobs, the requests not yet seen by the supervisor, the pool's
+// counters and the list of live workers, all behind one mutex. The supervisor takes requests and
+// jobs from it each round, and the workforce puts back the jobs of a worker that died or was
+// recycled.
 
 #include <atomic>
 #include <cstdint>
