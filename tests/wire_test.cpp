@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <procpool/detail/map_batch.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/procpool.hpp>
 
@@ -593,4 +594,48 @@ TEST_CASE("a 64 MiB result is delivered intact", "[wire]") {
   CHECK((b.get() == want));
   CHECK(pool.apply(square, 5) == 25);
   CHECK(pool.stats().restarts == 0);
+}
+
+namespace {
+
+// One result item as a worker writes it: status, length, bytes.
+void put_int_item(procpool::detail::Buffer& b, int v) {
+  const auto status = static_cast<std::uint8_t>(procpool::detail::ItemStatus::ok);
+  const std::uint64_t len = sizeof v;
+  b.append(&status, 1);
+  b.append(&len, sizeof len);
+  b.append(&v, sizeof v);
+}
+
+}  // namespace
+
+TEST_CASE("a map chunk whose items do not add up to its count fails the map, never pads it",
+          "[wire]") {
+  using namespace procpool::detail;
+  for (std::uint32_t count : {2u, 3u}) {
+    Completion c(1);
+    JobOutcome o;
+    put_int_item(o.frame, 7);
+    put_int_item(o.frame, 8);
+    o.count = count;
+    c.settle(0, std::move(o), count, [] {});
+    std::vector<int> out(count);
+    ItemSink sink;
+    sink.raw_size = sizeof(int);
+    sink.raw = reinterpret_cast<std::byte*>(out.data());
+    sink.decode = [](void*, std::size_t, std::span<const std::byte>) {
+      throw std::logic_error("no item here needs the codec");
+    };
+    std::optional<ErrorInfo> error;
+    if (count == 2) {
+      CHECK(gather_items(c, sink, error));
+      CHECK_FALSE(error);
+      CHECK(out == std::vector<int>{7, 8});
+    } else {
+      CHECK_FALSE(gather_items(c, sink, error));
+      REQUIRE(error);
+      CHECK(error->kind == ErrorInfo::Kind::codec);
+      CHECK_THAT(error->message, Catch::Contains("does not hold the items it counts"));
+    }
+  }
 }

@@ -117,7 +117,7 @@ PROCPOOL_DECL bool gather_items(const Completion& c, const ItemSink& sink,
       return false;
     }
     bool failed = false;
-    for_each_item(o.payload(), o.count, [&](const ItemView& it) {
+    const bool whole = for_each_item(o.payload(), o.count, [&](const ItemView& it) {
       if (failed) return;
       if (it.status != ItemStatus::ok) {
         error = ErrorInfo::from_item(it);
@@ -138,6 +138,13 @@ PROCPOOL_DECL bool gather_items(const Completion& c, const ItemSink& sink,
       ++i;
     });
     if (failed) return false;
+    if (!whole) {  // checked when the frame arrived; never a silently short or padded vector
+      ErrorInfo e;
+      e.kind = ErrorInfo::Kind::codec;
+      e.message = "a map chunk's result frame does not hold the items it counts";
+      error = std::move(e);
+      return false;
+    }
   }
   return true;
 }

@@ -35,6 +35,11 @@ PROCPOOL_DECL void SharedHeap::lock() {
     if (!got) cpu_relax();
   }
   if (!got) mutex_.lock();
+  // No operation of this process is under way now: drop bookkeeping a child forked in the middle
+  // of one (by another thread of its parent) would otherwise inherit.
+  logged_count_ = 0;
+  release_.clear();
+  release_all_ = false;
   try {
     if (state_->committed > map_.size()) map_more(state_->committed);
     if (mutex_.owner_died() || state_->undo_count != 0) rollback();
