@@ -196,10 +196,6 @@ class PoolFront {
     return detail::begin_task_frame(b, id, detail::task_ref<Codec, F, W>(f));
   }
 
-  static void end_task(detail::Buffer& b, std::size_t at, std::uint32_t count, bool timed) {
-    detail::end_task_frame(b, at, count, timed);
-  }
-
   static std::int64_t to_ns(std::chrono::milliseconds d) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
   }
@@ -217,7 +213,7 @@ class PoolFront {
     add_item_to<W>(j, std::forward<A>(args)...);
     j.timeout_ns = to_ns(limit);
     j.task = detail::task_name_of(f);
-    end_task(j.frame, at, 1, j.timeout_ns > 0);
+    detail::end_task_frame(j.frame, at, 1, j.timeout_ns > 0);
     j.completion = c;
     c->pool = detail::pool_handle(engine_);
     c->items = 1;
@@ -344,7 +340,7 @@ class PoolFront {
         ++it;
         ++count;
       }
-      end_task(j.frame, at, count, limit > 0);
+      detail::end_task_frame(j.frame, at, count, limit > 0);
       j.count = count;
       j.timeout_ns = limit;
       j.task = detail::task_name_of(f);

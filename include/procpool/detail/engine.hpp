@@ -21,7 +21,6 @@ namespace procpool::detail {
 class Segment;
 class Supervisor;
 class PoolHandle;
-class SubmissionQueue;
 struct Job;
 
 PROCPOOL_SEPARATE_BEGIN
@@ -32,7 +31,6 @@ PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(
     Options& opts, Buffer init_task, std::vector<std::shared_ptr<Segment>> init_segments);
 /// The same without an initializer.
 PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(Options& opts);
-PROCPOOL_DECL SubmissionQueue& pool_queue(Supervisor& s) noexcept;
 // The queue's calls a Pool makes, so that its files need not parse the queue.
 PROCPOOL_DECL std::uint64_t pool_next_id(Supervisor& s) noexcept;
 PROCPOOL_DECL void pool_check_open(const Supervisor& s);

@@ -37,10 +37,6 @@ PROCPOOL_DECL std::shared_ptr<Supervisor> start_pool(Options& opts) {
   return start_pool(opts, Buffer{}, {});
 }
 
-PROCPOOL_DECL SubmissionQueue& pool_queue(Supervisor& s) noexcept {
-  return s.queue();
-}
-
 PROCPOOL_DECL std::uint64_t pool_next_id(Supervisor& s) noexcept {
   return s.queue().next_id();
 }

@@ -8,7 +8,6 @@
 
 #include <procpool/detail/engine.hpp>
 #include <procpool/detail/map_batch.hpp>
-#include <procpool/detail/submission_queue.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
 
@@ -67,7 +66,6 @@ PROCPOOL_DECL std::shared_ptr<Completion> submit_chunks(
     chunksize = std::max<std::size_t>((n + parts - 1) / parts, 1);
   }
   chunksize = std::min<std::size_t>(chunksize, UINT32_MAX);
-  SubmissionQueue& queue = pool_queue(*engine);
   const bool timed = call.timeout_ns > 0;
 
   // Every element is encoded before anything is queued: the input's own exceptions reach the
@@ -77,7 +75,7 @@ PROCPOOL_DECL std::shared_ptr<Completion> submit_chunks(
   std::size_t items = 0;
   while (!in.at_end()) {
     Job& j = jobs.emplace_back();
-    j.id = queue.next_id();
+    j.id = pool_next_id(*engine);
     const std::size_t at = begin_task_frame(j.frame, j.id, call.task);
     j.count = in.encode(j, at, chunksize, chunk_bytes);
     if (j.count == 0) {
