@@ -213,6 +213,24 @@ def prime_sieve_speedup(binary):
     return float(m.group(1))
 
 
+def sieve_seconds(out):
+    m = re.search(r"time: ([0-9.]+) s", out)
+    if not m:
+        sys.exit("prime_sieve did not report its time:\n" + out)
+    return float(m.group(1))
+
+
+def prime_sieve_bound(binary):
+    """The speedup two cores allow the sieve here: one one-worker run alone, then two side by side.
+    A shared host's vCPUs may share a core's caches or be taken by the host, so two runs side by
+    side can each be slower than one alone; no pool can beat the work two of them get done."""
+    cmd = [binary, "--limit", "1000000000", "--processes", "1", "--no-serial"]
+    alone = sieve_seconds(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    pair = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    both = [sieve_seconds(p.communicate()[0]) for p in pair]
+    return 2 * alone / max(both)
+
+
 def procpool_side(build):
     bench = os.path.join(build, "bench")
     pool = run_bench(os.path.join(bench, "pool_bench"), "-BM_IdlePoolCpu")
@@ -259,6 +277,7 @@ def procpool_side(build):
         res[f"first_{m}"] = real_ns(g(startup, f"start_to_first_result/{m}")) / 1e6
         res[f"startstop_{m}"] = real_ns(g(startup, f"start_and_shutdown/{m}")) / 1e6
     res["primes"] = prime_sieve_speedup(sieve)
+    res["primes_bound"] = prime_sieve_bound(sieve)
     res["primes_loaded"] = primes_loaded
     return res
 
@@ -291,6 +310,7 @@ ROWS = [
     ("startstop_forkserver", "pool start + shutdown, forkserver", "ms", 1, False, None, None),
     ("primes", "prime sieve to 10^9, speedup over one process", "x", 1, True, 1.85, None),
     ("primes_loaded", "prime sieve, one core busy elsewhere", "x", 1, True, 1.0, None),
+    ("primes_bound", "prime sieve: bound, 2 runs side by side", "x", 1, True, None, None),
     ("value", "Value lock + increment + unlock", "ns", 1, False, 25, 17),
     ("idle", "idle pool, CPU of workers + parent", "% core", 1, False, 1, None),
     ("k_block", "kernel: pipe round trip, blocking", "us", 1, False, None, None),

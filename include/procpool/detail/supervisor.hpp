@@ -118,10 +118,13 @@ class Supervisor final : public PoolHandle, public Waker {
     int idle = 0;
     if (!helpers_.compare_exchange_strong(idle, 1, std::memory_order_acq_rel)) return done();
     helped_last_wait = true;
-    SpinGovernor::Watch watch(governor, now_ns());
+    const std::int64_t start = now_ns();
+    SpinGovernor::Watch watch(governor, start);
     bool ok = false;
     do {
       drive();
+      // A long spin may be keeping the very worker it waits for off this core (see config).
+      if (now_ns() - start > config::help_yield_after_ns) std::this_thread::yield();
       watch.resync(now_ns());
       for (int i = 0; i < 16 && !ok; ++i) {
         ok = done();
