@@ -157,6 +157,30 @@ TEST_CASE("A gap without an involuntary switch is the host's pause, not a neighb
   CHECK(g.losses() == 1);
 }
 
+TEST_CASE("A waiter's own yields, taken in, do not count as a neighbour taking its core",
+          "[spin]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  (void)g.preempted();
+  switches_advance = false;
+  SpinGovernor::Watch w(g, t);
+  // The waiter yields (its switch count moves) and takes that in, as Supervisor::help does;
+  // then a gap with no further switch is the host's pause: the spin goes on.
+  fake_switches += 3;
+  (void)g.preempted();
+  t += 2 * us;
+  w.resync(t);
+  t += SpinGovernor::gap_ns + 5 * us;
+  CHECK(w.step(t));
+  CHECK(g.losses() == 0);
+  // A yield not taken in would have been counted against the spin.
+  fake_switches += 1;
+  t += SpinGovernor::gap_ns + 5 * us;
+  CHECK_FALSE(w.step(t));
+  CHECK(g.losses() == 1);
+  switches_advance = true;
+}
+
 namespace {
 
 // `n` waits for results, each as long as the way the governor waits at the time makes it.

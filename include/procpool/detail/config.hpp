@@ -60,11 +60,13 @@ inline constexpr std::int64_t supervisor_spin_ns = std::int64_t{PROCPOOL_SUPERVI
 inline constexpr int wait_spin_us = PROCPOOL_WAIT_SPIN_US;
 inline constexpr int worker_spin_us = PROCPOOL_WORKER_SPIN_US;
 /// A waiter that has spun this long without its result yields its core at every further step.
-/// A worker woken from sleep by a pipe write is placed on the writer's core (the kernel expects
-/// the writer to sleep next), and a writer that spins on keeps it off that core for its whole
-/// spin: each round trip then costs the spin plus a wake-up, and since the worker sleeps again
-/// before the next task, it stays so (measured: 85 µs round trips against 9 µs, in about half of
-/// a quiet machine's runs). A good round trip on a free core is over well before this.
+/// The kernel often wakes a worker on the core of the thread whose pipe write woke it (it expects
+/// the writer to sleep next), and a writer that spins on keeps the worker off that core for its
+/// whole spin: each round trip then costs the spin plus a wake-up, and since the worker sleeps
+/// again before the next task, it stays so (measured: 85 µs round trips against 9-15 µs, in
+/// about half of a quiet machine's processes). A good round trip on a free core is over well
+/// before this. With PROCPOOL_WAIT_SPIN_US at 10 or less (or a budget halved that far by long
+/// waits) a spin ends before it would yield.
 inline constexpr std::int64_t help_yield_after_ns = 10'000;
 
 // ---- Frame buffers (buffer.hpp) ----

@@ -17,7 +17,9 @@
 // (Supervisor::help) and the pool's thread (Supervisor's loop). Idle workers (WorkerLoop::fill)
 // are not: they yield at every step, and a yield that lets another thread run counts as an
 // involuntary switch too, so a worker's own watch cannot tell its pool's threads from a neighbour.
-// Only the measured way below governs them.
+// Only the measured way below governs them. A waiter whose spin runs long yields as well (see
+// config::help_yield_after_ns); it takes in the switches of each yield (preempted()) before its
+// watch looks again, so only a switch between two yields counts against the spin.
 //
 // Those signals miss the costliest case: spins too short to be descheduled while they run, on a
 // machine whose cores are busy, cost each round trip a neighbour's time slice later (measured:

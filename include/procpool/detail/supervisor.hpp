@@ -123,9 +123,16 @@ class Supervisor final : public PoolHandle, public Waker {
     bool ok = false;
     do {
       drive();
-      // A long spin may be keeping the very worker it waits for off this core (see config).
-      if (now_ns() - start > config::help_yield_after_ns) std::this_thread::yield();
-      watch.resync(now_ns());
+      std::int64_t t = now_ns();
+      // A long spin may be keeping the very worker it waits for off this core (see config). The
+      // switches a yield makes are this thread's own: taken in, so the watch does not count
+      // them as a neighbour taking the core.
+      if (t - start > config::help_yield_after_ns) {
+        std::this_thread::yield();
+        (void)governor.preempted();
+        t = now_ns();
+      }
+      watch.resync(t);
       for (int i = 0; i < 16 && !ok; ++i) {
         ok = done();
         cpu_relax();
