@@ -188,12 +188,13 @@ struct Waits {
   std::int64_t spinning;
   std::int64_t sleeping;
 };
-unsigned feed(SpinGovernor& g, std::int64_t& t, unsigned n, Waits w) {
+// `crowd` threads wait at once: the clock moves on by a share of each wait.
+unsigned feed(SpinGovernor& g, std::int64_t& t, unsigned n, Waits w, std::int64_t crowd = 1) {
   unsigned spun = 0;
   for (unsigned i = 0; i < n; ++i) {
     const bool spin = g.spinning();
     spun += spin ? 1 : 0;
-    t += spin ? w.spinning : w.sleeping;
+    t += (spin ? w.spinning : w.sleeping) / crowd;
     g.record_wait(spin ? w.spinning : w.sleeping, t);
   }
   return spun;
@@ -245,6 +246,53 @@ TEST_CASE("The way of waiting follows when the machine changes", "[spin][spin-po
   feed(g, t, 100 * SpinGovernor::epoch_waits, {.spinning = 6 * us, .sleeping = 60 * us});
   CHECK(g.spinning());
   CHECK(g.switches() == 2);
+}
+
+TEST_CASE("Waits from another number of waiting threads are judged anew, soon",
+          "[spin][spin-policy]") {
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  // Eight threads wait at once on two cores: sleeping wins, and probes grow rare.
+  feed(g, t, 3000 * SpinGovernor::epoch_waits, {.spinning = 2400 * us, .sleeping = 240 * us}, 8);
+  REQUIRE_FALSE(g.spinning());
+  REQUIRE(g.switches() == 1);
+  CHECK(g.crowd_changes() == 0);
+  // One thread waits now, and spinning pays for it: found within a few epochs, not after the
+  // longest probe gap (2 s, some 30,000 of these waits).
+  unsigned waits = 0;
+  while (g.switches() < 2 && waits < 1000 * SpinGovernor::epoch_waits) {
+    feed(g, t, 1, {.spinning = 6 * us, .sleeping = 60 * us});
+    ++waits;
+  }
+  CHECK(g.switches() == 2);
+  CHECK(g.crowd_changes() == 1);
+  CHECK(waits <= (SpinGovernor::min_probe_gap_epochs + 2) * SpinGovernor::epoch_waits);
+  // And back: the crowd returns, sleeping wins again as soon.
+  waits = 0;
+  while (g.switches() < 3 && waits < 1000 * SpinGovernor::epoch_waits) {
+    feed(g, t, 1, {.spinning = 2400 * us, .sleeping = 240 * us}, 8);
+    ++waits;
+  }
+  CHECK(g.switches() == 3);
+  CHECK(g.crowd_changes() == 2);
+  CHECK(waits <= (SpinGovernor::min_probe_gap_epochs + 2) * SpinGovernor::epoch_waits);
+}
+
+TEST_CASE("A steady crowd of waiters, or an even mix, is no change", "[spin][spin-policy]") {
+  for (std::int64_t crowd : {1, 2, 8}) {
+    FakeGovernor g;
+    std::int64_t t = 5 * ms;
+    feed(g, t, 500 * SpinGovernor::epoch_waits, {.spinning = 6 * us, .sleeping = 60 * us}, crowd);
+    CHECK(g.crowd_changes() == 0);
+  }
+  // Waits that overlap about half the time sit between the marks: they flip nothing.
+  FakeGovernor g;
+  std::int64_t t = 5 * ms;
+  for (unsigned i = 0; i < 500 * SpinGovernor::epoch_waits; ++i) {
+    t += i % 2 ? 60 * us : 30 * us;
+    g.record_wait(60 * us, t);
+  }
+  CHECK(g.crowd_changes() == 0);
 }
 
 TEST_CASE("Long waits teach nothing about how to wait", "[spin][spin-policy]") {

@@ -28,7 +28,8 @@
 // at all is measured, not guessed: the process times its waits for results in epochs of
 // `epoch_waits`, and now and then runs an epoch the other way (a probe). A probe that waited
 // clearly less wins; one that did not makes the next probe twice as far away (at most
-// `max_probe_gap_ns`), so a settled program pays for probing about 1% of its waits.
+// `max_probe_gap_ns`), so a settled program pays for probing about 1% of its waits. When the
+// number of threads waiting at once changes (see crowd_changed), that settling starts over.
 
 #include <algorithm>
 #include <atomic>
@@ -93,6 +94,7 @@ class SpinGovernor {
     std::unique_lock lock(policy_m_, std::try_to_lock);
     if (!lock.owns_lock()) return;
     if (last_probe_ == 0) last_probe_ = now;  // the time limit on probe gaps starts here
+    if (count_ == 0) epoch_start_ = now - std::clamp<std::int64_t>(wait_ns, 0, wait_clip_ns);
     sum_ns_ += std::clamp<std::int64_t>(wait_ns, 0, wait_clip_ns);
     ++count_;
     // A probe ends as soon as it cannot win any more: under load a spinning epoch costs
@@ -120,12 +122,28 @@ class SpinGovernor {
       base_count_ = lost ? 0 : count;
       return;
     }
+    if (crowd_changed(sum, now)) {
+      // Another workload (as many waiters as threads, or one): what was measured so far is
+      // about the old one, and the way kept may have been right only for it. Judge anew from
+      // this epoch and look at the other way soon.
+      base_sum_ = 0;
+      base_count_ = 0;
+      gap_epochs_ = min_probe_gap_epochs;
+      left_epochs_ = std::min(left_epochs_, gap_epochs_);
+      last_probe_ = now;
+      crowd_changes_.fetch_add(1, std::memory_order_relaxed);
+    }
     base_sum_ += sum;
     base_count_ += count;
     if (--left_epochs_ == 0 || now - last_probe_ >= max_probe_gap_ns) {
       probing_ = true;
       set_spinning(!spin_best_);
     }
+  }
+
+  /// How often the waits were found to come from another number of waiting threads (for tests).
+  std::uint64_t crowd_changes() const noexcept {
+    return crowd_changes_.load(std::memory_order_relaxed);
   }
 
   /// How often the measured best way to wait changed (for tests and benchmarks).
@@ -230,6 +248,24 @@ class SpinGovernor {
     return base_count_ ? base_sum_ / static_cast<std::int64_t>(base_count_) : 0;
   }
 
+  // Whether the epoch that ended at `now`, its waits summing to `sum`, came from another crowd
+  // than the epochs before it: one thread waiting at a time (the waits add up to at most the
+  // time they took), or several at once (they add up to more). Whether spinning pays depends on
+  // how many threads want the cores. Between the two marks the crowd counts as unchanged, so an
+  // even mix does not flip it back and forth.
+  bool crowd_changed(std::int64_t sum, std::int64_t now) noexcept {
+    const std::int64_t span = std::max<std::int64_t>(now - epoch_start_, 1);
+    bool crowded = crowded_;
+    if (sum * 4 > span * 7)
+      crowded = true;
+    else if (sum * 4 < span * 5)
+      crowded = false;
+    const bool changed = crowd_known_ && crowded != crowded_;
+    crowded_ = crowded;
+    crowd_known_ = true;
+    return changed;
+  }
+
   void set_spinning(bool on) noexcept {
     if (spinning_.exchange(on, std::memory_order_relaxed) != on)
       mode_gen_.fetch_add(1, std::memory_order_release);
@@ -238,6 +274,7 @@ class SpinGovernor {
   std::atomic<bool> spinning_{true};
   std::atomic<std::uint32_t> mode_gen_{0};
   std::atomic<std::uint64_t> switches_{0};
+  std::atomic<std::uint64_t> crowd_changes_{0};
   std::mutex policy_m_;  // guards the epoch state below
   bool spin_best_ = true;
   bool probing_ = false;
@@ -248,6 +285,9 @@ class SpinGovernor {
   std::int64_t last_probe_ = 0;
   unsigned gap_epochs_ = min_probe_gap_epochs;
   unsigned left_epochs_ = min_probe_gap_epochs;
+  std::int64_t epoch_start_ = 0;
+  bool crowded_ = false;
+  bool crowd_known_ = false;
 };
 
 }  // namespace procpool::detail
