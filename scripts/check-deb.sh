@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libprocpool-dev .deb with CPack, unpacks it into a private prefix and builds the
-# consumer in tests/package against that prefix twice: with CMake's find_package and with
-# pkg-config and make. Unpacking (dpkg-deb -x) rather than dpkg -i leaves the system's package
-# database and /usr alone, needs no clean-up, and cannot be fooled by headers from another
-# procpool install. Usage: scripts/check-deb.sh [build dir]   (default: build/deb)
+# consumer in tests/package against that prefix: with CMake's find_package (g++, then clang with
+# libc++) and with pkg-config and make. Unpacking (dpkg-deb -x) rather than dpkg -i leaves the
+# system's package database and /usr alone, needs no clean-up, and cannot be fooled by headers
+# from another procpool install. Usage: scripts/check-deb.sh [build dir]   (default: build/deb)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh make pkgconf
@@ -43,6 +43,14 @@ found="$(sed -n 's/^procpool_DIR:PATH=//p' "$out/consumer_cmake/CMakeCache.txt")
 cmake --build "$out/consumer_cmake"
 ctest --test-dir "$out/consumer_cmake" --output-on-failure --no-tests=error
 
+# The same with clang and its own standard library, libc++ (the umbrella header, both modes).
+scripts/install-deps.sh clang libc++-14-dev libc++abi-14-dev
+rm -rf "$out/consumer_libcxx"
+cmake -S tests/package -B "$out/consumer_libcxx" -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS=-stdlib=libc++ >/dev/null
+cmake --build "$out/consumer_libcxx"
+ctest --test-dir "$out/consumer_libcxx" --output-on-failure --no-tests=error
+
 # pkg-config: only the unpacked tree is searched.
 export PKG_CONFIG_LIBDIR="$prefix/share/pkgconfig"
 unset PKG_CONFIG_PATH
@@ -50,4 +58,4 @@ echo "pkg-config --cflags --libs procpool: $(pkg-config --cflags --libs procpool
 mkdir -p "$out/consumer_pc"
 rm -f "$out/consumer_pc/consumer_pc"
 make --no-print-directory -f tests/package/Makefile BUILD_DIR="$out/consumer_pc" check
-echo "check-deb: the package works with find_package and with pkg-config"
+echo "check-deb: the package works with find_package (libstdc++ and libc++) and with pkg-config"

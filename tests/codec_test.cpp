@@ -25,6 +25,7 @@
 #include <vector>
 
 #include <procpool/codec.hpp>
+#include <procpool/detail/demangle.hpp>
 #include <procpool/procpool.hpp>
 
 #ifdef PROCPOOL_TEST_CEREAL
@@ -36,6 +37,7 @@
 #endif
 
 using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
 using procpool::CodecError;
 using procpool::Reader;
 using procpool::Writer;
@@ -1084,6 +1086,17 @@ TEST_CASE("CodecError messages name the type being decoded", "[codec]") {
   CHECK_THAT(decode_error<std::vector<Inner>>(one),
              Contains("cannot decode std::vector") && Contains("(in ") && Contains("Small)"));
   CHECK_THAT(decode_error<double>(Bytes(2)), Contains("cannot decode double"));
+}
+
+TEST_CASE("Type names in messages are spelled as written, whatever the standard library",
+          "[codec]") {
+  // libc++ demangles to std::__1::vector<…>; messages drop the ABI namespace.
+  const std::string& name = procpool::detail::type_name<std::vector<std::map<int, double>>>();
+  CHECK_THAT(name, StartsWith("std::vector<std::map<int, double"));
+  CHECK_THAT(name, !Contains("__1::"));
+  // The name of libc++'s std::vector<int>, whichever library this is built with.
+  const std::string libcxx = procpool::detail::demangle("NSt3__16vectorIiNS_9allocatorIiEEEE");
+  CHECK_THAT(libcxx, StartsWith("std::vector<int, std::allocator<int>") && !Contains("__1"));
 }
 
 TEST_CASE("encode_value and decode_value wrap failures for the pool", "[codec]") {

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include <procpool/detail/atomic_ref.hpp>
 #include <procpool/procpool.hpp>
 
 using namespace std::chrono_literals;
@@ -538,7 +539,7 @@ TEST_CASE("tasks queued behind a long one are taken back for an idle worker", "[
 namespace {
 // Counts its runs of task `i` in `runs`, so a test can tell a task that ran twice.
 int count_run(procpool::Array<int> runs, int i) {
-  std::atomic_ref<int>(runs[static_cast<std::size_t>(i)]).fetch_add(1);
+  procpool::detail::AtomicRef<int>(runs[static_cast<std::size_t>(i)]).fetch_add(1);
   return i;
 }
 int count_run_slowly(procpool::Array<int> runs, int i) {

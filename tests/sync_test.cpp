@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <procpool/detail/atomic_ref.hpp>
 #include <procpool/procpool.hpp>
 
 using namespace std::chrono_literals;
@@ -57,8 +58,8 @@ bool all_blocked_in_futex(const std::vector<pid_t>& pids) {
 int& at(procpool::Array<int>& a, std::size_t i) {
   return a[i];
 }
-std::atomic_ref<int> atomic_at(procpool::Array<int>& a, std::size_t i) {
-  return std::atomic_ref<int>(a[i]);
+procpool::detail::AtomicRef<int> atomic_at(procpool::Array<int>& a, std::size_t i) {
+  return procpool::detail::AtomicRef<int>(a[i]);
 }
 
 // ---- tasks ----------------------------------------------------------------------------------

@@ -18,7 +18,13 @@ PROCPOOL_DECL std::string demangle(const char* mangled) {
   int status = 0;
   std::unique_ptr<char, void (*)(void*)> p(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
                                            std::free);
-  return status == 0 && p ? std::string(p.get()) : std::string(mangled);
+  if (status != 0 || !p) return std::string(mangled);
+  // libc++ names its types std::__1::vector and so on: an ABI version nobody writes.
+  std::string name(p.get());
+  const std::string abi = "std::__1::";
+  for (auto at = name.find(abi); at != std::string::npos; at = name.find(abi, at))
+    name.erase(at + 5, 5);
+  return name;
 }
 
 PROCPOOL_DECL std::string current_exception_type() {

@@ -2,6 +2,7 @@
 // Definitions of SharedHeap's operations: inline in a header-only build, compiled once by
 // src/procpool.cpp with PROCPOOL_SEPARATE_COMPILATION.
 
+#include <procpool/detail/atomic_ref.hpp>
 #include <procpool/detail/shared_heap.hpp>
 
 namespace procpool::detail {
@@ -22,7 +23,7 @@ PROCPOOL_DECL SharedHeap::SharedHeap(std::shared_ptr<Segment> header, std::share
       file_(std::move(file)),
       state_(at<HeapState>(header_, HeapLayout::state)),
       mutex_(header_, HeapLayout::mutex, false) {
-  map(std::atomic_ref<std::uint64_t>(state_->committed).load());
+  map(AtomicRef<std::uint64_t>(state_->committed).load());
 }
 
 PROCPOOL_DECL SharedHeap::~SharedHeap() = default;

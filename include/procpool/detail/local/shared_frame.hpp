@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <procpool/detail/atomic_ref.hpp>
 #include <procpool/detail/config.hpp>
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/segment.hpp>
@@ -188,8 +189,8 @@ enum ResultFileState : std::uint32_t {
 };
 inline constexpr std::size_t result_file_offset = 64;
 
-inline std::atomic_ref<std::uint32_t> result_file_state(const Segment& s) noexcept {
-  return std::atomic_ref<std::uint32_t>(*static_cast<std::uint32_t*>(s.data()));
+inline AtomicRef<std::uint32_t> result_file_state(const Segment& s) noexcept {
+  return AtomicRef<std::uint32_t>(*static_cast<std::uint32_t*>(s.data()));
 }
 
 /// A worker's memory files for large results (at most config::result_files_max). Its result
