@@ -123,9 +123,9 @@ class SpinGovernor {
       return;
     }
     if (crowd_changed(sum, now)) {
-      // Another workload (as many waiters as threads, or one): what was measured so far is
-      // about the old one, and the way kept may have been right only for it. Judge anew from
-      // this epoch and look at the other way soon.
+      // Several threads wait at once where one did, or the other way round: what was measured
+      // so far is about the old crowd, and the way kept may have been right only for it. Judge
+      // anew from this epoch and look at the other way soon.
       base_sum_ = 0;
       base_count_ = 0;
       gap_epochs_ = min_probe_gap_epochs;
