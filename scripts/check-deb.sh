@@ -44,10 +44,13 @@ cmake --build "$out/consumer_cmake"
 ctest --test-dir "$out/consumer_cmake" --output-on-failure --no-tests=error
 
 # The same with clang and its own standard library, libc++ (the umbrella header, both modes).
-scripts/install-deps.sh clang libc++-14-dev libc++abi-14-dev
+# (The packages without a version follow Debian's default clang.)
+scripts/install-deps.sh clang libc++-dev libc++abi-dev
 rm -rf "$out/consumer_libcxx"
 cmake -S tests/package -B "$out/consumer_libcxx" -DCMAKE_PREFIX_PATH="$prefix" \
   -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS=-stdlib=libc++ >/dev/null
+found="$(sed -n 's/^procpool_DIR:PATH=//p' "$out/consumer_libcxx/CMakeCache.txt")"
+[ "$found" = "$prefix/share/cmake/procpool" ] || fail "find_package used $found, not the package"
 cmake --build "$out/consumer_libcxx"
 ctest --test-dir "$out/consumer_libcxx" --output-on-failure --no-tests=error
 

@@ -37,6 +37,7 @@
 #endif
 
 using Catch::Matchers::Contains;
+using Catch::Matchers::Equals;
 using Catch::Matchers::StartsWith;
 using procpool::CodecError;
 using procpool::Reader;
@@ -1097,6 +1098,8 @@ TEST_CASE("Type names in messages are spelled as written, whatever the standard 
   // The name of libc++'s std::vector<int>, whichever library this is built with.
   const std::string libcxx = procpool::detail::demangle("NSt3__16vectorIiNS_9allocatorIiEEEE");
   CHECK_THAT(libcxx, StartsWith("std::vector<int, std::allocator<int>") && !Contains("__1"));
+  // Only the standard library's own namespace: here mystd::__1 is a user's.
+  CHECK_THAT(procpool::detail::demangle("N5mystd3__11XE"), Equals("mystd::__1::X"));
 }
 
 TEST_CASE("encode_value and decode_value wrap failures for the pool", "[codec]") {

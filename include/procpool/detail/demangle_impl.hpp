@@ -2,6 +2,7 @@
 // Definitions of what demangle.hpp declares: inline in a header-only build, compiled once by
 // src/procpool.cpp with PROCPOOL_SEPARATE_COMPILATION.
 
+#include <cctype>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -22,8 +23,11 @@ PROCPOOL_DECL std::string demangle(const char* mangled) {
   // libc++ names its types std::__1::vector and so on: an ABI version nobody writes.
   std::string name(p.get());
   const std::string abi = "std::__1::";
-  for (auto at = name.find(abi); at != std::string::npos; at = name.find(abi, at))
-    name.erase(at + 5, 5);
+  for (auto at = name.find(abi); at != std::string::npos; at = name.find(abi, at + 5)) {
+    const char before = at > 0 ? name[at - 1] : ' ';
+    if (!std::isalnum(static_cast<unsigned char>(before)) && before != '_')  // not mystd::
+      name.erase(at + 5, 5);
+  }
   return name;
 }
 

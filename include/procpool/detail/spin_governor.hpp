@@ -94,7 +94,8 @@ class SpinGovernor {
     std::unique_lock lock(policy_m_, std::try_to_lock);
     if (!lock.owns_lock()) return;
     if (last_probe_ == 0) last_probe_ = now;  // the time limit on probe gaps starts here
-    if (count_ == 0) epoch_start_ = now - std::clamp<std::int64_t>(wait_ns, 0, wait_clip_ns);
+    if (count_ == 0) crowd_sum_ = crowd_covered_ = 0;
+    count_crowd(std::max<std::int64_t>(wait_ns, 0), now);
     sum_ns_ += std::clamp<std::int64_t>(wait_ns, 0, wait_clip_ns);
     ++count_;
     // A probe ends as soon as it cannot win any more: under load a spinning epoch costs
@@ -122,7 +123,7 @@ class SpinGovernor {
       base_count_ = lost ? 0 : count;
       return;
     }
-    if (crowd_changed(sum, now)) {
+    if (crowd_changed()) {
       // Several threads wait at once where one did, or the other way round: what was measured
       // so far is about the old crowd, and the way kept may have been right only for it. Judge
       // anew from this epoch and look at the other way soon.
@@ -248,17 +249,26 @@ class SpinGovernor {
     return base_count_ ? base_sum_ / static_cast<std::int64_t>(base_count_) : 0;
   }
 
-  // Whether the epoch that ended at `now`, its waits summing to `sum`, came from another crowd
-  // than the epochs before it: one thread waiting at a time (the waits add up to at most the
-  // time they took), or several at once (they add up to more). Whether spinning pays depends on
-  // how many threads want the cores. Between the two marks the crowd counts as unchanged, so an
-  // even mix does not flip it back and forth.
-  bool crowd_changed(std::int64_t sum, std::int64_t now) noexcept {
-    const std::int64_t span = std::max<std::int64_t>(now - epoch_start_, 1);
+  // How many threads wait at once, on average while any waits: the epoch's waits, whole (a long
+  // one counts in full here), against the time at least one of them ran. Time when none waited
+  // counts in neither, and so does a wait the epoch dropped (a race for the lock).
+  void count_crowd(std::int64_t wait_ns, std::int64_t now) noexcept {
+    const std::int64_t from = std::max(now - wait_ns, covered_until_);
+    if (now > from) crowd_covered_ += now - from;
+    covered_until_ = std::max(covered_until_, now);
+    crowd_sum_ += wait_ns;
+  }
+
+  // Whether the epoch just ended came from another crowd than the epochs before it: one thread
+  // waiting at a time (its waits never overlap) or several at once. Whether spinning pays
+  // depends on how many threads want the cores. Between the two marks the crowd counts as
+  // unchanged, so a mix near the middle does not flip it back and forth.
+  bool crowd_changed() noexcept {
+    const std::int64_t covered = std::max<std::int64_t>(crowd_covered_, 1);
     bool crowded = crowded_;
-    if (sum * 4 > span * 7)
+    if (crowd_sum_ * 4 > covered * 7)  // more than 1.75 at once
       crowded = true;
-    else if (sum * 4 < span * 5)
+    else if (crowd_sum_ * 4 < covered * 5)  // fewer than 1.25
       crowded = false;
     const bool changed = crowd_known_ && crowded != crowded_;
     crowded_ = crowded;
@@ -285,7 +295,9 @@ class SpinGovernor {
   std::int64_t last_probe_ = 0;
   unsigned gap_epochs_ = min_probe_gap_epochs;
   unsigned left_epochs_ = min_probe_gap_epochs;
-  std::int64_t epoch_start_ = 0;
+  std::int64_t crowd_sum_ = 0;      // this epoch's waits, unclipped
+  std::int64_t crowd_covered_ = 0;  // time in this epoch when at least one of them ran
+  std::int64_t covered_until_ = 0;
   bool crowded_ = false;
   bool crowd_known_ = false;
 };
