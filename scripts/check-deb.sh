@@ -35,24 +35,23 @@ for f in include/procpool/procpool.hpp share/cmake/procpool/procpoolConfig.cmake
   [ -f "$prefix/$f" ] || fail "the package lacks /usr/$f"
 done
 
-# CMake: find_package(procpool) from the unpacked tree.
-rm -rf "$out/consumer_cmake"
-cmake -S tests/package -B "$out/consumer_cmake" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
-found="$(sed -n 's/^procpool_DIR:PATH=//p' "$out/consumer_cmake/CMakeCache.txt")"
-[ "$found" = "$prefix/share/cmake/procpool" ] || fail "find_package used $found, not the package"
-cmake --build "$out/consumer_cmake"
-ctest --test-dir "$out/consumer_cmake" --output-on-failure --no-tests=error
-
+# CMake: find_package(procpool) from the unpacked tree, into build dir $1 (more cmake args after).
+consumer_cmake() {
+  local dir="$out/$1"
+  shift
+  rm -rf "$dir"
+  cmake -S tests/package -B "$dir" -DCMAKE_PREFIX_PATH="$prefix" "$@" >/dev/null
+  local found
+  found="$(sed -n 's/^procpool_DIR:PATH=//p' "$dir/CMakeCache.txt")"
+  [ "$found" = "$prefix/share/cmake/procpool" ] || fail "find_package used $found, not the package"
+  cmake --build "$dir"
+  ctest --test-dir "$dir" --output-on-failure --no-tests=error
+}
+consumer_cmake consumer_cmake
 # The same with clang and its own standard library, libc++ (the umbrella header, both modes).
 # (The packages without a version follow Debian's default clang.)
 scripts/install-deps.sh clang libc++-dev libc++abi-dev
-rm -rf "$out/consumer_libcxx"
-cmake -S tests/package -B "$out/consumer_libcxx" -DCMAKE_PREFIX_PATH="$prefix" \
-  -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS=-stdlib=libc++ >/dev/null
-found="$(sed -n 's/^procpool_DIR:PATH=//p' "$out/consumer_libcxx/CMakeCache.txt")"
-[ "$found" = "$prefix/share/cmake/procpool" ] || fail "find_package used $found, not the package"
-cmake --build "$out/consumer_libcxx"
-ctest --test-dir "$out/consumer_libcxx" --output-on-failure --no-tests=error
+consumer_cmake consumer_libcxx -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS=-stdlib=libc++
 
 # pkg-config: only the unpacked tree is searched.
 export PKG_CONFIG_LIBDIR="$prefix/share/pkgconfig"

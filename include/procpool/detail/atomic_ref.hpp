@@ -25,9 +25,6 @@ class AtomicRef {
   void store(T v, std::memory_order o = std::memory_order_seq_cst) const noexcept {
     __atomic_store_n(p_, v, order(o));
   }
-  T exchange(T v, std::memory_order o = std::memory_order_seq_cst) const noexcept {
-    return __atomic_exchange_n(p_, v, order(o));
-  }
   T fetch_add(T v, std::memory_order o = std::memory_order_seq_cst) const noexcept {
     return __atomic_fetch_add(p_, v, order(o));
   }
