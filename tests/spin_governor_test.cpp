@@ -11,6 +11,8 @@
 #include <numeric>
 #include <support/test_support.hpp>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <procpool/detail/spin_governor.hpp>
@@ -217,8 +219,11 @@ TEST_CASE("Waits sleep once sleeping measures shorter (a busy machine)", "[spin]
   FakeGovernor g;
   std::int64_t t = 5 * ms;
   const auto gen = g.mode_generation();
-  // The first probe comes once spinning was judged over its first epochs; it wins at once.
-  feed(g, t, (SpinGovernor::min_probe_gap_epochs + 1) * SpinGovernor::epoch_waits,
+  // The first probe comes once spinning was judged over its first epochs; it wins at once
+  // (after its warm-up).
+  feed(g, t,
+       (SpinGovernor::min_probe_gap_epochs + 1) * SpinGovernor::epoch_waits +
+           SpinGovernor::probe_warmup_waits,
        {.spinning = 1200 * us, .sleeping = 60 * us});
   CHECK_FALSE(g.spinning());
   CHECK(g.switches() == 1);
@@ -315,6 +320,39 @@ TEST_CASE("A crowd near the middle keeps the side it came from", "[spin][spin-po
     }
     CHECK(g.crowd_changes() == 0);
   }
+}
+
+TEST_CASE("A probe's first waits, slow whichever way it tries, do not decide it",
+          "[spin][spin-policy]") {
+  // Measured on a Pool(2) after eight threads had waited at once: each switch costs its first
+  // 4-6 waits 100-190 µs, then spinning takes 45 µs and sleeping 67 µs. Judged with its first
+  // waits, spinning lost every probe.
+  auto run = [](std::int64_t spinning, std::int64_t sleeping) {
+    FakeGovernor g;
+    std::int64_t t = 5 * ms;
+    feed(g, t, 200 * SpinGovernor::epoch_waits, {.spinning = 2 * ms, .sleeping = 67 * us});
+    REQUIRE_FALSE(g.spinning());
+    const auto switched = g.switches();
+    bool was = g.spinning();
+    int since_switch = 0;
+    for (unsigned i = 0; i < 100 * SpinGovernor::epoch_waits; ++i) {
+      const bool spin = g.spinning();
+      since_switch = spin == was ? since_switch + 1 : 0;
+      was = spin;
+      const std::int64_t w = since_switch < 6 ? 150 * us : spin ? spinning : sleeping;
+      t += w;
+      g.record_wait(w, t);
+    }
+    return std::pair{g.spinning(), g.switches() - switched};
+  };
+  // Spinning is faster once warm: it is kept.
+  auto [spins, switches] = run(45 * us, 67 * us);
+  CHECK(spins);
+  CHECK(switches == 1);
+  // Not faster: sleeping stays, and so do the probes' costs (a few waits each, rarely).
+  std::tie(spins, switches) = run(80 * us, 67 * us);
+  CHECK_FALSE(spins);
+  CHECK(switches == 0);
 }
 
 TEST_CASE("Long waits teach nothing about how to wait", "[spin][spin-policy]") {
