@@ -299,9 +299,8 @@ class Supervisor final : public PoolHandle, public Waker {
   // Dispatches queued jobs from a submitting thread while the pool's thread sleeps. True only
   // if that leaves the pool's thread nothing to do before an answer or a death wakes it: every
   // job is out in full and none has a time limit or may be taken back from a stuck worker
-  // (next_wait: those need the pool's thread awake at a time). A pool that had such a timer
-  // already is left to its thread (a due one must act before new jobs take the idle workers).
-  // Transports whose answers come by interrupt (MPI) are left alone.
+  // (next_wait: those need the pool's thread awake at a time). Transports whose answers come
+  // by interrupt (MPI) are left alone.
   bool dispatch_here() noexcept {
     if (driving_here() || transport_->answers_interrupt()) return false;
     std::unique_lock lock(drive_m_, std::try_to_lock);
@@ -310,13 +309,8 @@ class Supervisor final : public PoolHandle, public Waker {
     driving_here() = true;
     bool done = false;
     try {
-      if (next_wait().count() < 0) {
-        dispatch();
-        // Work went out: the pool's thread must not take its sleep for an idle one (and give
-        // back the buffers kept for reuse).
-        last_activity_ = now_ns();
-        done = queue_.empty() && !workforce_.any_unsent() && next_wait().count() < 0;
-      }
+      dispatch();
+      done = queue_.empty() && !workforce_.any_unsent() && next_wait().count() < 0;
     } catch (...) {
       if (!helper_error_) helper_error_ = std::current_exception();
     }
