@@ -28,8 +28,6 @@ namespace procpool::detail {
 class Waker {
  public:
   virtual void wake() noexcept = 0;
-  /// Jobs were queued (wake() for any other request).
-  virtual void submitted() noexcept = 0;
 
  protected:
   ~Waker() = default;
@@ -50,7 +48,7 @@ class SubmissionQueue {
       submitted_ += items;
       ++requests_;
     }
-    waker_.submitted();
+    waker_.wake();
   }
 
   void submit(Job&& job) {
@@ -61,7 +59,7 @@ class SubmissionQueue {
       ++submitted_;
       ++requests_;
     }
-    waker_.submitted();
+    waker_.wake();
   }
 
   /// Throws PoolClosed after close() or terminate().
