@@ -104,7 +104,7 @@ class SpinGovernor {
     if (warmup_left_ > 0) {
       --warmup_left_;
       warmup_ns_ += clipped;
-      lost = warmup_ns_ * 5 >= base_mean() * 4 * epoch_waits;
+      lost = cannot_win(warmup_ns_);
       if (!lost) return;
     } else {
       if (count_ == 0) crowd_sum_ = crowd_covered_ = 0;
@@ -113,7 +113,7 @@ class SpinGovernor {
       ++count_;
       // A probe ends as soon as it cannot win any more: under load a spinning epoch costs
       // milliseconds a wait, and one or two such waits tell enough.
-      lost = probing_ && sum_ns_ * 5 >= base_mean() * 4 * epoch_waits;
+      lost = probing_ && cannot_win(sum_ns_);
       if (count_ < epoch_waits && !lost) return;
     }
     const std::int64_t sum = sum_ns_;
@@ -264,6 +264,11 @@ class SpinGovernor {
   // waits (a time slice lost now and then) weigh in, which one epoch of 32 often misses.
   std::int64_t base_mean() const noexcept {
     return base_count_ ? base_sum_ / static_cast<std::int64_t>(base_count_) : 0;
+  }
+
+  // Whether waits that took `spent` in all already cost most (4/5) of an epoch of the way kept.
+  bool cannot_win(std::int64_t spent) const noexcept {
+    return spent * 5 >= base_mean() * 4 * epoch_waits;
   }
 
   // How many threads wait at once, on average while any waits: the epoch's waits, whole (a long
