@@ -1092,7 +1092,7 @@ TEST_CASE("CodecError messages name the type being decoded", "[codec]") {
 TEST_CASE("Type names in messages are spelled as written, whatever the standard library",
           "[codec]") {
   // libc++ demangles to std::__1::vector<…>; messages drop the ABI namespace.
-  const std::string& name = procpool::detail::type_name<std::vector<std::map<int, double>>>();
+  const std::string name = procpool::detail::type_name<std::vector<std::map<int, double>>>();
   CHECK_THAT(name, StartsWith("std::vector<std::map<int, double"));
   CHECK_THAT(name, !Contains("__1::"));
   // The name of libc++'s std::vector<int>, whichever library this is built with.

@@ -17,10 +17,12 @@ PROCPOOL_DECL std::string current_exception_type();
 
 PROCPOOL_SEPARATE_END
 
+/// Made anew each time (it names types in errors only): a function-local static would have a
+/// guard, and a fork-started worker would wait for ever on one that another thread of the
+/// program held at the fork.
 template <class T>
-const std::string& type_name() {
-  static const std::string name = demangle(typeid(T).name());
-  return name;
+std::string type_name() {
+  return demangle(typeid(T).name());
 }
 
 }  // namespace procpool::detail

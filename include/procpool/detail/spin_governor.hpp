@@ -59,7 +59,7 @@ class SpinGovernor {
 
   /// The process's governor.
   static SpinGovernor& process() noexcept {
-    static SpinGovernor g;
+    static constinit SpinGovernor g;  // no guard: a forked worker may read it
     return g;
   }
 

@@ -54,7 +54,7 @@ struct codec;
 
 namespace detail {
 
-using type_name_fn = const std::string& (*)();
+using type_name_fn = std::string (*)();
 class DecodeScope;
 
 }  // namespace detail

@@ -69,6 +69,11 @@ class ForkLauncher final : public Launcher {
     spec.body = &worker_main;
     spec.ctx = &ctx;
     spec.memory_limit = r.params.memory_limit;
+    // Made now, by the thread that forks: the child resets them, and a first use on another
+    // thread in the instant of the fork would leave the child waiting for ever on the guard of
+    // their static (held by a thread the child does not have). Once made, they stay made.
+    (void)SegmentTable::get();
+    (void)SharedFrames::process();
     spec.in_child = [] {
       SegmentTable::reset_in_child();
       SharedFrames::reset_in_child();
