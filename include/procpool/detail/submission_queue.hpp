@@ -28,6 +28,8 @@ namespace procpool::detail {
 class Waker {
  public:
   virtual void wake() noexcept = 0;
+  /// Jobs were queued (wake() for any other request).
+  virtual void submitted() noexcept = 0;
 
  protected:
   ~Waker() = default;
@@ -48,7 +50,7 @@ class SubmissionQueue {
       submitted_ += items;
       ++requests_;
     }
-    waker_.wake();
+    waker_.submitted();
   }
 
   void submit(Job&& job) {
@@ -59,7 +61,7 @@ class SubmissionQueue {
       ++submitted_;
       ++requests_;
     }
-    waker_.wake();
+    waker_.submitted();
   }
 
   /// Throws PoolClosed after close() or terminate().

@@ -165,6 +165,23 @@ class Supervisor final : public PoolHandle, public Waker {
     if (sleeping_.load(std::memory_order_acquire)) transport_->interrupt();
   }
 
+  /// Waker: jobs arrived. If the pool's thread sleeps, this thread hands them to workers itself
+  /// when it can, which spares a wake-up: the pool's thread wakes for the answer anyway (its
+  /// sleep is armed for every worker's answer; see Transport::prepare_sleep).
+  void submitted() noexcept override {
+    if (!sleeping_.load(std::memory_order_seq_cst)) return;
+    if (dispatch_here())
+      submitter_dispatches().fetch_add(1, std::memory_order_relaxed);
+    else
+      transport_->interrupt();
+  }
+
+  /// How often a submitting thread sent its jobs itself, in this process (for tests).
+  static std::atomic<std::uint64_t>& submitter_dispatches() noexcept {
+    static std::atomic<std::uint64_t> n{0};
+    return n;
+  }
+
  private:
   // The events of a round, handled at once (the drive lock is held).
   struct DirectSink final : EventSink {
@@ -277,6 +294,34 @@ class Supervisor final : public PoolHandle, public Waker {
     driving_here() = false;
     lock.unlock();
     if (death) notify_supervisor();
+  }
+
+  // Dispatches queued jobs from a submitting thread while the pool's thread sleeps. True only
+  // if that leaves the pool's thread nothing to do before an answer or a death wakes it: every
+  // job is out in full and none has a time limit or may be taken back from a stuck worker
+  // (next_wait: those need the pool's thread awake at a time). A pool that had such a timer
+  // already is left to its thread (a due one must act before new jobs take the idle workers).
+  // Transports whose answers come by interrupt (MPI) are left alone.
+  bool dispatch_here() noexcept {
+    if (driving_here() || transport_->answers_interrupt()) return false;
+    std::unique_lock lock(drive_m_, std::try_to_lock);
+    if (!lock.owns_lock() || !loop_running_ || !sleeping_.load(std::memory_order_seq_cst))
+      return false;
+    driving_here() = true;
+    bool done = false;
+    try {
+      if (next_wait().count() < 0) {
+        dispatch();
+        // Work went out: the pool's thread must not take its sleep for an idle one (and give
+        // back the buffers kept for reuse).
+        last_activity_ = now_ns();
+        done = queue_.empty() && !workforce_.any_unsent() && next_wait().count() < 0;
+      }
+    } catch (...) {
+      if (!helper_error_) helper_error_ = std::current_exception();
+    }
+    driving_here() = false;
+    return done;
   }
 
   void notify_supervisor() noexcept {
