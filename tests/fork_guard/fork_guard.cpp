@@ -24,7 +24,9 @@ using namespace std::chrono_literals;
 thread_local bool stall_next_new = false;
 std::atomic<bool> stalling{false};
 
-int twice(int x) { return 2 * x; }
+int twice(int x) {
+  return 2 * x;
+}
 
 }  // namespace
 
@@ -40,8 +42,12 @@ int twice(int x) { return 2 * x; }
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
-[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 int main(int argc, char** argv) {
   procpool::init(argc, argv);

@@ -194,7 +194,7 @@ struct Invoker<Codec, F, std::tuple<W...>> {
 
 /// What a task is called, for messages about it: worked out only when one is needed.
 struct TaskName {
-  std::uintptr_t fn = 0;                   // a function's address; 0 for a function object
+  std::uintptr_t fn = 0;            // a function's address; 0 for a function object
   std::string (*type)() = nullptr;  // the task's type (see type_name)
 
   PROCPOOL_DECL std::string str() const;
