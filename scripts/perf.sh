@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the release preset and prints procpool's performance table next to Python's
+# Builds the release preset's benchmarks and prints procpool's performance table next to Python's
 # multiprocessing.Pool and the raw kernel, all measured in one run (bench/compare.py); writes
 # performance.csv and performance.png. Usage: scripts/perf.sh [OUT_DIR] (default: build/release/perf)
 set -euo pipefail
