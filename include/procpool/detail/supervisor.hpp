@@ -225,15 +225,33 @@ class Supervisor final : public PoolHandle, public Waker {
       notify_supervisor();
   }
 
+  // Runs `body` as this thread's turn at driving the pool: only when no other thread drives
+  // (nor this one, from a result callback waiting for another result) and the loop runs. An
+  // exception from `body` is kept for the pool's thread, which rethrows it. Returns whether
+  // `body` ran, and whether it threw.
+  enum class Turn { skipped, ran, threw };
+  template <class Body>
+  Turn take_turn(Body&& body) noexcept {
+    if (driving_here()) return Turn::skipped;
+    std::unique_lock lock(drive_m_, std::try_to_lock);
+    if (!lock.owns_lock() || !loop_running_) return Turn::skipped;
+    driving_here() = true;
+    Turn t = Turn::ran;
+    try {
+      body();
+    } catch (...) {
+      if (!helper_error_) helper_error_ = std::current_exception();
+      t = Turn::threw;
+    }
+    driving_here() = false;
+    return t;
+  }
+
   // One non-blocking round, unless another thread is driving. Deaths are left to the pool's
   // thread (see HelperSink).
   void drive() noexcept {
-    if (driving_here()) return;  // a result callback waiting for another result
-    std::unique_lock lock(drive_m_, std::try_to_lock);
-    if (!lock.owns_lock() || !loop_running_) return;
-    driving_here() = true;
     bool death = false;
-    try {
+    const Turn t = take_turn([&] {
       round();
       // Results are found through the workers' own counters; the transport is asked only now
       // and then (for a full task pipe, say), so polling does not compete with the workers.
@@ -246,13 +264,8 @@ class Supervisor final : public PoolHandle, public Waker {
       death = sink.death;
       if (any || n > 0) last_activity_ = now_ns();
       scheduler_.enforce_deadlines(workforce_.records(), workforce_, now_ns());
-    } catch (...) {
-      if (!helper_error_) helper_error_ = std::current_exception();
-      death = true;
-    }
-    driving_here() = false;
-    lock.unlock();
-    if (death) notify_supervisor();
+    });
+    if (death || t == Turn::threw) notify_supervisor();
   }
 
   // Dispatches queued jobs from a submitting thread while the pool's thread sleeps. True only
@@ -262,24 +275,16 @@ class Supervisor final : public PoolHandle, public Waker {
   // already is left to its thread (a due one must act before new jobs take the idle workers).
   // Transports whose answers come by interrupt (MPI) are left alone.
   bool dispatch_here() noexcept {
-    if (driving_here() || transport_->answers_interrupt()) return false;
-    std::unique_lock lock(drive_m_, std::try_to_lock);
-    if (!lock.owns_lock() || !loop_running_ || !sleeping_.load(std::memory_order_seq_cst))
-      return false;
-    driving_here() = true;
+    if (transport_->answers_interrupt()) return false;
     bool done = false;
-    try {
-      if (next_wait().count() < 0) {
-        dispatch();
-        // Work went out: the pool's thread must not take its sleep for an idle one (and give
-        // back the buffers kept for reuse).
-        last_activity_ = now_ns();
-        done = queue_.empty() && !workforce_.any_unsent() && next_wait().count() < 0;
-      }
-    } catch (...) {
-      if (!helper_error_) helper_error_ = std::current_exception();
-    }
-    driving_here() = false;
+    (void)take_turn([&] {
+      if (!sleeping_.load(std::memory_order_seq_cst) || next_wait().count() >= 0) return;
+      dispatch();
+      // Work went out: the pool's thread must not take its sleep for an idle one (and give
+      // back the buffers kept for reuse).
+      last_activity_ = now_ns();
+      done = queue_.empty() && !workforce_.any_unsent() && next_wait().count() < 0;
+    });
     return done;
   }
 
