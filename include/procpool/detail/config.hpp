@@ -38,8 +38,9 @@
 
 #ifndef PROCPOOL_BUFFER_CACHE_BYTES
 /// How many bytes of large frame buffers each process keeps for reuse while it is busy (an idle
-/// second gives them back). Fresh pages cost a page fault and a clearing each: a 1 MiB argument
-/// is copied into reused pages several times faster. 0 turns the cache off, as AddressSanitizer
+/// second gives them back), and how many bytes of large vectors a worker keeps for the next
+/// argument (as much again). Fresh pages cost a page fault and a clearing each: a 1 MiB argument
+/// is copied into reused pages several times faster. 0 turns both off, as AddressSanitizer
 /// builds do (a reused block would hide a use after free).
 #if defined(__SANITIZE_ADDRESS__)
 #define PROCPOOL_BUFFER_CACHE_BYTES 0
@@ -84,6 +85,10 @@ inline constexpr std::size_t result_files_max = 4;
 inline constexpr std::size_t buffer_cache_slots = 64;
 /// A process idle this long frees the buffers it kept.
 inline constexpr std::chrono::seconds buffer_idle_keep{1};
+/// Vectors of plain values at least this large are decoded into memory asked for in huge pages
+/// (codec/binary.hpp), and a worker keeps those it is done with for the next such argument
+/// (recycled_vectors.hpp). Below it, malloc reuses freed memory from its heap by itself.
+inline constexpr std::size_t bulk_vector_min = std::size_t{4} << 20;
 
 // ---- Scheduling (scheduler.hpp) ----
 /// Nanoseconds of queued work a worker's window may hold: one long job, or many short ones.

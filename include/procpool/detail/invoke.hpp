@@ -11,11 +11,13 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <procpool/codec.hpp>
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/demangle.hpp>
 #include <procpool/detail/posix/image_address.hpp>
+#include <procpool/detail/recycled_vectors.hpp>
 #include <procpool/detail/separate.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
@@ -138,6 +140,17 @@ PROCPOOL_DECL std::pair<std::string, std::string> thrown_type_and_message();
 PROCPOOL_DECL void append_current_error(Buffer& out, std::size_t mark) noexcept;
 PROCPOOL_SEPARATE_END
 
+// A task's argument or result the worker is done with: a large vector of plain values is kept
+// for the next argument of its type, which BinaryCodec decodes into it (see RecycledVectors).
+template <class Codec, class T>
+void recycle(T& v) noexcept {
+  if constexpr (std::is_same_v<Codec, BinaryCodec> && bin::is_instance<std::vector, T>) {
+    using E = typename T::value_type;
+    if constexpr (std::is_same_v<T, std::vector<E>> && bin::is_bulk<E>())
+      RecycledVectors::process().keep(v);
+  }
+}
+
 template <class Codec, class F, class Tuple>
 struct Invoker;
 template <class Codec, class F, class... W>
@@ -159,8 +172,12 @@ struct Invoker<Codec, F, std::tuple<W...>> {
           } else {
             Writer w(out);
             encode_value<Codec, std::remove_cvref_t<R>>(w, result);
+            // Only a value the task gave away, not a reference to one it keeps.
+            if constexpr (std::is_object_v<R> && !std::is_const_v<R>) recycle<Codec>(result);
           }
         }
+        // What the task took by reference (or left unmoved) is done with too.
+        std::apply([](W&... a) { (recycle<Codec>(a), ...); }, t);
       };
       // A map over plain numbers or structs runs this per element: one copy, no Reader.
       if constexpr (sizeof...(W) == 1 && (raw_encoded<Codec, W>() && ...)) {

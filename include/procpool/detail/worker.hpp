@@ -20,6 +20,7 @@
 #include <procpool/detail/posix/launch.hpp>
 #include <procpool/detail/posix/module.hpp>
 #include <procpool/detail/posix/shm.hpp>
+#include <procpool/detail/recycled_vectors.hpp>
 #include <procpool/detail/segment.hpp>
 #include <procpool/detail/segment_table.hpp>
 #include <procpool/detail/wire.hpp>
@@ -86,6 +87,8 @@ class WorkerLoop {
         cache_(ctx.modules) {
     in_.reserve(config::worker_in_bytes);
     if (share_results_) out_.use_source(&results_);  // large results are encoded into files
+    // Kept vectors would count against a memory limit too.
+    if (!posix::address_space_limited()) RecycledVectors::process().enable();
     out_.reserve(config::worker_out_bytes);
   }
 
@@ -222,12 +225,14 @@ class WorkerLoop {
         // Large buffers are kept for the next large task, but not for an idle second.
         bool big = in_.capacity() > config::worker_keep_bytes ||
                    out_.capacity() > config::worker_keep_bytes ||
-                   BufferCache::process().bytes() > 0 || !results_.empty();
+                   BufferCache::process().bytes() > 0 || RecycledVectors::process().bytes() > 0 ||
+                   !results_.empty();
         int ready = posix::wait_either(ctx_.task_fd, ctx_.control_fd, big ? 1000 : -1);
         if (ready == 0) {
           if (in_.empty()) in_ = Buffer();
           out_.reset();
           BufferCache::process().clear();
+          RecycledVectors::process().clear();
           results_.clear_free();
           in_.reserve(in_.size() + 64 * 1024);
         }

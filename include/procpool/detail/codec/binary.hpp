@@ -8,6 +8,7 @@
 
 #include <procpool/detail/codec/fields.hpp>
 #include <procpool/detail/posix/memory.hpp>
+#include <procpool/detail/recycled_vectors.hpp>
 
 namespace procpool::detail::bin {
 
@@ -337,21 +338,24 @@ struct UnalignedIterator {
   auto operator<=>(const UnalignedIterator&) const = default;
 };
 
-// Large vectors of plain values: the memory is asked for in huge pages before it is first
-// written, and filled straight from the input (resize would zero it first, a second pass).
-// Filling fresh 4 KiB pages is what a large result costs most otherwise.
-inline constexpr std::size_t bulk_fill_min = std::size_t{4} << 20;
-
+// Large vectors of plain values: filled straight from the input (resize would zero them first,
+// a second pass), into a vector a worker kept (see RecycledVectors) or else into memory asked for
+// in huge pages before it is first written. Filling fresh 4 KiB pages is what a large result
+// costs most otherwise.
 template <class V>
 void fill_bulk(V& c, const std::byte* src, std::size_t n) {
   using E = typename V::value_type;
-  if (n * sizeof(E) < bulk_fill_min) {
+  if (n * sizeof(E) < config::bulk_vector_min) {
     c.resize(n);
     if (n > 0) std::memcpy(c.data(), src, n * sizeof(E));
     return;
   }
-  c.reserve(n);
-  posix::prefer_huge_pages(c.data(), n * sizeof(E));
+  bool reused = false;
+  if constexpr (std::is_same_v<V, std::vector<E>>) reused = RecycledVectors::process().take(n, c);
+  if (!reused) {
+    c.reserve(n);
+    posix::prefer_huge_pages(c.data(), n * sizeof(E));
+  }
   if constexpr (std::is_same_v<E, char> || std::is_same_v<E, unsigned char> ||
                 std::is_same_v<E, signed char> || std::is_same_v<E, std::byte> ||
                 std::is_same_v<E, char8_t>) {
