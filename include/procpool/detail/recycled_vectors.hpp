@@ -13,10 +13,11 @@ namespace procpool::detail {
 /// Large vectors of plain values a worker is done with (a task's argument after the call, its
 /// result once encoded), kept for the next large argument of the same type: decoding into pages
 /// this process has written before is several times faster than into fresh ones, which fault
-/// and are cleared first (and the allocator hands memory this large back to the system at once,
-/// so it cannot keep them itself). Only workers keep any (see enable); a worker frees them with
-/// its other kept buffers when it idles. Slots are claimed by compare-and-swap, as in
-/// BufferCache, so a child forked while another thread held one merely never sees it again.
+/// and are cleared first (and glibc hands memory this large back to the system when it is
+/// freed, from 32 MiB up always, so malloc cannot keep it). Only workers keep any (see enable); a
+/// worker frees them with its other kept buffers when it idles. Slots are claimed by
+/// compare-and-swap, as in BufferCache, so a child forked while another thread held one merely
+/// never sees it again.
 class RecycledVectors {
  public:
   static RecycledVectors& process() noexcept {
