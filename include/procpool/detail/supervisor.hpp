@@ -31,6 +31,7 @@
 #include <procpool/detail/config.hpp>
 #include <procpool/detail/cpu_relax.hpp>
 #include <procpool/detail/event_sinks.hpp>
+#include <procpool/detail/once_signal.hpp>
 #include <procpool/detail/pool_handle.hpp>
 #include <procpool/detail/posix/process.hpp>
 #include <procpool/detail/scheduler.hpp>
@@ -519,34 +520,8 @@ class Supervisor final : public PoolHandle, public Waker {
   std::mutex helped_m_;
   std::condition_variable helped_cv_;
 
-  // Startup.
-  // The pool's thread says once whether the workers started; start() waits for it. (Not a
-  // std::promise: <future> would cost every program that includes procpool.)
-  class StartSignal {
-   public:
-    void set_value() { set(nullptr); }
-    void set_exception(std::exception_ptr e) { set(std::move(e)); }
-    /// Waits for the signal; rethrows the error it carries.
-    void get() {
-      std::unique_lock l(m_);
-      cv_.wait(l, [&] { return set_; });
-      if (error_) std::rethrow_exception(error_);
-    }
-
-   private:
-    void set(std::exception_ptr e) {
-      std::lock_guard l(m_);
-      if (set_) return;
-      set_ = true;
-      error_ = std::move(e);
-      cv_.notify_all();
-    }
-    std::mutex m_;
-    std::condition_variable cv_;
-    bool set_ = false;
-    std::exception_ptr error_;
-  };
-  StartSignal started_;
+  // Startup: the pool's thread says once whether the workers started; start() waits for it.
+  OnceSignal started_;
   bool started_ok_ = false;        // every worker said hello; the promise is kept
   bool startup_reported_ = false;  // the promise was broken with the startup error
   std::thread thread_;
