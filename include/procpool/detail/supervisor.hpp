@@ -311,7 +311,6 @@ class Supervisor final : public PoolHandle, public Waker {
   void supervise() {
     thread_id_ = std::this_thread::get_id();
     driving_here() = true;  // this thread holds drive_m_ whenever it runs pool code
-    transport_->adopt_loop_thread();
     try {
       run_loop();
     } catch (const std::exception& e) {

@@ -121,8 +121,6 @@ class Transport {
   virtual void tidy() = 0;
   /// Collects how a dead worker ended, and forgets it.
   virtual ExitReport reap(WorkerLink& link) = 0;
-  /// Called once by the thread that runs the loop (it blocks every signal; see Supervisor).
-  virtual void adopt_loop_thread() noexcept = 0;
   /// The pool's thread will sleep in run(): workers must announce their next answer. False if
   /// one is waiting already (the sleep is off).
   virtual bool prepare_sleep() noexcept = 0;

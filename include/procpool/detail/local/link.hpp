@@ -11,9 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <optional>
 #include <span>
-#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -51,7 +49,6 @@ inline std::uint32_t tag_gen(std::uint64_t t) {
 /// What the links of one transport share (owned by LocalTransport).
 struct LinkContext {
   posix::Epoll epoll;
-  std::thread::id loop_thread;  // blocks every signal, SIGPIPE included
   // Segments sent to any worker, so that their deaths can be told (see LocalTransport::tidy).
   std::unordered_map<std::uint64_t, std::weak_ptr<Segment>> sent_segments;
   // Large task frames go through shared memory (see shared_frame.hpp); not to workers under a
@@ -63,6 +60,11 @@ struct LinkContext {
 struct LinkChannels {
   pid_t pid = 0;
   posix::UniqueFd pidfd, task_w, result_r, control;
+  // The task pipe's read end, held so that the pipe never loses its last reader: a write to a
+  // worker that died fills the pipe instead of raising SIGPIPE in whichever thread wrote it
+  // (blocking that signal around each write cost two system calls per task). The death is
+  // seen on the pidfd, as it is anyway.
+  posix::UniqueFd task_r;
 };
 
 class LocalLink : public WorkerLink {
@@ -75,6 +77,7 @@ class LocalLink : public WorkerLink {
         pid_(ch.pid),
         pidfd_(std::move(ch.pidfd)),
         task_w_(std::move(ch.task_w)),
+        task_r_(std::move(ch.task_r)),
         result_r_(std::move(ch.result_r)),
         control_(std::move(ch.control)) {
     auto& ep = ctx_.epoll;
@@ -93,9 +96,6 @@ class LocalLink : public WorkerLink {
   void flush(WorkerRecord& w) override {
     if (hangups_.load(std::memory_order_relaxed) != 0) let_go();
     bool ctl_full = false;
-    std::optional<posix::QuietSigpipe> quiet;  // the loop's thread blocks signals already
-    if (w.unsent < w.inflight.size() && std::this_thread::get_id() != ctx_.loop_thread)
-      quiet.emplace();
     while (task_w_ && w.unsent < w.inflight.size()) {
       posix::IoSlice iov[config::write_batch];
       int n = 0;
@@ -119,8 +119,7 @@ class LocalLink : public WorkerLink {
       auto r = posix::write_slices(task_w_.get(), iov, n, ec);
       if (r < 0) {
         if (ec == std::errc::resource_unavailable_try_again) break;
-        // EPIPE: the worker is gone; its pidfd reports the death.
-        if (quiet) quiet->broke();
+        // The pipe failed (never EPIPE: this side holds a reader); the pidfd reports the death.
         stop();
         return;
       }
@@ -157,10 +156,8 @@ class LocalLink : public WorkerLink {
     Job init;
     init.attachments = segments;
     (void)send_segments(init);
-    (void)posix::set_nonblocking(task_w_.get(), false);
-    if (!posix::write_all(task_w_.get(), frame.data(), frame.size()))
+    if (!posix::write_all_while_alive(task_w_.get(), frame.data(), frame.size(), pidfd_.get()))
       slot_->sent.fetch_add(frame.size(), std::memory_order_release);
-    (void)posix::set_nonblocking(task_w_.get(), true);
   }
 
   /// News is what the worker wrote and this side has not read. Not "differs": the worker counts
@@ -283,12 +280,13 @@ class LocalLink : public WorkerLink {
   /// How many of the worker's result files the pool has mapped.
   std::size_t result_files() const noexcept { return result_files_.size(); }
 
-  /// The worker closed its end of `channel` (kTask or kControl; it closes both as it exits). The
-  /// channel reports that to every wait until the worker is reaped, which would keep the pool's
-  /// thread spinning for as long as the exit takes, so it is no longer watched: the task pipe is
-  /// closed as on a failed write, the control socket only left out of the waits (a send on it
-  /// fails). The death comes on the pidfd. Only noted here: the wait that saw it may run without
-  /// the drive lock, so the next flush (which follows the event, under the lock) acts on it.
+  /// The worker closed its end of `channel` (kControl as it exits; kTask only if the pipe fails,
+  /// as the pool holds a reader of its own). The channel reports that to every wait until the
+  /// worker is reaped, which would keep the pool's thread spinning for as long as the exit takes,
+  /// so it is no longer watched: the task pipe is closed as on a failed write, the control socket
+  /// only left out of the waits (a send on it fails). The death comes on the pidfd. Only noted
+  /// here: the wait that saw it may run without the drive lock, so the next flush (which follows
+  /// the event, under the lock) acts on it.
   void hung_up(TagKind channel) noexcept {
     hangups_.fetch_or(channel == kTask ? 1u : 2u, std::memory_order_release);
   }
@@ -424,7 +422,7 @@ class LocalLink : public WorkerLink {
   WorkerSlot* slot_;
   std::size_t revoked_ = 0;  // entries of slot_->cancelled in use
   pid_t pid_;
-  posix::UniqueFd pidfd_, task_w_, result_r_, control_;
+  posix::UniqueFd pidfd_, task_w_, task_r_, result_r_, control_;
   bool want_out_ = false;                  // EPOLLOUT armed on task_w_
   bool want_ctl_out_ = false;              // EPOLLOUT armed on control_
   bool control_hung_ = false;              // control_ no longer watched (see hung_up)

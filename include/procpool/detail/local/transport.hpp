@@ -9,7 +9,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include <procpool/detail/buffer.hpp>
@@ -98,7 +97,6 @@ class LocalTransport final : public Transport {
     req.params.has_init = init_frame_.empty() ? 0 : 1;
     req.slot = s;
     Launched l = launcher_->launch(req);
-    task.read_end.reset();
     result.write_end.reset();
     control_child.reset();
     posix::check(posix::set_nonblocking(ch.control.get(), true), "fcntl");
@@ -107,6 +105,7 @@ class LocalTransport final : public Transport {
     ch.pid = l.pid;
     ch.pidfd = std::move(l.pidfd);
     ch.task_w = std::move(task.write_end);
+    ch.task_r = std::move(task.read_end);
     ch.result_r = std::move(result.read_end);
     auto link = std::make_unique<Link>(*this, ctx_, slot, gen, s, std::move(ch));
     if (!init_frame_.empty()) link->send_init(init_frame_, init_segments_);
@@ -186,8 +185,6 @@ class LocalTransport final : public Transport {
     r.code = st.code;
     return r;
   }
-
-  void adopt_loop_thread() noexcept override { ctx_.loop_thread = std::this_thread::get_id(); }
 
   bool prepare_sleep() noexcept override {
     watch_while_asleep_ = segments_watched();

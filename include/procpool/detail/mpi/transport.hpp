@@ -260,10 +260,6 @@ class MpiTransport final : public Transport, public Receiver {
     return local_->reap(link);
   }
 
-  void adopt_loop_thread() noexcept override {
-    if (local_) local_->adopt_loop_thread();
-  }
-
   bool prepare_sleep() noexcept override {
     {
       std::lock_guard l(m_);

@@ -298,6 +298,28 @@ inline std::error_code write_all(int fd, const void* p, std::size_t n) noexcept 
   return put_all(fd, p, n, [](int f, const char* c, std::size_t k) { return ::write(f, c, k); });
 }
 
+/// Writes all of `n` bytes to the non-blocking `fd` while `alive` (a pidfd) is not readable:
+/// waits for room on both, so a reader that dies without closing every read end (the writer may
+/// hold one) fails the write with `broken_pipe` instead of blocking it for ever.
+inline std::error_code write_all_while_alive(int fd, const void* p, std::size_t n,
+                                             int alive) noexcept {
+  const auto* c = static_cast<const char*>(p);
+  while (n > 0) {
+    const ssize_t r = ::write(fd, c, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) return last_error();
+      pollfd pfd[2] = {{fd, POLLOUT, 0}, {alive, POLLIN, 0}};
+      if (::poll(pfd, 2, -1) > 0 && pfd[1].revents != 0)
+        return std::make_error_code(std::errc::broken_pipe);
+      continue;
+    }
+    c += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return {};
+}
+
 /// Waits until `a` or `b` (if >= 0) is readable; returns which (a's bit 1, b's bit 2), or 0
 /// after `timeout_ms` (< 0: no limit).
 inline int wait_either(int a, int b, int timeout_ms = -1) noexcept {

@@ -48,37 +48,6 @@ class BlockAllSignals {
   sigset_t old_;
 };
 
-/// Keeps a write to a pipe whose reader died from raising SIGPIPE in a user's thread (which
-/// then waits for a result and writes tasks for the pool): the write fails with EPIPE instead.
-/// Call `broke()` after an EPIPE so the signal it left pending is taken back.
-class QuietSigpipe {
- public:
-  QuietSigpipe() noexcept {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    sigset_t old;
-    pthread_sigmask(SIG_BLOCK, &pipe_, &old);
-    was_blocked_ = sigismember(&old, SIGPIPE) == 1;
-  }
-  ~QuietSigpipe() {
-    if (was_blocked_) return;  // the thread's own choice: leave its signals alone
-    if (broke_) {
-      timespec zero{};
-      while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
-      }
-    }
-    pthread_sigmask(SIG_UNBLOCK, &pipe_, nullptr);
-  }
-  QuietSigpipe(const QuietSigpipe&) = delete;
-  QuietSigpipe& operator=(const QuietSigpipe&) = delete;
-  void broke() noexcept { broke_ = true; }
-
- private:
-  sigset_t pipe_;
-  bool was_blocked_ = false;
-  bool broke_ = false;
-};
-
 namespace child {
 
 // Everything below runs in a freshly forked child of a possibly multi-threaded parent: it uses
