@@ -2,8 +2,10 @@
 // only the affected task fails, with a WorkerCrashed that names the signal or exit code, and the
 // pool replaces the worker.
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <ranges>
 #include <set>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -462,6 +465,47 @@ TEST_CASE("an initializer that always exits makes the constructor throw, without
     CHECK(none);
   }
   CHECK(procpool_test::no_zombies());
+}
+
+namespace {
+// Set while a test wants every process this one forks to die at once (see below).
+std::atomic<bool> die_at_fork{false};
+void die_at_fork_child() {
+  if (die_at_fork.load()) ::_exit(7);
+}
+void init_takes_bytes(std::vector<std::uint8_t> bytes) {
+  if (bytes.empty()) std::abort();
+}
+}  // namespace
+
+// The pool writes an initializer's arguments to a new worker's task pipe, of which it holds a
+// read end itself (so a write to a dead worker cannot raise SIGPIPE). A worker that dies before
+// reading arguments larger than the pipe must then fail the start, not leave that write
+// waiting for room for ever (the test's timeout would catch that).
+TEST_CASE("a worker that dies before reading a large initializer argument fails the start",
+          "[faults]") {
+  static const int registered = ::pthread_atfork(nullptr, nullptr, die_at_fork_child);
+  REQUIRE(registered == 0);
+  const auto baseline = procpool_test::live_descendants();
+  procpool::Options o = workers(1);
+  o.start = procpool::StartMethod::fork;  // the fork handler kills the worker before it runs
+  const std::vector<std::uint8_t> big(std::size_t{8} << 20, 1);  // 8 pipefuls
+  Stopwatch sw;
+  die_at_fork = true;
+  auto e = thrown_as<procpool::Error>([&] { procpool::Pool pool(o, init_takes_bytes, big); });
+  die_at_fork = false;
+  REQUIRE(e);
+  INFO("what(): " << e->what());
+  CHECK_THAT(e->what(), Catch::Contains("exit code 7"));
+  CHECK(sw.elapsed() < 10s);
+  {
+    const bool none = procpool_test::no_new_processes(baseline);
+    INFO("still running: " << procpool_test::describe_new_descendants(baseline));
+    CHECK(none);
+  }
+  CHECK(procpool_test::no_zombies());
+  procpool::Pool pool(o, init_takes_bytes, big);  // with the handler quiet, the same pool starts
+  CHECK(pool.apply(square, 4) == 16);
 }
 
 TEST_CASE("an initializer that throws in a replacement worker closes the pool", "[faults]") {
