@@ -135,21 +135,24 @@ PROCPOOL_DECL void Completion::run_callback(Callback<void(Completion&)>& cb) {
 PROCPOOL_DECL Completion::~Completion() = default;
 
 PROCPOOL_DECL void ResultState::resolve() {
-  std::call_once(once_, [this] {
-    if (forced_error()) {
-      error = *forced_error();
-    } else {
-      try {
-        decode_(*this);
-      } catch (const CodecError& e) {
-        ErrorInfo info;
-        info.kind = ErrorInfo::Kind::codec;
-        info.message = bare_message(e);
-        error = std::move(info);
-      }
+  if (resolved_.load(std::memory_order_acquire)) return;
+  std::lock_guard lock(resolve_m_);
+  if (resolved_.load(std::memory_order_relaxed)) return;
+  if (forced_error()) {
+    error = *forced_error();
+  } else {
+    try {
+      decode_(*this);
+    } catch (const CodecError& e) {
+      ErrorInfo info;
+      info.kind = ErrorInfo::Kind::codec;
+      info.message = bare_message(e);
+      error = std::move(info);
     }
-    release_outcomes();
-  });
+  }
+  release_outcomes();
+  // Only now: a decode that threw anything else leaves it unset, and the next caller tries again.
+  resolved_.store(true, std::memory_order_release);
 }
 
 }  // namespace procpool::detail

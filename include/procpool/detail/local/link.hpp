@@ -194,6 +194,10 @@ class LocalLink : public WorkerLink {
         return false;
       }
       if (drained) return true;
+      // Always read, even when the worker's count says every byte it wrote is read already: a
+      // task may write to this pipe itself, and its stray bytes must be judged before the ring's
+      // frames, not blamed on a later job (a read per result; wire_test's "straight to the
+      // pipe" cases).
       std::error_code ec;
       auto n = posix::read_some(result_r_.get(), room.data(), room.size(), ec);
       if (n > 0) {
