@@ -122,6 +122,15 @@ int close_channel_then_sleep(int channel, int ms) {
   return ms;
 }
 
+// Closes this worker's task pipe, says so in `marker`, then works for `ms`: whatever is
+// written to the pipe from now on finds no reader in this worker.
+int close_task_pipe_then_sleep(std::string marker, int ms) {
+  (void)close_channel_then_sleep(task_pipe, 0);
+  procpool_test::touch_file(marker);
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
 // CPU seconds (user + system) this process has used so far, all its threads.
 double process_cpu_seconds() {
   rusage u{};
@@ -357,6 +366,38 @@ TEST_CASE("a worker whose control socket hangs up does not keep the pool's threa
 
 TEST_CASE("a worker whose task pipe hangs up does not keep the pool's thread busy", "[faults]") {
   check_idle_while_closing(task_pipe);
+}
+
+// Tasks are written to a worker's pipe by the program's own threads too (here: the one that
+// submits while the pool's thread sleeps), whose SIGPIPE is usually left at its default action,
+// the end of the process. Tasks written after the worker let go of its pipe (the pool holds a
+// reader of its own, so the pipe takes them) must neither raise it nor be lost: they run on
+// the worker's replacement.
+TEST_CASE("tasks a program thread writes to a worker that closed its task pipe still run",
+          "[faults]") {
+  struct sigaction dfl {};
+  struct sigaction old {};
+  dfl.sa_handler = SIG_DFL;
+  REQUIRE(::sigaction(SIGPIPE, &dfl, &old) == 0);
+  sigset_t pipe_only, old_mask;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  REQUIRE(::pthread_sigmask(SIG_UNBLOCK, &pipe_only, &old_mask) == 0);
+  {
+    procpool::Pool pool(workers(1));
+    // Short tasks first: the worker's window then takes more than the task it runs.
+    auto warm = pool.map(square, procpool_test::iota(0, 2000), 1);
+    REQUIRE(warm.size() == 2000);
+    procpool_test::TempDir dir;
+    auto closing = pool.apply_async(close_task_pipe_then_sleep, dir.file("closed"), 300);
+    REQUIRE(wait_for_file(dir.file("closed")));
+    std::vector<procpool::AsyncResult<int>> rs;
+    for (int i = 0; i < 20; ++i) rs.push_back(pool.apply_async(square, i));
+    CHECK(closing.get(30s) == 300);
+    for (int i = 0; i < 20; ++i) CHECK(rs[static_cast<std::size_t>(i)].get(30s) == i * i);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigaction(SIGPIPE, &old, nullptr);
 }
 
 TEST_CASE("tasks queued behind a crashing one on the same worker are not failed", "[faults]") {
