@@ -94,7 +94,7 @@ class LocalLink : public WorkerLink {
   std::uint32_t gen() const noexcept { return gen_; }
 
   void flush(WorkerRecord& w) override {
-    if (hangups_.load(std::memory_order_relaxed) != 0) let_go();
+    if (control_hangup_.load(std::memory_order_relaxed)) let_go();
     bool ctl_full = false;
     while (task_w_ && w.unsent < w.inflight.size()) {
       posix::IoSlice iov[config::write_batch];
@@ -284,16 +284,13 @@ class LocalLink : public WorkerLink {
   /// How many of the worker's result files the pool has mapped.
   std::size_t result_files() const noexcept { return result_files_.size(); }
 
-  /// The worker closed its end of `channel` (kControl as it exits; kTask only if the pipe fails,
-  /// as the pool holds a reader of its own). The channel reports that to every wait until the
-  /// worker is reaped, which would keep the pool's thread spinning for as long as the exit takes,
-  /// so it is no longer watched: the task pipe is closed as on a failed write, the control socket
-  /// only left out of the waits (a send on it fails). The death comes on the pidfd. Only noted
-  /// here: the wait that saw it may run without the drive lock, so the next flush (which follows
-  /// the event, under the lock) acts on it.
-  void hung_up(TagKind channel) noexcept {
-    hangups_.fetch_or(channel == kTask ? 1u : 2u, std::memory_order_release);
-  }
+  /// The worker closed its control socket (it does as it exits). The socket reports that to every
+  /// wait until the worker is reaped, which would keep the pool's thread spinning for as long as
+  /// the exit takes, so it is left out of the waits (a send on it fails); the death comes on the
+  /// pidfd. (The task pipe never hangs up: the pool holds a reader of its own.) Only noted here:
+  /// the wait that saw it may run without the drive lock, so the next flush (which follows the
+  /// event, under the lock) acts on it.
+  void control_hung_up() noexcept { control_hangup_.store(true, std::memory_order_release); }
 
   /// Stops watching every channel (before the worker is reaped).
   void unwatch() noexcept {
@@ -305,9 +302,7 @@ class LocalLink : public WorkerLink {
 
  private:
   void let_go() noexcept {
-    const auto h = hangups_.exchange(0, std::memory_order_acquire);
-    if (h & 1u) stop();
-    if ((h & 2u) && control_ && !control_hung_) {
+    if (control_hangup_.exchange(false, std::memory_order_acquire) && control_ && !control_hung_) {
       control_hung_ = true;
       ctx_.epoll.remove(control_.get());
     }
@@ -427,10 +422,10 @@ class LocalLink : public WorkerLink {
   std::size_t revoked_ = 0;  // entries of slot_->cancelled in use
   pid_t pid_;
   posix::UniqueFd pidfd_, task_w_, task_r_, result_r_, control_;
-  bool want_out_ = false;                  // EPOLLOUT armed on task_w_
-  bool want_ctl_out_ = false;              // EPOLLOUT armed on control_
-  bool control_hung_ = false;              // control_ no longer watched (see hung_up)
-  std::atomic<std::uint32_t> hangups_{0};  // 1: task pipe, 2: control socket (see hung_up)
+  bool want_out_ = false;                    // EPOLLOUT armed on task_w_
+  bool want_ctl_out_ = false;                // EPOLLOUT armed on control_
+  bool control_hung_ = false;                // control_ no longer watched (see control_hung_up)
+  std::atomic<bool> control_hangup_{false};  // seen by a wait, not yet acted on (see above)
   FrameReader reader_;
   std::uint64_t received_ = 0;   // bytes read from result_r_ (see WorkerSlot::returned)
   std::uint64_t ring_head_ = 0;  // the pool's own copy of WorkerSlot::ring_head

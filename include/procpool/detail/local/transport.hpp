@@ -139,7 +139,8 @@ class LocalTransport final : public Transport {
       if (kind == kResult) {
         sink.readable(slot);
       } else if (kind == kTask || kind == kControl) {
-        if (evs[i].events & posix::Epoll::hangup) links_[slot]->hung_up(static_cast<TagKind>(kind));
+        if (kind == kControl && (evs[i].events & posix::Epoll::hangup))
+          links_[slot]->control_hung_up();
         sink.writable(slot);
       } else if (kind == kPidfd) {
         sink.died(slot);

@@ -272,17 +272,19 @@ inline std::ptrdiff_t write_slices(int fd, const IoSlice* s, int count,
 }
 
 /// Puts all of `n` bytes through `op(fd, p, n)` (write or send), retrying on EINTR and short
-/// writes, and waiting for room when the descriptor is non-blocking.
+/// writes, and waiting for room when the descriptor is non-blocking; while it waits, `alive` (a
+/// pidfd, if >= 0) turning readable ends the write with `broken_pipe`.
 template <class Op>
-std::error_code put_all(int fd, const void* p, std::size_t n, Op op) noexcept {
+std::error_code put_all(int fd, const void* p, std::size_t n, Op op, int alive = -1) noexcept {
   const auto* c = static_cast<const char*>(p);
   while (n > 0) {
     ssize_t r = op(fd, c, n);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
-        pollfd pfd{fd, POLLOUT, 0};
-        (void)::poll(&pfd, 1, -1);
+        pollfd pfd[2] = {{fd, POLLOUT, 0}, {alive, POLLIN, 0}};
+        if (::poll(pfd, alive >= 0 ? 2 : 1, -1) > 0 && alive >= 0 && pfd[1].revents != 0)
+          return std::make_error_code(std::errc::broken_pipe);
         continue;
       }
       return last_error();
@@ -298,26 +300,13 @@ inline std::error_code write_all(int fd, const void* p, std::size_t n) noexcept 
   return put_all(fd, p, n, [](int f, const char* c, std::size_t k) { return ::write(f, c, k); });
 }
 
-/// Writes all of `n` bytes to the non-blocking `fd` while `alive` (a pidfd) is not readable:
-/// waits for room on both, so a reader that dies without closing every read end (the writer may
-/// hold one) fails the write with `broken_pipe` instead of blocking it for ever.
+/// Writes all of `n` bytes to the non-blocking `fd` while the process of pidfd `alive` lives:
+/// a reader that dies without closing every read end (the writer may hold one) fails the write
+/// with `broken_pipe` instead of blocking it for ever.
 inline std::error_code write_all_while_alive(int fd, const void* p, std::size_t n,
                                              int alive) noexcept {
-  const auto* c = static_cast<const char*>(p);
-  while (n > 0) {
-    const ssize_t r = ::write(fd, c, n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) return last_error();
-      pollfd pfd[2] = {{fd, POLLOUT, 0}, {alive, POLLIN, 0}};
-      if (::poll(pfd, 2, -1) > 0 && pfd[1].revents != 0)
-        return std::make_error_code(std::errc::broken_pipe);
-      continue;
-    }
-    c += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return {};
+  return put_all(
+      fd, p, n, [](int f, const char* c, std::size_t k) { return ::write(f, c, k); }, alive);
 }
 
 /// Waits until `a` or `b` (if >= 0) is readable; returns which (a's bit 1, b's bit 2), or 0
