@@ -305,6 +305,34 @@ TEST_CASE("scheduler: deadlines count from the task's real start", "[scheduler]"
   CHECK(workers[0].kill_deadline == 0);
 }
 
+TEST_CASE("scheduler: a worker stuck before its initializer is killed at its start deadline",
+          "[scheduler]") {
+  Scheduler s(0);
+  std::vector<WorkerRecord> workers(3);
+  for (auto& w : workers) {
+    w.alive = true;
+    w.start_deadline = 100 * ms;
+  }
+  FakeProbe probe(3);
+  // 0 is still in procpool's part of its start; 1 runs its initializer; 2 said hello.
+  probe.statuses[1] = {procpool::detail::initializer_job, 50 * ms};
+  workers[2].hello = true;
+
+  CHECK(s.next_wakeup(workers, probe, 10 * ms) == 100 * ms);
+  s.enforce_deadlines(workers, probe, 10 * ms);
+  CHECK(probe.kills.empty());
+  CHECK(workers[0].start_deadline == 100 * ms);
+  // The program's own initializer is not timed; a worker that said hello is started.
+  CHECK(workers[1].start_deadline == 0);
+  CHECK(workers[2].start_deadline == 0);
+
+  s.enforce_deadlines(workers, probe, 100 * ms);
+  REQUIRE(probe.kills.size() == 1);
+  CHECK(probe.kills[0] == std::pair<std::size_t, KillReason>{0, KillReason::start_timeout});
+  CHECK(workers[0].start_deadline == 0);  // killed once
+  CHECK(s.next_wakeup(workers, probe, 100 * ms) == 0);
+}
+
 TEST_CASE("scheduler: a job copy carries its new id in its frame", "[scheduler]") {
   Job j = job(5);
   j.timeout_ns = 3;

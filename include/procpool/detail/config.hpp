@@ -3,6 +3,7 @@
 // procpool to change them; the constants below them are not meant to be changed, but are named so
 // that the code using them says what they are.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -28,6 +29,13 @@
 /// The largest frame (task arguments or results of one task or chunk) in bytes. A larger one is a
 /// CodecError for that task alone; a peer that announces one is treated as broken.
 #define PROCPOOL_MAX_FRAME (std::uint64_t{1} << 32)
+#endif
+
+#ifndef PROCPOOL_WORKER_START_TIMEOUT_MS
+/// How long a new worker may take to reach its initializer (or, without one, to report ready)
+/// before the pool kills it as hung; a start takes about a millisecond. The initializer itself,
+/// being the program's code, has no limit. 0: none.
+#define PROCPOOL_WORKER_START_TIMEOUT_MS 30000
 #endif
 
 #ifndef PROCPOOL_QUEUE_DEFAULT_BYTES
@@ -146,5 +154,11 @@ inline constexpr std::size_t worker_out_bytes = 64 * 1024;
 // ---- Workforce (workforce.hpp) ----
 /// Workers that die before they are ready this many times in a row stop the pool.
 inline constexpr int start_failure_limit = 3;
+/// PROCPOOL_WORKER_START_TIMEOUT_MS in nanoseconds, read when a worker is launched (a test may
+/// shorten it).
+inline std::atomic<std::int64_t>& worker_start_limit_ns() noexcept {
+  static std::atomic<std::int64_t> ns{std::int64_t{PROCPOOL_WORKER_START_TIMEOUT_MS} * 1'000'000};
+  return ns;
+}
 
 }  // namespace procpool::detail::config

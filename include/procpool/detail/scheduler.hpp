@@ -173,6 +173,7 @@ class Scheduler {
         probe.kill_now(i);
         w.kill_deadline = 0;
       }
+      if (w.start_deadline != 0) enforce_start(w, i, probe, now);
       if (w.kill != KillReason::none || !w.front_sent() || w.inflight.front().timeout_ns <= 0)
         continue;  // (the common case: asks the worker nothing)
       LinkStatus s = probe.status(i);
@@ -194,6 +195,7 @@ class Scheduler {
       if (!w.alive) continue;
       if (w.kill_deadline != 0) consider(w.kill_deadline);
       if (w.kill != KillReason::none) continue;
+      if (w.start_deadline != 0) consider(w.start_deadline);
       LinkStatus s = probe.status(i);
       if (auto d = deadline_of(w, s, now); d != 0) consider(d);
       if (idle && stealable(w) && s.running_job == w.inflight.front().id) {
@@ -203,6 +205,18 @@ class Scheduler {
       }
     }
     return next;
+  }
+
+  /// A new worker that has neither said hello nor begun its initializer by its start deadline
+  /// is stuck in the start itself (a fork handler that waits for ever, say): killed, its death
+  /// counts as a failed start.
+  static void enforce_start(WorkerRecord& w, std::size_t i, WorkerProbe& probe, std::int64_t now) {
+    if (w.hello || w.kill != KillReason::none || probe.status(i).running_job == initializer_job) {
+      w.start_deadline = 0;
+    } else if (now >= w.start_deadline) {
+      w.start_deadline = 0;
+      probe.kill(i, KillReason::start_timeout);
+    }
   }
 
   /// When the front job's current item must end (ns), or 0 if it has no limit. A job the worker

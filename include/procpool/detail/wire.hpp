@@ -16,6 +16,10 @@ namespace procpool::detail {
 /// See PROCPOOL_MAX_FRAME.
 inline constexpr std::uint64_t max_frame = config::max_frame;
 
+/// The job id a worker reports as running (WorkerSlot::job) while it runs its initializer: from
+/// then on its start is the program's code, which has no time limit.
+inline constexpr std::uint64_t initializer_job = ~std::uint64_t{0};
+
 // Frames between the pool and a worker: a fixed header, then `size` bytes of payload. Headers
 // are written only by the functions below (begin_frame, finish_frame, frame_with_id).
 //

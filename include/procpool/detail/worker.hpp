@@ -98,6 +98,8 @@ class WorkerLoop {
       SegmentTable::get().control_fd = ctx_.control_fd;
     }
     if (ctx_.has_init) {
+      // From here on the start is the program's (its initializer), which the pool does not time.
+      if (ctx_.slot) ctx_.slot->job.store(initializer_job);
       // The initializer's frame is the first thing the pool sends.
       while (!complete_frame()) {
         if (fill() <= 0) return worker_io_error;
@@ -114,6 +116,7 @@ class WorkerLoop {
       }
       out_.clear();
       in_.consume(sizeof h + h.size);
+      if (ctx_.slot) ctx_.slot->job.store(0);
     }
     finish_frame(out_, begin_frame(out_, FrameKind::hello, 0), 0);
     if (!flush()) return worker_io_error;

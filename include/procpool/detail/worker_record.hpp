@@ -40,7 +40,7 @@ struct Job {
 };
 
 /// Why the pool killed a worker: it decides what its death means for the job it ran.
-enum class KillReason { none, timeout, cancel, corrupt, terminate };
+enum class KillReason { none, timeout, cancel, corrupt, terminate, start_timeout };
 
 /// What a worker says it is doing, wherever it runs.
 struct LinkStatus {
@@ -59,7 +59,9 @@ struct WorkerRecord {
   std::size_t unsent_off = 0;  // bytes of that job already written
   std::size_t sent_jobs = 0;   // for maxtasksperchild
   KillReason kill = KillReason::none;
-  std::int64_t kill_deadline = 0;          // hard kill after this (ns), if still alive; 0: none
+  std::int64_t kill_deadline = 0;  // hard kill after this (ns), if still alive; 0: none
+  // Killed as hung if by then (ns) it has neither reached its initializer nor said hello; 0: none.
+  std::int64_t start_deadline = 0;
   double avg_ns = config::initial_job_ns;  // running mean of its jobs' run time
   bool pooled = false;                     // a pool of workers elsewhere (WorkerLink::pooled)
   std::size_t capacity = 1;                // jobs it runs at once (see WorkerLink::capacity)

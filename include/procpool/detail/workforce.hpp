@@ -59,6 +59,9 @@ class Workforce final : public FrameSink, public WorkerProbe {
     w.gen = gen;
     w.pooled = links_[slot]->pooled();
     w.capacity = links_[slot]->capacity();
+    // A pool elsewhere says hello once its own workers have started: its link watches it.
+    if (const std::int64_t limit = config::worker_start_limit_ns().load(); limit > 0 && !w.pooled)
+      w.start_deadline = now_ns() + limit;
     queue_.add_pid(static_cast<pid_t>(links_[slot]->id()));
   }
 
@@ -157,6 +160,7 @@ class Workforce final : public FrameSink, public WorkerProbe {
       case FrameKind::hello:
         if (w.hello) return false;  // only a starting worker says hello
         w.hello = true;
+        w.start_deadline = 0;
         w.capacity = links_[slot]->capacity();  // a pool elsewhere says how many it has
         start_failures_ = 0;
         return true;
@@ -436,6 +440,15 @@ class Workforce final : public FrameSink, public WorkerProbe {
             "exceeded its time limit of " +
             std::to_string(w.inflight.empty() ? 0 : w.inflight.front().timeout_ns / 1'000'000) +
             " ms; worker " + std::to_string(pid) + " was killed and replaced";
+        return e;
+      case KillReason::start_timeout:
+        e.kind = ErrorInfo::Kind::crashed;
+        e.pid = pid;
+        e.signal = st.signal;
+        e.message = "worker " + std::to_string(pid) + " was not ready within " +
+                    std::to_string(config::worker_start_limit_ns().load() / 1'000'000) +
+                    " ms of its start (PROCPOOL_WORKER_START_TIMEOUT_MS), before any initializer "
+                    "ran; it was killed";
         return e;
       case KillReason::cancel:
       case KillReason::terminate:
