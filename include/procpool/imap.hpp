@@ -71,6 +71,8 @@ class ImapPump {
   std::size_t window_;
   std::shared_ptr<ReadyQueue> ready_;  // completed chunks, for an unordered imap
   std::deque<std::shared_ptr<Completion>> inflight_;
+  std::vector<Job> batch_;  // top_up's, kept for reuse
+  std::vector<std::shared_ptr<Completion>> started_;
   bool input_done_ = false;
   std::exception_ptr input_error_;
 };

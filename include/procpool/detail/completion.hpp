@@ -123,7 +123,7 @@ class Completion {
   /// Returns true if the outcome was recorded.
   template <class Account>
   bool settle(std::size_t i, JobOutcome&& o, std::uint32_t job_items, Account&& account) {
-    std::vector<Callback<void(Completion&)>> run;
+    Callbacks run;
     {
       std::lock_guard lock(m_);
       if (done() || settled(i)) return false;
@@ -133,7 +133,7 @@ class Completion {
       account();
       if (--remaining_ > 0) return true;
       done_.store(true, std::memory_order_release);
-      run.swap(callbacks_);
+      run = std::move(callbacks_);
     }
     finish(run);
     return true;
@@ -143,14 +143,14 @@ class Completion {
   /// tasks that had no outcome yet, as settle's does. Returns false if already complete.
   template <class Account>
   bool fail_all(const ErrorInfo& e, Account&& account) {
-    std::vector<Callback<void(Completion&)>> run;
+    Callbacks run;
     {
       std::lock_guard lock(m_);
       if (done()) return false;
       forced_error_ = e;
       account(items > settled_items_ ? items - settled_items_ : 0);
       done_.store(true, std::memory_order_release);
-      run.swap(callbacks_);
+      run = std::move(callbacks_);
     }
     finish(run);
     return true;
@@ -161,7 +161,7 @@ class Completion {
     {
       std::lock_guard lock(m_);
       if (!done()) {
-        callbacks_.push_back(std::move(cb));
+        callbacks_.add(std::move(cb));
         return;
       }
     }
@@ -182,26 +182,47 @@ class Completion {
   std::uint32_t items = 0;  // tasks in all its jobs
 
  private:
+  // The first callback and the first 64 jobs' bits are kept in place: a task's state (one job, at
+  // most one callback: an imap's) then allocates nothing beyond its outcomes.
+  struct Callbacks {
+    Callback<void(Completion&)> first;
+    std::vector<Callback<void(Completion&)>> more;
+    void add(Callback<void(Completion&)>&& cb) {
+      if (!first)
+        first = std::move(cb);
+      else
+        more.push_back(std::move(cb));
+    }
+  };
+
   bool settled(std::size_t i) const {
+    if (i < 64) return (bits0_ >> i) & 1;
+    i -= 64;
     return i < bits_.size() * 64 && (bits_[i / 64] >> (i % 64)) & 1;
   }
   void mark(std::size_t i) {
+    if (i < 64) {
+      bits0_ |= std::uint64_t{1} << i;
+      return;
+    }
+    i -= 64;
     if (bits_.size() * 64 <= i) bits_.resize(i / 64 + 1);
     bits_[i / 64] |= std::uint64_t{1} << (i % 64);
   }
 
-  PROCPOOL_DECL void finish(std::vector<Callback<void(Completion&)>>& run);
+  PROCPOOL_DECL void finish(Callbacks& run);
   PROCPOOL_DECL void run_callback(Callback<void(Completion&)>& cb);
 
   std::mutex m_;
   std::condition_variable cv_;
   std::atomic<bool> done_{false};
   std::vector<JobOutcome> outcomes_;
-  std::vector<std::uint64_t> bits_;
+  std::uint64_t bits0_ = 0;          // jobs 0-63 settled
+  std::vector<std::uint64_t> bits_;  // jobs 64 and up
   std::size_t remaining_;
   std::uint64_t settled_items_ = 0;  // tasks in the jobs settled so far
   std::optional<ErrorInfo> forced_error_;
-  std::vector<Callback<void(Completion&)>> callbacks_;
+  Callbacks callbacks_;
 };
 
 /// A Completion whose outcomes are decoded once, by the first thread that asks, into the value

@@ -109,13 +109,12 @@ PROCPOOL_DECL bool Completion::wait_until(std::optional<Clock::time_point> deadl
   return ok;
 }
 
-PROCPOOL_DECL void Completion::finish(std::vector<Callback<void(Completion&)>>& run) {
-  {
-    // Taking the lock orders the notify after a waiter's predicate check.
-    std::lock_guard lock(m_);
-  }
+PROCPOOL_DECL void Completion::finish(Callbacks& run) {
+  // `done_` was set under the lock, which a waiter holds from its check until it sleeps: it has
+  // seen it, or sleeps already and is woken here.
   cv_.notify_all();
-  for (auto& cb : run) run_callback(cb);
+  if (run.first) run_callback(run.first);
+  for (auto& cb : run.more) run_callback(cb);
 }
 
 PROCPOOL_DECL void Completion::run_callback(Callback<void(Completion&)>& cb) {

@@ -52,10 +52,12 @@ PROCPOOL_DECL std::shared_ptr<Completion> ImapPump::next_chunk(
 }
 
 PROCPOOL_DECL void ImapPump::top_up() {
-  std::vector<Job> batch;
-  std::vector<std::shared_ptr<Completion>> started;
+  // Members, kept between calls: one chunk read is usually one chunk added, so fresh vectors
+  // would cost two allocations per chunk. (Cleared first too: a submit that threw left them.)
+  batch_.clear();
+  started_.clear();
   std::size_t items = 0;
-  while (!input_done_ && inflight_.size() + batch.size() < window_) {
+  while (!input_done_ && inflight_.size() + batch_.size() < window_) {
     Job job;
     bool more;
     try {
@@ -84,12 +86,14 @@ PROCPOOL_DECL void ImapPump::top_up() {
       });
     }
     items += job.count;
-    batch.push_back(std::move(job));
-    started.push_back(std::move(c));
+    batch_.push_back(std::move(job));
+    started_.push_back(std::move(c));
   }
-  if (batch.empty()) return;
-  pool_submit(*pool_, batch, items);  // throws PoolClosed before anything is in flight
-  for (auto& c : started) inflight_.push_back(std::move(c));
+  if (batch_.empty()) return;
+  pool_submit(*pool_, batch_, items);  // throws PoolClosed before anything is in flight
+  for (auto& c : started_) inflight_.push_back(std::move(c));
+  batch_.clear();
+  started_.clear();
 }
 
 PROCPOOL_DECL std::shared_ptr<Completion> ImapPump::wait_ready(
