@@ -66,6 +66,7 @@ class ImapPump {
   PROCPOOL_DECL std::shared_ptr<Completion> take_ready(std::optional<Clock::time_point> deadline);
 
   std::shared_ptr<Supervisor> pool_;
+  std::shared_ptr<PoolHandle> handle_;  // the same pool, as the completions see it
   Producer produce_;
   bool ordered_;
   std::size_t window_;

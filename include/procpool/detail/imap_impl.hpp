@@ -24,6 +24,7 @@ struct ReadyQueue {
 PROCPOOL_DECL ImapPump::ImapPump(std::shared_ptr<Supervisor> pool, Producer produce, bool ordered,
                                  std::size_t window)
     : pool_(std::move(pool)),
+      handle_(pool_handle(pool_)),
       produce_(std::move(produce)),
       ordered_(ordered),
       window_(window),
@@ -32,7 +33,7 @@ PROCPOOL_DECL ImapPump::ImapPump(std::shared_ptr<Supervisor> pool, Producer prod
 
 PROCPOOL_DECL ImapPump::~ImapPump() {
   for (auto& c : inflight_)
-    if (!c->done()) pool_handle(pool_)->cancel(c, false);
+    if (!c->done()) handle_->cancel(c, false);
 }
 
 PROCPOOL_DECL std::shared_ptr<Completion> ImapPump::next_chunk(
@@ -73,16 +74,14 @@ PROCPOOL_DECL void ImapPump::top_up() {
       break;
     }
     auto c = job.completion;
-    c->pool = pool_handle(pool_);
+    c->pool = handle_;
     if (!ordered_) {
-      std::weak_ptr<ReadyQueue> q = ready_;
-      c->on_complete([q](Completion& done) {
-        if (auto queue = q.lock()) {
-          std::lock_guard lock(queue->m);
-          queue->ready.push_back(&done);
-          queue->count.store(queue->ready.size(), std::memory_order_release);
-          queue->cv.notify_all();
-        }
+      // The queue outlives this pump while a chunk it cancelled may still complete.
+      c->on_complete([queue = ready_](Completion& done) {
+        std::lock_guard lock(queue->m);
+        queue->ready.push_back(&done);
+        queue->count.store(queue->ready.size(), std::memory_order_release);
+        queue->cv.notify_all();
       });
     }
     items += job.count;
@@ -103,10 +102,10 @@ PROCPOOL_DECL std::shared_ptr<Completion> ImapPump::wait_ready(
   std::optional<Clock::time_point> t0;
   if (!ready()) {
     t0 = Clock::now();
-    (void)pool_handle(pool_)->help(ready, deadline.value_or(Clock::time_point::max()));
+    (void)handle_->help(ready, deadline.value_or(Clock::time_point::max()));
   }
   std::shared_ptr<Completion> c = take_ready(deadline);
-  if (t0) pool_handle(pool_)->waited(Clock::now() - *t0);
+  if (t0) handle_->waited(Clock::now() - *t0);
   return c;
 }
 
