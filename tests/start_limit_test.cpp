@@ -65,6 +65,21 @@ void slow_init(int ms) {
 void init_takes_int(int) {
 }
 
+// Workers started by fork, for the cases whose fork handler hangs.
+procpool::Options fork_workers(unsigned n) {
+  procpool::Options o = workers(n);
+  o.start = procpool::StartMethod::fork;
+  return o;
+}
+
+template <class Baseline>
+void check_nothing_left(const Baseline& baseline) {
+  const bool none = procpool_test::no_new_processes(baseline);
+  INFO("still running: " << procpool_test::describe_new_descendants(baseline));
+  CHECK(none);
+  CHECK(procpool_test::no_zombies());
+}
+
 }  // namespace
 
 TEST_CASE("a worker stuck before its start is killed and the constructor says why",
@@ -72,8 +87,7 @@ TEST_CASE("a worker stuck before its start is killed and the constructor says wh
   arm_fork_handler();
   StartLimit limit(300ms);
   const auto baseline = procpool_test::live_descendants();
-  procpool::Options o = workers(2);
-  o.start = procpool::StartMethod::fork;  // the fork handler is what hangs
+  const procpool::Options o = fork_workers(2);
   Stopwatch sw;
   hang_at_fork = true;
   auto e = thrown_as<procpool::WorkerCrashed>([&] { procpool::Pool pool(o); });
@@ -82,12 +96,7 @@ TEST_CASE("a worker stuck before its start is killed and the constructor says wh
   INFO("what(): " << e->what());
   CHECK_THAT(e->what(), Catch::Contains("was not ready within 300 ms"));
   CHECK(sw.elapsed() < 10s);
-  {
-    const bool none = procpool_test::no_new_processes(baseline);
-    INFO("still running: " << procpool_test::describe_new_descendants(baseline));
-    CHECK(none);
-  }
-  CHECK(procpool_test::no_zombies());
+  check_nothing_left(baseline);
   procpool::Pool pool(o);  // with the handler quiet, the same pool starts
   CHECK(pool.apply(square, 5) == 25);
 }
@@ -96,8 +105,7 @@ TEST_CASE("the same holds for a worker with an initializer that it never reached
           "[start_limit]") {
   arm_fork_handler();
   StartLimit limit(300ms);
-  procpool::Options o = workers(1);
-  o.start = procpool::StartMethod::fork;
+  const procpool::Options o = fork_workers(1);
   hang_at_fork = true;
   auto e = thrown_as<procpool::Error>([&] { procpool::Pool pool(o, init_takes_int, 1); });
   hang_at_fork = false;
@@ -126,9 +134,7 @@ TEST_CASE("replacements stuck before their start fail the queued tasks instead o
   arm_fork_handler();
   StartLimit limit(300ms);
   const auto baseline = procpool_test::live_descendants();
-  procpool::Options o = workers(1);
-  o.start = procpool::StartMethod::fork;
-  procpool::Pool pool(o);
+  procpool::Pool pool(fork_workers(1));
   REQUIRE(pool.apply(square, 2) == 4);
 
   hang_at_fork = true;  // every replacement from now on hangs in the fork handler
@@ -149,10 +155,5 @@ TEST_CASE("replacements stuck before their start fail the queued tasks instead o
   CHECK_THROWS_AS(pool.apply(square, 1), procpool::PoolClosed);
   pool.terminate();
   pool.join();
-  {
-    const bool none = procpool_test::no_new_processes(baseline);
-    INFO("still running: " << procpool_test::describe_new_descendants(baseline));
-    CHECK(none);
-  }
-  CHECK(procpool_test::no_zombies());
+  check_nothing_left(baseline);
 }
