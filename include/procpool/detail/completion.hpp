@@ -18,6 +18,7 @@
 #include <procpool/detail/chrono.hpp>
 #include <procpool/detail/clock.hpp>
 #include <procpool/detail/pool_handle.hpp>
+#include <procpool/detail/result_bell.hpp>
 #include <procpool/detail/separate.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/errors.hpp>
@@ -94,7 +95,7 @@ struct JobOutcome {
 
 /// Shared state behind an AsyncResult or an imap chunk: filled by the pool's thread, read by
 /// whoever waits. It owns everything it needs, so it stays valid after the pool is gone.
-class Completion {
+class Completion : public BellWaiter {
  public:
   explicit Completion(std::size_t jobs) : outcomes_(jobs), remaining_(jobs) {
     if (jobs == 0) done_.store(true, std::memory_order_relaxed);  // e.g. a map over nothing
@@ -134,6 +135,7 @@ class Completion {
       if (--remaining_ > 0) return true;
       done_.store(true, std::memory_order_release);
       run = std::move(callbacks_);
+      ring_bell();
     }
     finish(run);
     return true;
@@ -151,8 +153,16 @@ class Completion {
       account(items > settled_items_ ? items - settled_items_ : 0);
       done_.store(true, std::memory_order_release);
       run = std::move(callbacks_);
+      ring_bell();
     }
     finish(run);
+    return true;
+  }
+
+  bool attach_bell(ResultBell* bell) noexcept override {
+    std::lock_guard lock(m_);
+    if (bell && done()) return false;
+    bell_ = bell;
     return true;
   }
 
@@ -210,6 +220,12 @@ class Completion {
     bits_[i / 64] |= std::uint64_t{1} << (i % 64);
   }
 
+  // Under the lock: the waiter detaches its bell under it too, so the bell is rung only while
+  // the waiter keeps its pool (and so the bell's memory) alive.
+  void ring_bell() noexcept {
+    if (bell_) bell_->ring();
+  }
+
   PROCPOOL_DECL void finish(Callbacks& run);
   PROCPOOL_DECL void run_callback(Callback<void(Completion&)>& cb);
 
@@ -223,6 +239,7 @@ class Completion {
   std::uint64_t settled_items_ = 0;  // tasks in the jobs settled so far
   std::optional<ErrorInfo> forced_error_;
   Callbacks callbacks_;
+  ResultBell* bell_ = nullptr;  // a waiter sleeps on it (see Supervisor::sleep_on_bell)
 };
 
 /// A Completion whose outcomes are decoded once, by the first thread that asks, into the value

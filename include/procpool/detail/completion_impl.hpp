@@ -94,7 +94,7 @@ PROCPOOL_DECL bool Completion::wait_until(std::optional<Clock::time_point> deadl
   const auto t0 = Clock::now();
   bool ok = false;
   if (auto p = pool.lock())  // not held while sleeping: the pool may go away meanwhile
-    ok = p->help([this] { return done(); }, deadline.value_or(Clock::time_point::max()));
+    ok = p->help([this] { return done(); }, deadline.value_or(Clock::time_point::max()), this);
   if (!ok) {
     std::unique_lock lock(m_);
     if (deadline) {

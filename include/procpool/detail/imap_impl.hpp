@@ -14,11 +14,19 @@
 namespace procpool::detail {
 
 /// Completed chunks waiting to be read by an imap_unordered; fed by the pool's thread.
-struct ReadyQueue {
+struct ReadyQueue final : BellWaiter {
   std::mutex m;
   std::condition_variable cv;
   std::deque<const Completion*> ready;  // identities only; ImapPump holds the owners
   std::atomic<std::size_t> count{0};    // ready.size(), to watch without the lock
+  ResultBell* bell = nullptr;           // the iterating thread sleeps on it
+
+  bool attach_bell(ResultBell* b) noexcept override {
+    std::lock_guard lock(m);
+    if (b && !ready.empty()) return false;
+    bell = b;
+    return true;
+  }
 };
 
 PROCPOOL_DECL ImapPump::ImapPump(std::shared_ptr<Supervisor> pool, Producer produce, bool ordered,
@@ -82,6 +90,7 @@ PROCPOOL_DECL void ImapPump::top_up() {
         queue->ready.push_back(&done);
         queue->count.store(queue->ready.size(), std::memory_order_release);
         queue->cv.notify_all();
+        if (queue->bell) queue->bell->ring();
       });
     }
     items += job.count;
@@ -102,7 +111,7 @@ PROCPOOL_DECL std::shared_ptr<Completion> ImapPump::wait_ready(
   std::optional<Clock::time_point> t0;
   if (!ready()) {
     t0 = Clock::now();
-    (void)handle_->help(ready, deadline.value_or(Clock::time_point::max()));
+    (void)handle_->help(ready, deadline.value_or(Clock::time_point::max()), ready_.get());
   }
   std::shared_ptr<Completion> c = take_ready(deadline);
   if (t0) handle_->waited(Clock::now() - *t0);

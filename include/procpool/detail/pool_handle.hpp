@@ -7,6 +7,7 @@
 
 #include <procpool/detail/chrono.hpp>
 #include <procpool/detail/clock.hpp>
+#include <procpool/detail/result_bell.hpp>
 
 namespace procpool::detail {
 
@@ -31,7 +32,9 @@ class PoolHandle {
   virtual bool cancel(const std::shared_ptr<Completion>& c, bool kill_running) = 0;
   /// Before sleeping until `done()` or `until`: does the pool's work in this thread for a while
   /// (a result microseconds away then arrives without two thread wake-ups). Returns done().
-  virtual bool help(Predicate done, Clock::time_point until) noexcept = 0;
+  /// With `waiter` (what `done()` watches), the thread may instead sleep here until done or
+  /// `until`, woken by the workers themselves (see ResultBell).
+  virtual bool help(Predicate done, Clock::time_point until, BellWaiter* waiter) noexcept = 0;
   /// How long a whole wait took, so the next one helps only while that pays.
   virtual void waited(std::chrono::nanoseconds total) noexcept = 0;
 

@@ -175,7 +175,7 @@ PROCPOOL_DECL void Process::start() {
   // A started worker maps a status slot; a Process child has one, which nobody reads.
   posix::UniqueFd slots;
   if (s.opts.start != StartMethod::fork)
-    posix::check(posix::make_memfd(sizeof(detail::WorkerSlot), slots), "memfd_create");
+    posix::check(posix::make_memfd(detail::SlotFile::bytes(1), slots), "memfd_create");
   detail::local::LaunchRequest req;
   req.fds = {task_child.get(), result.write_end.get(), control_child.get(), slots.get()};
   s.launcher = detail::local::make_launcher(s.opts.start);

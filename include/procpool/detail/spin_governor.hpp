@@ -87,7 +87,16 @@ class SpinGovernor {
   /// Whether the waits for this process's results spin at all (see record_wait): its waiting
   /// threads, its pools' threads and, told by their pools, its workers. A worker's own
   /// governor is not asked: it measures no waits.
-  bool spinning() const noexcept { return spinning_.load(std::memory_order_relaxed); }
+  bool spinning() const noexcept {
+    const int p = pinned_.load(std::memory_order_relaxed);
+    return p < 0 ? spinning_.load(std::memory_order_relaxed) : p != 0;
+  }
+  /// For tests: whether waits spin, fixed (nothing is measured meanwhile); -1 lets measuring
+  /// decide again.
+  void pin_spinning(int spin) noexcept {
+    pinned_.store(spin, std::memory_order_relaxed);
+    mode_gen_.fetch_add(1, std::memory_order_release);
+  }
   /// Changes each time spinning() does: a pool tells its workers then.
   std::uint32_t mode_generation() const noexcept {
     return mode_gen_.load(std::memory_order_acquire);
@@ -96,6 +105,7 @@ class SpinGovernor {
   /// A thread waited `wait_ns` for a result (it found none ready when it began). Waits that
   /// race another thread's report are dropped: a sample less changes nothing.
   void record_wait(std::int64_t wait_ns, std::int64_t now) noexcept {
+    if (pinned_.load(std::memory_order_relaxed) >= 0) return;
     std::unique_lock lock(policy_m_, std::try_to_lock);
     if (!lock.owns_lock()) return;
     if (last_probe_ == 0) last_probe_ = now;  // the time limit on probe gaps starts here
@@ -158,6 +168,9 @@ class SpinGovernor {
       set_spinning(!spin_best_);
     }
   }
+
+  /// Whether the last epoch's waits overlapped: several threads wait for results at once.
+  bool crowded() const noexcept { return crowded_now_.load(std::memory_order_relaxed); }
 
   /// How often the waits were found to come from another number of waiting threads (for tests).
   std::uint64_t crowd_changes() const noexcept {
@@ -294,6 +307,7 @@ class SpinGovernor {
       crowded = false;
     const bool changed = crowd_known_ && crowded != crowded_;
     crowded_ = crowded;
+    crowded_now_.store(crowded, std::memory_order_relaxed);
     crowd_known_ = true;
     return changed;
   }
@@ -304,6 +318,8 @@ class SpinGovernor {
   }
 
   std::atomic<bool> spinning_{true};
+  std::atomic<int> pinned_{-1};
+  std::atomic<bool> crowded_now_{false};  // crowded_, to read without the lock
   std::atomic<std::uint32_t> mode_gen_{0};
   std::atomic<std::uint64_t> switches_{0};
   std::atomic<std::uint64_t> crowd_changes_{0};

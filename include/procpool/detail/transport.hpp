@@ -14,6 +14,7 @@
 
 #include <procpool/detail/buffer.hpp>
 #include <procpool/detail/chrono.hpp>
+#include <procpool/detail/result_bell.hpp>
 #include <procpool/detail/wire.hpp>
 #include <procpool/detail/worker_record.hpp>
 
@@ -131,6 +132,13 @@ class Transport {
   /// True if answers are announced by interrupt() (they come from another thread, as over MPI):
   /// the pool's thread then naps in run(), never elsewhere, so an answer ends every nap.
   virtual bool answers_interrupt() const noexcept { return false; }
+  /// Where a waiting thread may sleep to be woken by the worker that brings a result (see
+  /// ResultBell); nullptr if the transport has none.
+  virtual ResultBell* result_bell() noexcept { return nullptr; }
+  /// While the pool's thread sleeps in run(), another thread collected answers (from the bell):
+  /// the announcements it may have taken with them are asked for again. False if an answer is
+  /// waiting already. Only transports with a result bell are asked.
+  virtual bool rearm_sleep() noexcept { return true; }
 };
 
 }  // namespace procpool::detail

@@ -73,6 +73,7 @@ struct WorkerContext {
   std::size_t maxtasks = 0;
   bool has_init = false;       // an init frame comes first
   WorkerSlot* slot = nullptr;  // shared with the pool
+  ResultBell* bell = nullptr;  // rung for a waiting thread (see ResultBell)
   int control_fd = -1;         // shared memory segments from the pool
   // fork: the parent's loaded objects at the fork, for resolving tasks (see posix::ModuleTable).
   const posix::ModuleTable* modules = nullptr;
@@ -269,6 +270,8 @@ class WorkerLoop {
     s->ring_write(tail, out_.data(), n);
     s->ring_tail.store(tail + n, std::memory_order_seq_cst);
     out_.clear();
+    // A thread waiting on the bell collects the result itself: the pool's thread sleeps on.
+    if (ctx_.bell && ctx_.bell->ring_for_result()) return true;
     if (s->reader_sleeping.load(std::memory_order_seq_cst) != 0 &&
         s->reader_sleeping.exchange(0) != 0) {
       finish_frame(out_, begin_frame(out_, FrameKind::doorbell, 0), 0);
@@ -347,8 +350,7 @@ inline int worker_main(void* ctx) {
 inline int launched_worker_main(const posix::WorkerFds& fds, const posix::WorkerParams& p) {
   posix::SharedMapping slots;
   std::size_t size = posix::fd_size(fds.slots);
-  if (slots.map_fd(fds.slots, size) || (p.slot + 1) * sizeof(WorkerSlot) > size)
-    return worker_io_error;
+  if (slots.map_fd(fds.slots, size) || SlotFile::bytes(p.slot + 1) > size) return worker_io_error;
   posix::UniqueFd(fds.slots).reset();  // the mapping outlives the descriptor
   WorkerContext ctx;
   ctx.task_fd = fds.task;
@@ -356,7 +358,8 @@ inline int launched_worker_main(const posix::WorkerFds& fds, const posix::Worker
   ctx.control_fd = fds.control;
   ctx.maxtasks = static_cast<std::size_t>(p.maxtasks);
   ctx.has_init = p.has_init != 0;
-  ctx.slot = static_cast<WorkerSlot*>(slots.get()) + p.slot;
+  ctx.slot = SlotFile::slot(slots.get(), p.slot);
+  ctx.bell = SlotFile::bell(slots.get());
   return WorkerLoop(ctx).run();
 }
 

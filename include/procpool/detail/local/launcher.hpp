@@ -32,6 +32,7 @@ struct LaunchRequest {
   posix::WorkerFds fds;        // fds.slots: the status slots' memory file (not for fork)
   posix::WorkerParams params;  // params.slot: which slot of that file is the worker's
   WorkerSlot* slot = nullptr;  // fork: the slot itself, already mapped (nullptr: none)
+  ResultBell* bell = nullptr;  // fork: the pool's result bell, in the same mapping
 };
 
 /// A started worker.
@@ -61,6 +62,7 @@ class ForkLauncher final : public Launcher {
     ctx.maxtasks = static_cast<std::size_t>(r.params.maxtasks);
     ctx.has_init = r.params.has_init != 0;
     ctx.slot = r.slot;
+    ctx.bell = r.bell;
     // The child looks its tasks up in this copy, never through the loader's lock (which another
     // thread may hold at the fork; see posix::ModuleTable).
     const posix::ModuleTable modules = posix::ModuleTable::capture();

@@ -262,6 +262,15 @@ class LocalLink : public WorkerLink {
     return !(on && result_r_ && ring_pending());
   }
 
+  /// While the pool's thread sleeps, after another thread collected: the worker may have rung
+  /// the doorbell (and so stopped ringing) for a result that thread took, the doorbell frame
+  /// with it, so it is asked again. False if the ring has something already.
+  bool rearm_doorbell() noexcept {
+    if (slot_->reader_sleeping.load(std::memory_order_seq_cst) == 0)
+      slot_->reader_sleeping.store(1, std::memory_order_seq_cst);
+    return !(result_r_ && ring_pending());
+  }
+
   /// Tells the worker to unmap segments the program has destroyed; what does not fit now stays
   /// queued for the next round.
   void forget_segments() {

@@ -41,7 +41,7 @@ class LocalTransport final : public Transport {
     posix::check(posix::make_eventfd(wake_), "eventfd");
     posix::check(ctx_.epoll.add(wake_.get(), posix::Epoll::in, tag(kWake, 0, 0)), "epoll_ctl");
     // The status slots live in a memory file, so a worker started by exec can map them too.
-    const std::size_t bytes = sizeof(WorkerSlot) * opts_.processes;
+    const std::size_t bytes = SlotFile::bytes(opts_.processes);
     posix::check(posix::make_memfd(bytes, slots_fd_), "memfd_create");
     posix::check(slots_.map_fd(slots_fd_.get(), bytes), "mmap");
     launcher_ = make_launcher(opts_.start);
@@ -96,6 +96,7 @@ class LocalTransport final : public Transport {
     req.params.memory_limit = opts_.memory_limit;
     req.params.has_init = init_frame_.empty() ? 0 : 1;
     req.slot = s;
+    req.bell = bell_of();
     Launched l = launcher_->launch(req);
     result.write_end.reset();
     control_child.reset();
@@ -196,6 +197,15 @@ class LocalTransport final : public Transport {
     return quiet;
   }
 
+  ResultBell* result_bell() noexcept override { return bell_of(); }
+
+  bool rearm_sleep() noexcept override {
+    bool quiet = true;
+    for (Link* l : links_)
+      if (l && !l->rearm_doorbell()) quiet = false;
+    return quiet;
+  }
+
   void end_sleep() noexcept override {
     for (Link* l : links_)
       if (l) (void)l->arm_doorbell(false);
@@ -217,7 +227,8 @@ class LocalTransport final : public Transport {
     std::size_t slot_;
   };
 
-  WorkerSlot* slot_of(std::size_t i) const { return static_cast<WorkerSlot*>(slots_.get()) + i; }
+  WorkerSlot* slot_of(std::size_t i) const { return SlotFile::slot(slots_.get(), i); }
+  ResultBell* bell_of() const { return SlotFile::bell(slots_.get()); }
 
   bool segments_watched() const {
     if (!ctx_.sent_segments.empty()) return true;

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include <procpool/detail/config.hpp>
+#include <procpool/detail/result_bell.hpp>
 
 namespace procpool::detail {
 
@@ -68,6 +69,21 @@ struct alignas(64) WorkerSlot {
     for (const auto& c : cancelled)
       if (c.load() == id) return true;
     return false;
+  }
+};
+
+/// The layout of the status slots' memory file: the pool's result bell, then one WorkerSlot per
+/// worker.
+struct SlotFile {
+  static constexpr std::size_t header = sizeof(ResultBell);
+  static_assert(header % alignof(WorkerSlot) == 0);
+
+  static constexpr std::size_t bytes(std::size_t workers) noexcept {
+    return header + workers * sizeof(WorkerSlot);
+  }
+  static ResultBell* bell(void* base) noexcept { return static_cast<ResultBell*>(base); }
+  static WorkerSlot* slot(void* base, std::size_t i) noexcept {
+    return reinterpret_cast<WorkerSlot*>(static_cast<std::byte*>(base) + header) + i;
   }
 };
 

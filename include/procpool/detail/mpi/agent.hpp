@@ -263,7 +263,8 @@ class Agent {
     for (auto& [id, p] : pools_) {
       if (p->running.load(std::memory_order_relaxed) <= 0) continue;
       (void)p->engine->help(
-          [&] { return has_out_.load(std::memory_order_relaxed) || comm_.waiting(0); }, until);
+          [&] { return has_out_.load(std::memory_order_relaxed) || comm_.waiting(0); }, until,
+          nullptr);
     }
   }
 
