@@ -85,6 +85,22 @@ TEST_CASE("a waiter asleep on the result bell gets every result", "[bell]") {
   }
 }
 
+TEST_CASE("a waiter whose spin runs out waits the rest on the result bell", "[bell]") {
+  // Waits spin here, but these tasks outlast a spin (tens of microseconds).
+  SpinGovernor::process().pin_spinning(1);
+  struct Unpin {
+    ~Unpin() { SpinGovernor::process().pin_spinning(-1); }
+  } unpin;
+  procpool::Pool pool(workers(2));
+  REQUIRE(pool.apply(sleep_for_ms, 1) == 1);
+  const auto before = bell_waits();
+  for (int i = 0; i < 20; ++i) REQUIRE(pool.apply_async(sleep_for_ms, 3).get() == 3);
+  CHECK(bell_waits() > before);
+  std::set<int> seen;
+  for (int x : pool.imap_unordered(sleep_for_ms, std::vector<int>{5, 1, 4, 2, 3})) seen.insert(x);
+  CHECK(seen == std::set<int>{1, 2, 3, 4, 5});
+}
+
 TEST_CASE("threads that wait at once each get their own results", "[bell]") {
   // One thread sleeps on the bell and collects what the workers bring for the others too; the
   // others sleep on their results. Results must neither be lost nor go to the wrong thread.

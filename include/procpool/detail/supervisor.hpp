@@ -146,7 +146,12 @@ class Supervisor final : public PoolHandle, public Waker {
     } while (!ok && watch.step(now_ns()) && Clock::now() < end);
     ok = ok || done();
     stop_helping(!ok);
-    return ok;
+    // The spin ran out (a longer task): the rest of the wait is spent on the bell too, so the
+    // result wakes this thread straight from the worker.
+    if (!ok && waiter && !governor.crowded() && Clock::now() < until &&
+        sleep_on_bell(done, until, *waiter))
+      return true;
+    return ok || done();
   }
 
   // A waiter that does not spin sleeps on the result bell, which the workers ring as they hand
