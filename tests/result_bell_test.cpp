@@ -56,6 +56,28 @@ int crash_if_negative(int x) {
 
 }  // namespace
 
+TEST_CASE("the result bell: workers count results only for a marked waiter, wake it once a sleep",
+          "[bell]") {
+  procpool::detail::ResultBell bell;
+  using B = procpool::detail::ResultBell;
+  CHECK_FALSE(bell.ring_for_result());  // nobody collects: the worker rings the pool's doorbell
+  const auto covered = bell.enter();
+  CHECK(bell.ring_for_result());  // counted, no wake (the waiter is awake)
+  CHECK(B::rang_between(bell.word.load(), covered));
+  const auto looked = bell.word.load();
+  const auto seen = bell.doze();
+  CHECK_FALSE(B::rang_between(seen, looked));
+  CHECK(bell.ring_for_result());  // wakes the sleeper and clears its flag
+  CHECK((bell.word.load() & B::asleep) == 0);
+  CHECK(B::rang_between(bell.word.load(), seen));  // a wait on `seen` would not sleep
+  CHECK(bell.ring_for_result());
+  bell.woke();
+  const auto last = bell.leave();
+  CHECK(B::rang_between(last, looked));  // the leaving waiter sees it must collect once more
+  CHECK((bell.word.load() & (B::marked | B::asleep)) == 0);
+  CHECK_FALSE(bell.ring_for_result());
+}
+
 TEST_CASE("a waiter asleep on the result bell gets every result", "[bell]") {
   WaitsSleep sleep;
   procpool::Pool pool(workers(2));

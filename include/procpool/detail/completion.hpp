@@ -166,6 +166,8 @@ class Completion : public BellWaiter {
     return true;
   }
 
+  bool one_result() const noexcept override { return outcomes_.size() == 1; }
+
   /// Runs `cb` when complete: at once in this thread if it already is, else on the pool's thread.
   void on_complete(Callback<void(Completion&)> cb) {
     {

@@ -27,6 +27,7 @@ struct ReadyQueue final : BellWaiter {
     bell = b;
     return true;
   }
+  bool one_result() const noexcept override { return true; }
 };
 
 PROCPOOL_DECL ImapPump::ImapPump(std::shared_ptr<Supervisor> pool, Producer produce, bool ordered,

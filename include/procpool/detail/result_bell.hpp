@@ -14,33 +14,52 @@
 namespace procpool::detail {
 
 struct alignas(64) ResultBell {
-  // The futex word. Bit 0: a waiter sleeps here (or is about to); the other bits count rings, so
-  // every ring changes the word a sleeper waits on.
+  // The futex word. Bit 0: a waiter collects the workers' results (they leave the pool's thread
+  // asleep); bit 1: that waiter sleeps, and the next result must wake it. The other bits count
+  // results published while a waiter collected, and other rings: every one changes the word.
   std::atomic<std::uint32_t> word{0};
-  static constexpr std::uint32_t sleeping = 1;
-  static constexpr std::uint32_t one_ring = 2;
+  static constexpr std::uint32_t marked = 1;
+  static constexpr std::uint32_t asleep = 2;
+  static constexpr std::uint32_t one_ring = 4;
 
+  /// Whether results were published (or the bell rung) between two readings of the word.
+  static bool rang_between(std::uint32_t a, std::uint32_t b) noexcept {
+    return (a | marked | asleep) != (b | marked | asleep);
+  }
+
+  /// Wakes the waiter, whatever it is doing (its result was settled elsewhere).
   void ring() noexcept {
     word.fetch_add(one_ring, std::memory_order_seq_cst);
     posix::futex_wake(&word, INT_MAX);
   }
 
-  /// For a worker that has just published a result: true if a waiter sleeps here, which was rung
-  /// and collects the result itself (the worker leaves the pool's thread asleep). The ring and
-  /// the test are one atomic step, so a waiter that leaves knows whether it was rung before.
+  /// For a worker that has just published a result: true if a waiter collects here (the worker
+  /// leaves the pool's thread asleep); it is woken if it sleeps, by the first result only. The
+  /// count and the test are one atomic step, so a waiter that looks again or leaves knows
+  /// whether a result came since it last collected.
   bool ring_for_result() noexcept {
-    if ((word.load(std::memory_order_seq_cst) & sleeping) == 0) return false;
-    if ((word.fetch_add(one_ring, std::memory_order_seq_cst) & sleeping) == 0) return false;
-    posix::futex_wake(&word, INT_MAX);
+    if ((word.load(std::memory_order_seq_cst) & marked) == 0) return false;
+    const std::uint32_t old = word.fetch_add(one_ring, std::memory_order_seq_cst);
+    if ((old & marked) == 0) return false;  // it left meanwhile: announce it the usual way
+    if ((old & asleep) != 0 && (word.fetch_and(~asleep, std::memory_order_seq_cst) & asleep) != 0)
+      posix::futex_wake(&word, INT_MAX);
     return true;
   }
 
   /// A waiter comes (one at a time); returns the word as it left it.
   std::uint32_t enter() noexcept {
-    return word.fetch_or(sleeping, std::memory_order_seq_cst) | sleeping;
+    return word.fetch_or(marked, std::memory_order_seq_cst) | marked;
   }
-  /// The waiter goes; returns the word as it found it (changed since its last look: rung).
-  std::uint32_t leave() noexcept { return word.fetch_and(~sleeping, std::memory_order_seq_cst); }
+  /// The waiter is about to sleep; returns the word to sleep on.
+  std::uint32_t doze() noexcept {
+    return word.fetch_or(asleep, std::memory_order_seq_cst) | asleep;
+  }
+  /// The waiter is awake again (if a worker has not said so already).
+  void woke() noexcept { word.fetch_and(~asleep, std::memory_order_seq_cst); }
+  /// The waiter goes; returns the word as it found it.
+  std::uint32_t leave() noexcept {
+    return word.fetch_and(~(marked | asleep), std::memory_order_seq_cst);
+  }
 
   /// Sleeps while the word is still `seen`, until rung or `deadline_ns` (steady clock; < 0:
   /// none). May return early: the caller looks again.
@@ -56,6 +75,9 @@ class BellWaiter {
   /// Rings `bell` when done from now on (nullptr: no more); false, and nothing kept, if it is
   /// done already.
   virtual bool attach_bell(ResultBell* bell) noexcept = 0;
+  /// True if one result ends the wait (a task's; the next of an imap), false for a batch (a
+  /// map's chunks), whose results the pool's thread collects faster while it spins.
+  virtual bool one_result() const noexcept = 0;
 
  protected:
   ~BellWaiter() = default;

@@ -147,8 +147,10 @@ class Supervisor final : public PoolHandle, public Waker {
     ok = ok || done();
     stop_helping(!ok);
     // The spin ran out (a longer task): the rest of the wait is spent on the bell too, so the
-    // result wakes this thread straight from the worker.
-    if (!ok && waiter && !governor.crowded() && Clock::now() < until &&
+    // result wakes this thread straight from the worker. Not for a batch of results (a map's):
+    // the pool's thread, spinning, collects those faster (measured: `map` of 200k tasks at
+    // chunksize 1, 2.6 against 1.2-1.8 M tasks/s on the bell).
+    if (!ok && waiter && waiter->one_result() && !governor.crowded() && Clock::now() < until &&
         sleep_on_bell(done, until, *waiter))
       return true;
     return ok || done();
@@ -160,14 +162,15 @@ class Supervisor final : public PoolHandle, public Waker {
   // time; others sleep on their result's own condition variable. False if this thread cannot
   // (no bell, another sleeps there, or it runs a result callback), and it waits the usual way.
   //
-  // No result is missed. A worker publishes a result, then rings if a waiter is on the bell,
-  // and only then leaves the pool's thread asleep; the waiter marks itself on the bell, then
-  // collects. So a result published before the mark is found by the waiter's next collect (or
-  // was announced to the pool's thread), and one after it rang the bell. A waiter rung but unable
-  // to collect (another thread drives, and may be past its last look) wakes the pool's thread;
-  // one that leaves after a ring it has not answered collects once more. Whoever else settles
-  // the waited-for result (the pool's thread: a crash, a time limit, a result by pipe) rings the
-  // bell through `waiter`.
+  // No result is missed. A worker publishes a result, then counts it on the bell if a waiter is
+  // marked there (waking it if it sleeps), and only then leaves the pool's thread asleep. The
+  // waiter marks itself, reads the bell, collects; a result published before that reading is in
+  // the rings it collects from, and one after it changed the count. Before it sleeps it says so
+  // on the bell and sleeps only if the count has not moved since its reading. A waiter that
+  // cannot collect (another thread drives, and may be past its last look) while results were
+  // counted since it last collected wakes the pool's thread; one that leaves with results counted
+  // since collects once more. Whoever else settles the waited-for result (the pool's thread: a
+  // crash, a time limit, a result by pipe) rings the bell through `waiter`.
   bool sleep_on_bell(Predicate done, Clock::time_point until, BellWaiter& waiter) noexcept {
     ResultBell* bell = transport_->result_bell();
     if (!bell || driving_here()) return false;
@@ -181,28 +184,33 @@ class Supervisor final : public PoolHandle, public Waker {
               : std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch())
                     .count();
       bell_waits().fetch_add(1, std::memory_order_relaxed);
-      std::uint32_t seen = bell->enter();
-      bool rung = false;
+      std::uint32_t covered = bell->enter();  // the count when this thread last collected
+      auto collect_counted = [&] {
+        const std::uint32_t now = bell->word.load(std::memory_order_seq_cst);
+        if (collect())
+          covered = now;
+        else if (ResultBell::rang_between(now, covered))
+          notify_supervisor();
+        return now;
+      };
       for (;;) {
-        collect(rung);
+        const std::uint32_t looked = collect_counted();
         ok = done();
         if (ok || (deadline >= 0 && now_ns() >= deadline)) break;
-        bell->wait(seen, deadline);
-        const std::uint32_t now = bell->word.load(std::memory_order_seq_cst);
-        rung = now != seen;
-        seen = now;
+        const std::uint32_t seen = bell->doze();
+        if (!ResultBell::rang_between(seen, looked)) bell->wait(seen, deadline);
+        bell->woke();
       }
-      if (bell->leave() != seen) collect(true);
+      if (ResultBell::rang_between(bell->leave(), covered)) (void)collect_counted();
       (void)waiter.attach_bell(nullptr);
     }
     bell_taken_.store(false, std::memory_order_release);
     return ok;
   }
 
-  // A round from a thread woken by the result bell: the results it rang for, and the work they
-  // make room for. If another thread drives, and `rung` says results may wait that their workers
-  // announced to this thread only, the pool's thread is woken for them.
-  void collect(bool rung) noexcept {
+  // A round from a thread on the result bell: the results the workers left to it, and the work
+  // they make room for. False if another thread drives.
+  bool collect() noexcept {
     bool wake_pool = false;
     const Turn t = take_turn([&] {
       round();
@@ -218,7 +226,8 @@ class Supervisor final : public PoolHandle, public Waker {
       // answer came meanwhile).
       wake_pool = next_wait().count() >= 0 || !transport_->rearm_sleep();
     });
-    if (wake_pool || t == Turn::threw || (rung && t == Turn::skipped)) notify_supervisor();
+    if (wake_pool || t == Turn::threw) notify_supervisor();
+    return t != Turn::skipped;
   }
 
   // Results that come within a spin's reach keep the full spin; long waits halve it, so a pool
