@@ -27,13 +27,13 @@ using procpool_test::workers;
 
 namespace {
 
-// Waits in this process sleep instead of spinning while it lives (as the governor decides on a
-// busy machine), so waiting threads take the bell.
-struct WaitsSleep {
-  WaitsSleep() { SpinGovernor::process().pin_spinning(0); }
-  ~WaitsSleep() { SpinGovernor::process().pin_spinning(-1); }
-  WaitsSleep(const WaitsSleep&) = delete;
-  WaitsSleep& operator=(const WaitsSleep&) = delete;
+// While it lives, waits in this process spin (1) or sleep (0) instead of measuring which is
+// faster; sleeping waits are what a busy machine gets, and take the bell.
+struct PinnedWaits {
+  explicit PinnedWaits(int spin) { SpinGovernor::process().pin_spinning(spin); }
+  ~PinnedWaits() { SpinGovernor::process().pin_spinning(-1); }
+  PinnedWaits(const PinnedWaits&) = delete;
+  PinnedWaits& operator=(const PinnedWaits&) = delete;
 };
 
 std::uint64_t bell_waits() {
@@ -79,7 +79,7 @@ TEST_CASE("the result bell: workers count results only for a marked waiter, wake
 }
 
 TEST_CASE("a waiter asleep on the result bell gets every result", "[bell]") {
-  WaitsSleep sleep;
+  PinnedWaits sleep(0);
   procpool::Pool pool(workers(2));
   const auto before = bell_waits();
   for (long i = 0; i < 500; ++i) REQUIRE(pool.apply_async(thrice, i).get() == 3 * i);
@@ -109,10 +109,7 @@ TEST_CASE("a waiter asleep on the result bell gets every result", "[bell]") {
 
 TEST_CASE("a waiter whose spin runs out waits the rest on the result bell", "[bell]") {
   // Waits spin here, but these tasks outlast a spin (tens of microseconds).
-  SpinGovernor::process().pin_spinning(1);
-  struct Unpin {
-    ~Unpin() { SpinGovernor::process().pin_spinning(-1); }
-  } unpin;
+  PinnedWaits spin(1);
   procpool::Pool pool(workers(2));
   REQUIRE(pool.apply(sleep_for_ms, 1) == 1);
   const auto before = bell_waits();
@@ -126,7 +123,7 @@ TEST_CASE("a waiter whose spin runs out waits the rest on the result bell", "[be
 TEST_CASE("threads that wait at once each get their own results", "[bell]") {
   // One thread sleeps on the bell and collects what the workers bring for the others too; the
   // others sleep on their results. Results must neither be lost nor go to the wrong thread.
-  WaitsSleep sleep;
+  PinnedWaits sleep(0);
   procpool::Pool pool(workers(2));
   constexpr int threads = 6;
   constexpr long each = 300;
@@ -147,7 +144,7 @@ TEST_CASE("threads that wait at once each get their own results", "[bell]") {
 }
 
 TEST_CASE("a crash wakes the waiter on the result bell", "[bell]") {
-  WaitsSleep sleep;
+  PinnedWaits sleep(0);
   procpool::Pool pool(workers(2));
   REQUIRE(pool.apply(crash_if_negative, 1) == 1);
   for (int i = 0; i < 3; ++i) {
@@ -163,7 +160,7 @@ TEST_CASE("time limits hold for jobs the bell's sleeper sends out", "[bell]") {
   // have made its window one job wide); the first one's result reaches the waiter by the bell,
   // and the waiter sends the second job out itself. The pool's thread, asleep with no alarm
   // set, must still kill it at its limit.
-  WaitsSleep sleep;
+  PinnedWaits sleep(0);
   procpool::Pool pool(workers(1));
   for (int i = 0; i < 3; ++i) REQUIRE(pool.apply(sleep_for_ms, 30) == 30);
   const procpool::TaskOptions limited{.timeout = 300ms};
@@ -178,7 +175,7 @@ TEST_CASE("time limits hold for jobs the bell's sleeper sends out", "[bell]") {
 }
 
 TEST_CASE("a wait with a deadline ends on time on the result bell", "[bell]") {
-  WaitsSleep sleep;
+  PinnedWaits sleep(0);
   procpool::Pool pool(workers(1));
   REQUIRE(pool.apply(sleep_for_ms, 1) == 1);
   auto r = pool.apply_async(sleep_for_ms, 600);
