@@ -103,7 +103,7 @@ class Supervisor final : public PoolHandle, public Waker {
 
   /// Does the pool's work while waiting for `done()`, or sleeps on the result bell (see
   /// supervisor_wait.hpp, with the two below).
-  bool help(Predicate done, Clock::time_point until, BellWaiter* waiter) noexcept override;
+  inline bool help(Predicate done, Clock::time_point until, BellWaiter* waiter) noexcept override;
   /// Waits on the result bell until `done()` or `until`; false if this thread cannot.
   bool sleep_on_bell(Predicate done, Clock::time_point until, BellWaiter& waiter) noexcept;
   /// A round from a thread on the result bell; false if another thread drives.

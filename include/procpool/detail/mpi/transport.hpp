@@ -39,7 +39,7 @@ class RemoteLink final : public WorkerLink {
  public:
   RemoteLink(MpiTransport& t, Node& node, std::uint32_t pool, int rank)
       : t_(t), node_(node), pool_(pool), rank_(rank) {}
-  ~RemoteLink() override;
+  inline ~RemoteLink() override;
 
   std::int64_t id() const noexcept override { return rank_; }
 
