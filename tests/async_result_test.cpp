@@ -131,7 +131,7 @@ TEST_CASE("get(timeout) throws TimeoutError and leaves the task running", "[asyn
   CHECK_THROWS_AS(f.get(0ms), procpool::RemoteError);
 }
 
-TEST_CASE("get() on an AsyncResult going away hands the value over; copies keep theirs",
+TEST_CASE("get() on an AsyncResult going away hands the value over, copies keep theirs",
           "[async]") {
   procpool::Pool pool(workers(1));
   const std::vector<int> want = procpool_test::squares(1000);

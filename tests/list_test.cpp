@@ -237,7 +237,7 @@ TEST_CASE("List: initial contents from a vector, an initializer list and a singl
   CHECK(intact(d.at(0)));
 }
 
-TEST_CASE("List: out of range is std::out_of_range naming the index; a codec error changes nothing",
+TEST_CASE("List: out of range is std::out_of_range naming the index, a codec error changes nothing",
           "[list]") {
   procpool::List<int> l{10, 20};
   CHECK_THROWS_AS(l.at(2), std::out_of_range);
@@ -408,7 +408,7 @@ TEST_CASE("List: grows past several GB of address space while another process re
 }
 
 // Not run under sanitizers (asan-skip): they need address space of their own.
-TEST_CASE("List: running out of address space is an error for that call; the list stays intact",
+TEST_CASE("List: running out of address space is an error for that call, the list stays intact",
           "[list][asan-skip]") {
   procpool::List<std::string> l{"a", "b"};
   procpool::Process p(&push_past_address_limit, l);

@@ -16,5 +16,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   procpool::set_start_method(*method);
-  return Catch::Session().run(argc, argv);
+  Catch::Session session;
+  if (int rc = session.applyCommandLine(argc, argv)) return rc;
+  // CTest runs each case by name: a name that matches no case must fail, not pass having run
+  // nothing.
+  auto& config = session.configData();
+  config.warnings =
+      static_cast<Catch::WarnAbout::What>(config.warnings | Catch::WarnAbout::NoTests);
+  return session.run();
 }

@@ -87,7 +87,7 @@ class CaptureStderr {
 
 }  // namespace
 
-TEST_CASE("Process: a task runs in a child and exits 0; pid, is_alive, exitcode", "[process]") {
+TEST_CASE("Process: a task runs in a child and exits 0, pid, is_alive, exitcode", "[process]") {
   procpool_test::TempDir dir;
   procpool::Process p(&touch, dir.file("ran"));
   CHECK(p.pid() == 0);

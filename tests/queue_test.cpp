@@ -140,7 +140,7 @@ std::size_t shm_entries() {
 
 }  // namespace
 
-TEST_CASE("Queue: FIFO in one process; size, try_get, capacity", "[queue]") {
+TEST_CASE("Queue: FIFO in one process, size, try_get, capacity", "[queue]") {
   procpool::Queue<std::string> q(4);
   CHECK(q.capacity() == 4);
   CHECK(q.empty());
@@ -207,7 +207,7 @@ TEST_CASE("Queue: get_for returns an item put by another process while it waits"
   CHECK(p.exitcode() == 0);
 }
 
-TEST_CASE("Queue: close() lets consumers drain, then get throws QueueClosed; put throws",
+TEST_CASE("Queue: close() lets consumers drain, then get throws QueueClosed, put throws",
           "[queue]") {
   procpool::Queue<int> q(8);
   q.put(1);
