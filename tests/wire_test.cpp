@@ -54,6 +54,7 @@ enum Mode : int {
   kBadStatus = 8,
   kErrorReportHugeLength = 9,  // status "remote error", its type name claiming 2^62 bytes
   kCodecErrorHugeLength = 10,  // status "codec error", its message claiming 2^62 bytes
+  kPackedTag = 11,             // the item's status says a packed run follows
   // Raw bytes written straight to the result pipe, ahead of the real frame.
   kPipeSize2to62 = 20,
   kPipeSizeMax64 = 21,
@@ -161,6 +162,11 @@ bool misbehave(procpool::Writer& w, const Evil& v) {
     case kBadStatus:
       (void)header_offset(b);
       b.data()[b.size() - kItemPrefix] = std::byte{0x7f};
+      return true;
+    case kPackedTag:
+      (void)header_offset(b);
+      b.data()[b.size() - kItemPrefix] =
+          static_cast<std::byte>(procpool::detail::ItemStatus::packed);
       return true;
     case kErrorReportHugeLength:
     case kCodecErrorHugeLength: {
@@ -368,6 +374,24 @@ TEST_CASE("a result frame with a bad magic, kind, id or item status fails that t
   for (int mode : {kBadMagic, kKindGarbage, kKindTask, kKindStop, kWrongId, kBadStatus})
     expect_malformed(pool, mode);
   CHECK(pool.apply(square, 5) == 25);
+}
+
+TEST_CASE("a chunk's first result claiming a packed run that does not add up is malformed",
+          "[wire]") {
+  // Alone in its frame, a value tagged "packed" is a run of one (its length is its size); a
+  // chunk's second item then lies past the run.
+  procpool::Pool pool(workers(2));
+  TerminateOnExit stop{pool};
+  const auto restarts = pool.stats().restarts;
+  std::vector<std::pair<int, int>> args{{kPackedTag, self()}, {kHonest, self()}};
+  auto r = pool.starmap_async(make_evil, args, 2);
+  REQUIRE(r.wait_for(10s));
+  auto e = thrown_as<WorkerCrashed>([&] { (void)r.get(); });
+  REQUIRE(e);
+  CHECK_THAT(e->what(), Catch::Contains("malformed"));
+  CHECK(pool.apply(make_evil, kPackedTag, self()).mode == kPackedTag);
+  CHECK(pool.map(square, procpool_test::iota_vec(100)) == procpool_test::squares(100));
+  CHECK(wait_until([&] { return pool.stats().restarts == restarts + 1; }));
 }
 
 TEST_CASE("a result frame whose kind says init_error is malformed, not a pool event", "[wire]") {

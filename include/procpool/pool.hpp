@@ -2,8 +2,10 @@
 
 #include <procpool/detail/cxx20.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <ranges>
 #include <stdexcept>
@@ -250,6 +252,9 @@ class PoolFront {
     bool at_end() const override { return it_ == std::ranges::end(r_); }
     std::uint32_t encode(detail::Job& j, std::size_t from, std::size_t max,
                          std::size_t max_bytes) override {
+      if constexpr (packs()) {
+        return encode_packed(j, max, max_bytes);
+      }
       detail::AttachScope scope(j.attachments);
       std::uint32_t k = 0;
       for (;
@@ -260,6 +265,43 @@ class PoolFront {
     }
 
    private:
+    using E = std::ranges::range_reference_t<Range>;
+
+    // Elements that are the task's one plain parameter type travel as a packed run: no length
+    // per element, and a contiguous range's chunk is one copy.
+    static constexpr bool packs() {
+      if constexpr (Star || std::tuple_size_v<W> != 1) {
+        return false;
+      } else {
+        using W0 = std::tuple_element_t<0, W>;
+        return std::is_same_v<std::remove_cvref_t<E>, W0> && detail::raw_encoded<Codec, W0>();
+      }
+    }
+
+    std::uint32_t encode_packed(detail::Job& j, std::size_t max, std::size_t max_bytes) {
+      using W0 = std::tuple_element_t<0, W>;
+      constexpr std::size_t size = sizeof(W0);
+      std::size_t k = std::min(max, std::max<std::size_t>(max_bytes / size, 1));
+      if (at_end()) return 0;
+      detail::put_u64(j.frame, detail::packed_marker);
+      detail::put_u64(j.frame, size);
+      if constexpr (std::ranges::contiguous_range<Range> && std::is_lvalue_reference_v<E>) {
+        k = std::min(k, static_cast<std::size_t>(std::ranges::end(r_) - it_));
+        j.frame.append(std::to_address(it_), k * size);
+        it_ += static_cast<std::ranges::range_difference_t<Range>>(k);
+      } else {
+        std::byte* p = j.frame.grow(k * size);
+        std::size_t i = 0;
+        for (; i < k && it_ != std::ranges::end(r_); ++i, ++it_) {
+          const W0 v = *it_;
+          std::memcpy(p + i * size, &v, size);
+        }
+        j.frame.resize(j.frame.size() - (k - i) * size);  // the range ended first
+        k = i;
+      }
+      return static_cast<std::uint32_t>(k);
+    }
+
     Range& r_;
     std::ranges::iterator_t<Range> it_;
     std::size_t n_;

@@ -48,7 +48,8 @@ template <class Codec, class F, class Tuple>
 struct ProcessInvoker;
 template <class Codec, class F, class... W>
 struct ProcessInvoker<Codec, F, std::tuple<W...>> {
-  static void run(std::uintptr_t fn, std::span<const std::byte> args, Buffer&) noexcept {
+  static void run(std::uintptr_t fn, std::span<const std::byte> args, Buffer&,
+                  std::uint32_t) noexcept {
     int code = 0;
     try {
       Reader r(args);

@@ -1,7 +1,8 @@
-// libFuzzer target for BinaryCodec decoding. The first input byte picks a type; the rest is
-// decoded as that type. Decoding may only succeed or throw CodecError. When it succeeds, the
-// value must re-encode to exactly the bytes it was decoded from (the encoding is canonical), or,
-// for unordered containers, to an encoding that decodes to an equal value. Anything else aborts.
+// libFuzzer target for BinaryCodec decoding, and for reading a worker's result payload. The first
+// input byte picks a type (or the payload check); the rest is decoded as that type. Decoding may
+// only succeed or throw CodecError. When it succeeds, the value must re-encode to exactly the bytes
+// it was decoded from (the encoding is canonical), or, for unordered containers, to an encoding
+// that decodes to an equal value. Anything else aborts.
 //
 // Built with PROCPOOL_FUZZ_WRITE_SEEDS, the same file is a program that writes valid encodings
 // of every type into a directory: the seed corpus, always in step with the format.
@@ -28,6 +29,8 @@
 #include <vector>
 
 #include <procpool/codec.hpp>
+#include <procpool/detail/invoke.hpp>
+#include <procpool/detail/wire.hpp>
 
 namespace {
 
@@ -157,12 +160,33 @@ void check_equal(std::span<const std::byte> in) {
   if (!r.at_end() || !(again == *v)) fail("round trip changed the value");
 }
 
+// A result frame's payload as the pool reads it, its item count in the first two bytes: walking
+// its items and counting its outcomes must agree, and a payload read as whole holds its count.
+void check_result_payload(std::span<const std::byte> in) {
+  namespace d = procpool::detail;
+  if (in.size() < 2) return;
+  const auto count = static_cast<std::uint32_t>(std::to_integer<unsigned>(in[0]) |
+                                                std::to_integer<unsigned>(in[1]) << 8);
+  const auto payload = in.subspan(2);
+  std::uint64_t items = 0, ok = 0, failed = 0, bytes = 0;
+  const bool walked = d::for_each_item(payload, count, [&](const d::ItemView& it) {
+    if (it.status > d::ItemStatus::skipped) fail("an item with a status no worker writes");
+    ++items;
+    bytes += it.bytes.size();
+  });
+  const bool counted = d::count_outcomes(payload, count, ok, failed);
+  if (walked != counted) fail("walking and counting a result payload disagree");
+  if (walked && (items != count || ok + failed != count))
+    fail("a well-formed result payload holds other than its count");
+  if (walked && bytes > payload.size()) fail("items reach past the payload");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::span<const std::byte> in(reinterpret_cast<const std::byte*>(data) + 1, size - 1);
-  switch (data[0] % 8) {
+  switch (data[0] % 9) {
     case 0:
       check_exact<T0>(in);
       break;
@@ -184,8 +208,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 6:
       check_exact<T6>(in);
       break;
-    default:
+    case 7:
       check_exact<T7>(in);
+      break;
+    default:
+      check_result_payload(in);
       break;
   }
   return 0;
@@ -223,6 +250,42 @@ void write_seed(const std::string& dir, int type, int n, const T& v) {
   }
 }
 
+// A result payload seed: type 8, the item count, the payload.
+void write_payload_seed(const std::string& dir, int n, std::uint16_t count,
+                        const procpool::detail::Buffer& payload) {
+  procpool::detail::Buffer b;
+  const std::uint8_t tag = 8;
+  b.append(&tag, 1);
+  b.append(&count, sizeof count);
+  b.append(payload.data(), payload.size());
+  const std::string path = dir + "/seed_8_" + std::to_string(n);
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr || std::fwrite(b.data(), 1, b.size(), f) != b.size() || std::fclose(f) != 0) {
+    std::perror(path.c_str());
+    std::exit(1);
+  }
+}
+
+void write_payload_seeds(const std::string& dir) {
+  namespace d = procpool::detail;
+  const int v[3] = {1, 2, 3};
+  d::Buffer items;
+  for (int x : v) {
+    const std::size_t at = d::begin_item(items, d::ItemStatus::ok);
+    items.append(&x, sizeof x);
+    d::finish_item(items, at);
+  }
+  d::append_error_item(items, d::ItemStatus::remote_error, "std::runtime_error", "no");
+  write_payload_seed(dir, 0, 4, items);
+  d::Buffer packed;
+  const auto tag = static_cast<std::uint8_t>(d::ItemStatus::packed);
+  const std::uint64_t size = sizeof(int);
+  packed.append(&tag, 1);
+  packed.append(&size, sizeof size);
+  packed.append(v, sizeof v);
+  write_payload_seed(dir, 1, 3, packed);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -248,6 +311,7 @@ int main(int argc, char** argv) {
                 std::chrono::nanoseconds(5),
                 u"utf16"});
   write_seed(dir, 7, 0, T7{std::monostate{}, sample_record(), std::map<int, int>{{1, 2}}});
+  write_payload_seeds(dir);
   return 0;
 }
 

@@ -124,9 +124,12 @@ struct ArgEncoder<Codec, std::tuple<W...>> {
 
 // ---- Running a task (worker side) -----------------------------------------------------------
 
-/// Decodes one item's arguments, runs the task and appends a result item to `out`. Never throws:
-/// every failure becomes an error item.
-using Trampoline = void (*)(std::uintptr_t fn, std::span<const std::byte> args, Buffer& out);
+/// Decodes one item's arguments, runs the task and appends a result item to `out` (`packed` 0);
+/// or runs the `packed` items of a packed run, whose arguments `args` holds back to back, all of
+/// one size, appending their results (a packed run of them when they are plain values and all
+/// succeed). Never throws: every failure becomes an error item.
+using Trampoline = void (*)(std::uintptr_t fn, std::span<const std::byte> args, Buffer& out,
+                            std::uint32_t packed);
 
 PROCPOOL_SEPARATE_BEGIN
 /// Appends an error item: `type` (for a remote error) and `msg`.
@@ -138,6 +141,10 @@ PROCPOOL_DECL std::pair<std::string, std::string> thrown_type_and_message();
 /// Replaces what a failed task appended to `out` after `mark` with an error item describing the
 /// exception in flight (called from a catch block). Never throws.
 PROCPOOL_DECL void append_current_error(Buffer& out, std::size_t mark) noexcept;
+/// Turns the packed run of results at `at` in `out`, `done` values of `size` bytes, back into
+/// `done` ok items, in place; `out` has room for them (one of the run's tasks failed).
+PROCPOOL_DECL void unpack_results(Buffer& out, std::size_t at, std::uint32_t done,
+                                  std::size_t size) noexcept;
 PROCPOOL_SEPARATE_END
 
 // A task's argument or result the worker is done with: a large vector of plain values is kept
@@ -157,7 +164,69 @@ template <class Codec, class F, class... W>
 struct Invoker<Codec, F, std::tuple<W...>> {
   using R = std::invoke_result_t<F&, W&&...>;
 
-  static void run(std::uintptr_t fn, std::span<const std::byte> args, Buffer& out) noexcept {
+  // One plain argument and a plain (or no) result: a packed run needs neither a Reader nor a
+  // status and length per item.
+  static constexpr bool packs() {
+    if constexpr (sizeof...(W) != 1 || !(raw_encoded<Codec, W>() && ...)) {
+      return false;
+    } else if constexpr (std::is_void_v<R>) {
+      return true;
+    } else {
+      return raw_encoded<Codec, std::remove_cvref_t<R>>();
+    }
+  }
+
+  static void run(std::uintptr_t fn, std::span<const std::byte> args, Buffer& out,
+                  std::uint32_t packed) noexcept {
+    if (packed == 0) return run_one(fn, args, out);
+    const std::size_t size = args.size() / packed;  // the worker checked that it divides
+    std::uint32_t i = 0;
+    if constexpr (packs()) {
+      if (size == (sizeof(W) + ...)) i = run_packed(fn, args, out, packed);
+    }
+    for (; i < packed; ++i) run_one(fn, args.subspan(i * size, size), out);
+  }
+
+  // Runs items until one throws; returns how many it used up (0: it could not start).
+  static std::uint32_t run_packed(std::uintptr_t fn, std::span<const std::byte> args, Buffer& out,
+                                  std::uint32_t n) noexcept {
+    using Result = std::conditional_t<std::is_void_v<R>, char, std::remove_cvref_t<R>>;
+    constexpr std::uint64_t rsize = std::is_void_v<R> ? 0 : sizeof(Result);
+    constexpr std::size_t head = 1 + sizeof(std::uint64_t);
+    const std::size_t at = out.size();
+    std::byte* values = nullptr;
+    try {
+      // Room for the results as items too, should a task throw.
+      out.reserve(at + std::size_t{n} * (head + rsize));
+      values = out.grow(head + std::size_t{n} * rsize) + head;
+    } catch (...) {
+      return 0;
+    }
+    values[-static_cast<std::ptrdiff_t>(head)] = static_cast<std::byte>(ItemStatus::packed);
+    std::memcpy(values - sizeof rsize, &rsize, sizeof rsize);
+    std::uint32_t i = 0;
+    try {
+      F f = make(fn);
+      for (; i < n; ++i) {
+        std::tuple<W...> t;
+        constexpr std::size_t asize = (sizeof(W) + ...);
+        std::memcpy(static_cast<void*>(&std::get<0>(t)), args.data() + i * asize, asize);
+        if constexpr (std::is_void_v<R>) {
+          f(std::move(std::get<0>(t)));
+        } else {
+          Result r = f(std::move(std::get<0>(t)));
+          std::memcpy(values + i * rsize, &r, rsize);
+        }
+      }
+      return n;
+    } catch (...) {
+      unpack_results(out, at, i, rsize);
+      append_current_error(out, out.size());
+      return i + 1;
+    }
+  }
+
+  static void run_one(std::uintptr_t fn, std::span<const std::byte> args, Buffer& out) noexcept {
     const std::size_t mark = out.size();
     try {
       std::size_t at = begin_item(out, ItemStatus::ok);

@@ -3,6 +3,7 @@
 // its name for messages: inline in a header-only build, compiled once by src/procpool.cpp with
 // PROCPOOL_SEPARATE_COMPILATION.
 
+#include <cstring>
 #include <string>
 
 #include <procpool/detail/demangle.hpp>
@@ -49,6 +50,22 @@ PROCPOOL_DECL void append_current_error(Buffer& out, std::size_t mark) noexcept 
     const std::size_t at = begin_item(out, ItemStatus::codec_error);
     finish_item(out, at);
   }
+}
+
+PROCPOOL_DECL void unpack_results(Buffer& out, std::size_t at, std::uint32_t done,
+                                  std::size_t size) noexcept {
+  constexpr std::size_t head = 1 + sizeof(std::uint64_t);
+  const std::byte* values = out.data() + at + head;
+  std::byte* items = out.data() + at;
+  // From the last: an item never lands on a value not yet moved.
+  for (std::uint32_t k = done; k-- > 0;) {
+    std::byte* item = items + k * (head + size);
+    std::memmove(item + head, values + k * size, size);
+    item[0] = static_cast<std::byte>(ItemStatus::ok);
+    const std::uint64_t n = size;
+    std::memcpy(item + 1, &n, sizeof n);
+  }
+  out.resize(at + done * (head + size));  // within the room run_packed reserved
 }
 
 PROCPOOL_DECL posix::ImageAddress locate_or_throw(std::uintptr_t p, const char* what) {

@@ -114,6 +114,16 @@ PROCPOOL_DECL bool gather_items(const Completion& c, const ItemSink& sink,
       error = *o.error;
       return false;
     }
+    // A packed run of plain values of the output's size is copied in one piece.
+    std::uint64_t run_size = 0;
+    std::span<const std::byte> values;
+    bool bad = false;
+    if (sink.raw_size != 0 && packed_results(o.payload(), o.count, run_size, values, bad) && !bad &&
+        run_size == sink.raw_size) {
+      std::memcpy(sink.raw + i * sink.raw_size, values.data(), values.size());
+      i += o.count;
+      continue;
+    }
     bool failed = false;
     const bool whole = for_each_item(o.payload(), o.count, [&](const ItemView& it) {
       if (failed) return;

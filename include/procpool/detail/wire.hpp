@@ -23,11 +23,13 @@ inline constexpr std::uint64_t initializer_job = ~std::uint64_t{0};
 // Frames between the pool and a worker: a fixed header, then `size` bytes of payload. Headers
 // are written only by the functions below (begin_frame, finish_frame, frame_with_id).
 //
-//   task    (pool → worker)  TaskRef, then `count` items: u64 length + encoded arguments
+//   task    (pool → worker)  TaskRef, then `count` items: u64 length + encoded arguments; or a
+//           packed run (see packed_marker): u64 packed_marker, u64 size, `count` × size bytes
 //   (2: not used; a worker stops at the end of its task stream. A peer that sends it is broken.)
 //   hello   (worker → pool)  the worker ran its initializer and is ready
 //   init_error (worker → pool)  one error item: the initializer failed; the worker exits
-//   result  (worker → pool)  `count` items: u8 status, u64 length, bytes
+//   result  (worker → pool)  `count` items: u8 status, u64 length, bytes; or a packed run:
+//           u8 ItemStatus::packed, u64 size, `count` × size bytes, every item ok
 //   init    (pool → worker)  like task, with one item: the initializer; sent first, if any
 //   failed  (pool of workers → pool)  the whole job failed there (crash, time limit, …): an
 //           error report (see ErrorInfo::put_report); only from a link with capacity above 1
@@ -71,7 +73,21 @@ enum class ItemStatus : std::uint8_t {
   remote_error = 1,  // bytes: str type name, str message
   codec_error = 2,   // bytes: str message
   skipped = 3,       // no bytes: the job was taken back before it started (see WorkerSlot)
+  // Not an item's status: the payload is one packed run of `count` values of one size, all ok
+  // (a chunk of a map over plain values, checked and copied whole instead of item by item).
+  packed = 4,
 };
+
+/// In a task payload, where an item's length would be: the rest is a packed run of arguments,
+/// u64 size, then `count` × size bytes (a map's chunk of plain values).
+inline constexpr std::uint64_t packed_marker = ~std::uint64_t{0};
+
+/// The values of a packed run, `count` of `size` bytes each, if `rest` (after the run's
+/// u64 size) holds exactly that; `size` 0 only for a run of no bytes (void results).
+inline bool packed_run_fits(std::uint64_t size, std::uint32_t count, std::size_t rest) noexcept {
+  if (size == 0) return rest == 0;
+  return rest % size == 0 && rest / size == count;
+}
 
 /// Starts a frame in `out`; returns its offset so `finish_frame` can fill in the size.
 inline std::size_t begin_frame(Buffer& out, FrameKind kind, std::uint64_t id) {
@@ -184,9 +200,31 @@ struct ItemView {
   std::span<const std::byte> bytes;
 };
 
-/// Splits a result payload into items; false if it is malformed.
+/// If `payload` is a packed run of `count` results, its value size and values; false if it is
+/// not packed. `bad` is set for a packed run whose size does not match `count`.
+inline bool packed_results(std::span<const std::byte> payload, std::uint32_t count,
+                           std::uint64_t& size, std::span<const std::byte>& values, bool& bad) {
+  if (count == 0 || payload.empty() || payload[0] != static_cast<std::byte>(ItemStatus::packed))
+    return false;
+  WireCursor c(payload.subspan(1));
+  size = c.u64();
+  bad = c.bad || !packed_run_fits(size, count, c.left);
+  values = bad ? std::span<const std::byte>{} : std::span<const std::byte>(c.p, c.left);
+  return true;
+}
+
+/// Splits a result payload into items (a packed run too); false if it is malformed.
 template <class F>
 bool for_each_item(std::span<const std::byte> payload, std::uint32_t count, F&& f) {
+  std::uint64_t size = 0;
+  std::span<const std::byte> values;
+  bool bad = false;
+  if (packed_results(payload, count, size, values, bad)) {
+    if (bad) return false;
+    const auto n = static_cast<std::size_t>(size);
+    for (std::uint32_t i = 0; i < count; ++i) f(ItemView{ItemStatus::ok, values.subspan(i * n, n)});
+    return true;
+  }
   WireCursor c(payload);
   for (std::uint32_t i = 0; i < count; ++i) {
     auto st = c.u8();
@@ -195,6 +233,21 @@ bool for_each_item(std::span<const std::byte> payload, std::uint32_t count, F&& 
     f(ItemView{static_cast<ItemStatus>(st), bytes});
   }
   return c.left == 0;
+}
+
+/// Counts a result payload's ok and failed items, checking it as for_each_item does; a packed
+/// run is checked without visiting its items.
+inline bool count_outcomes(std::span<const std::byte> payload, std::uint32_t count,
+                           std::uint64_t& ok, std::uint64_t& failed) {
+  std::uint64_t size = 0;
+  std::span<const std::byte> values;
+  bool bad = false;
+  if (packed_results(payload, count, size, values, bad)) {
+    ok += bad ? 0 : count;
+    return !bad;
+  }
+  return for_each_item(payload, count,
+                       [&](const ItemView& it) { (it.status == ItemStatus::ok ? ok : failed)++; });
 }
 
 }  // namespace procpool::detail

@@ -312,8 +312,25 @@ class WorkerLoop {
     auto f = cache_.resolve(fn);
     bool fn_ok = f != 0 || (fn.module == 0 && fn.offset == 0);
     bool ok = true;
+    // A packed run (a map's chunk of plain values): its arguments back to back, one size.
+    std::span<const std::byte> packed;
+    std::size_t size = 0;
+    if (count > 0 && c.left >= sizeof(std::uint64_t) &&
+        std::memcmp(c.p, &packed_marker, sizeof packed_marker) == 0) {
+      c.u64();
+      const std::uint64_t n = c.u64();
+      if (c.bad || n == 0 || !packed_run_fits(n, count, c.left)) return false;
+      size = static_cast<std::size_t>(n);
+      packed = c.bytes(c.left);
+      // Untimed, the whole run is one call; timed, each item notes when it starts.
+      if (t != 0 && fn_ok && !timed && !init) {
+        std::bit_cast<Trampoline>(t)(f, packed, out_, count);
+        if (ctx_.slot && job != 0) ctx_.slot->job.store(0, std::memory_order_release);
+        return true;
+      }
+    }
     for (std::uint32_t i = 0; i < count; ++i) {
-      auto args = c.bytes(c.u64());
+      auto args = size != 0 ? packed.subspan(i * size, size) : c.bytes(c.u64());
       if (c.bad) return false;
       if (t == 0 || !fn_ok) {
         append_error_item(out_, ItemStatus::codec_error, {},
@@ -324,7 +341,7 @@ class WorkerLoop {
       std::size_t before = out_.size();
       if (timed && i > 0 && ctx_.slot)
         ctx_.slot->item_start.store(now_ns(), std::memory_order_release);
-      std::bit_cast<Trampoline>(t)(f, args, out_);
+      std::bit_cast<Trampoline>(t)(f, args, out_, 0);
       if (init && static_cast<std::uint8_t>(out_.data()[before]) != 0) ok = false;
     }
     if (ctx_.slot && job != 0) ctx_.slot->job.store(0, std::memory_order_release);

@@ -185,16 +185,14 @@ class Workforce final : public FrameSink, public WorkerProbe {
     if (w.pooled) {
       // Answers come in any order; one for a job no longer here (failed with the pool's
       // terminate, say) is dropped, unless it is malformed (its id may be too).
-      if (!find_sent(w, h.id, at)) return for_each_item(payload, h.count, [](const ItemView&) {});
+      std::uint64_t ok = 0, failed = 0;
+      if (!find_sent(w, h.id, at)) return count_outcomes(payload, h.count, ok, failed);
     } else if (!w.front_sent() || w.inflight.front().id != h.id) {
       return false;
     }
     // One pass checks the frame and counts its outcomes (a chunk of a map has thousands).
     std::uint64_t ok_items = 0, failed_items = 0;
-    if (!for_each_item(payload, h.count,
-                       [&](const ItemView& it) {
-                         (it.status == ItemStatus::ok ? ok_items : failed_items)++;
-                       }) ||
+    if (!count_outcomes(payload, h.count, ok_items, failed_items) ||
         h.count != w.inflight[at].count)
       return w.pooled && malformed_answer(slot, w, h.id);
     Job job = take_sent(w, at);
