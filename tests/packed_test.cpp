@@ -4,6 +4,7 @@
 // checks, the switch back to item-by-item results when a task fails inside a run, and maps over
 // every kind of range, chunk size and time limit.
 #include <array>
+#include <bit>
 #include <catch2/catch.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -89,6 +90,19 @@ int sleep_at_5(int x) {
   if (x == 5) procpool_test::sleep_ms(2000);
   return x;
 }
+int sleep_100(int x) {
+  procpool_test::sleep_ms(100);
+  return x;
+}
+int throw_odd_or_big(int x) {
+  if (x % 2 != 0 || x > 1000) throw std::runtime_error("no " + std::to_string(x));
+  return -x;
+}
+
+// A sized, contiguous range whose end cannot be subtracted from its iterators.
+struct NullEnd {
+  friend bool operator==(const int* p, NullEnd) { return *p == 0; }
+};
 
 }  // namespace
 
@@ -125,7 +139,7 @@ TEST_CASE("a packed run of results reads as its items and one that does not add 
   auto cut = packed_run(sizeof(int), v, 0);
   cut.resize(5);
   CHECK_FALSE(d::count_outcomes(cut.span(), 1, good, bad));
-  auto huge = packed_run(std::uint64_t{1} << 62, v, 8);
+  auto huge = packed_run(std::uint64_t{1} << 62, v, 0);  // 4 × 2^62 wraps to 0 in 64 bits
   CHECK_FALSE(d::count_outcomes(huge.span(), 4, good, bad));
 
   // The packed tag is no item status: after a first ordinary item it is malformed.
@@ -200,6 +214,10 @@ TEST_CASE("maps over plain values come back whole and in order for every range a
   std::deque<int> deque(in.begin(), in.end());
   CHECK(pool.map(square, deque, 3) == want);
   CHECK(pool.map(square, std::views::iota(0, 5000)) == want);
+  int zero_ended[] = {5, 6, 7, 0};
+  auto sized = std::ranges::subrange<int*, NullEnd, std::ranges::subrange_kind::sized>(
+      zero_ended, NullEnd{}, 3);
+  CHECK(pool.map(square, sized) == std::vector<int>{25, 36, 49});
   const std::array<int, 3> arr{1, 2, 3};
   CHECK(pool.map(square, arr) == std::vector<int>{1, 4, 9});
   CHECK(pool.map(square, std::span<const int>(in).subspan(4990)) ==
@@ -241,7 +259,44 @@ TEST_CASE("a task that throws inside a packed chunk fails the map alone and the 
   CHECK(pool.stats().restarts == 0);
 }
 
-TEST_CASE("imap of plain values through packed results, and a map after a failed one", "[packed]") {
+TEST_CASE("a trampoline's packed run keeps every result before and after a task that throws",
+          "[packed]") {
+  using Inv = d::Invoker<procpool::BinaryCodec, int (*)(int), std::tuple<int>>;
+  const auto fn = std::bit_cast<std::uintptr_t>(&throw_odd_or_big);
+  // Which argument throws: none, the first, one in the middle, the last, two.
+  const std::vector<std::vector<int>> runs{
+      {0, 2, 4, 6}, {1, 2, 4, 6}, {0, 2, 3, 6}, {0, 2, 4, 5}, {0, 1, 4, 2000}};
+  for (const auto& args : runs) {
+    INFO("arguments " << args[0] << ' ' << args[1] << ' ' << args[2] << ' ' << args[3]);
+    d::Buffer out;
+    out.append("ab", 2);
+    Inv::run(fn, std::as_bytes(std::span(args)), out, 4);
+    const auto payload = out.span().subspan(2);
+    std::vector<std::string> got;
+    const bool whole = d::for_each_item(payload, 4, [&](const d::ItemView& it) {
+      if (it.status != d::ItemStatus::ok) {
+        got.push_back(d::ErrorInfo::from_item(it).message);
+        return;
+      }
+      int v = 1;
+      REQUIRE(it.bytes.size() == sizeof v);
+      std::memcpy(&v, it.bytes.data(), sizeof v);
+      got.push_back(std::to_string(v));
+    });
+    CHECK(whole);
+    std::vector<std::string> want;
+    for (int x : args)
+      want.push_back(x % 2 != 0 || x > 1000 ? "no " + std::to_string(x) : std::to_string(-x));
+    CHECK(got == want);
+    std::uint64_t size = 0;
+    std::span<const std::byte> values;
+    bool bad = false;
+    // Packed only when every task returned.
+    CHECK(d::packed_results(payload, 4, size, values, bad) == (args == runs[0]));
+  }
+}
+
+TEST_CASE("imap of plain values, and a map after a failed one", "[packed]") {
   procpool::Pool pool(workers(2));
   std::vector<int> got;
   for (int r : pool.imap(square, iota_vec(300), 50)) got.push_back(r);
@@ -260,6 +315,9 @@ TEST_CASE("a worker that crashes inside a packed chunk fails that map and the po
 
 TEST_CASE("a timed map over plain values times each task inside a packed chunk", "[packed]") {
   procpool::Pool pool(procpool_test::timed_workers(2, 300ms));
+  // Five tasks of 100 ms in a chunk: 500 ms for the chunk, within the limit for each task.
+  CHECK(pool.map(sleep_100, iota_vec(10), 5) == iota_vec(10));
+  CHECK(pool.stats().failed == 0);
   auto e = procpool_test::thrown_as<procpool::TaskTimeout>(
       [&] { (void)pool.map(sleep_at_5, iota_vec(100), 50); });
   CHECK(e);

@@ -285,7 +285,9 @@ class PoolFront {
       if (at_end()) return 0;
       detail::put_u64(j.frame, detail::packed_marker);
       detail::put_u64(j.frame, size);
-      if constexpr (std::ranges::contiguous_range<Range> && std::is_lvalue_reference_v<E>) {
+      if constexpr (std::ranges::contiguous_range<Range> && std::is_lvalue_reference_v<E> &&
+                    std::sized_sentinel_for<std::ranges::sentinel_t<Range>,
+                                            std::ranges::iterator_t<Range>>) {
         k = std::min(k, static_cast<std::size_t>(std::ranges::end(r_) - it_));
         j.frame.append(std::to_address(it_), k * size);
         it_ += static_cast<std::ranges::range_difference_t<Range>>(k);
