@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <support/fault_support.hpp>
+#include <support/ranges_support.hpp>
 #include <support/test_support.hpp>
 #include <vector>
 
@@ -103,6 +104,14 @@ int throw_odd_or_big(int x) {
 struct NullEnd {
   friend bool operator==(const int* p, NullEnd) { return *p == 0; }
 };
+struct ZeroEnded {
+  int* first;
+  std::size_t n;
+  int* begin() const { return first; }
+  NullEnd end() const { return {}; }
+  std::size_t size() const { return n; }
+};
+static_assert(std::ranges::contiguous_range<ZeroEnded> && std::ranges::sized_range<ZeroEnded>);
 
 }  // namespace
 
@@ -213,11 +222,9 @@ TEST_CASE("maps over plain values come back whole and in order for every range a
   CHECK(pool.map(square, list) == want);
   std::deque<int> deque(in.begin(), in.end());
   CHECK(pool.map(square, deque, 3) == want);
-  CHECK(pool.map(square, std::views::iota(0, 5000)) == want);
+  CHECK(pool.map(square, procpool_test::iota(0, 5000)) == want);
   int zero_ended[] = {5, 6, 7, 0};
-  auto sized = std::ranges::subrange<int*, NullEnd, std::ranges::subrange_kind::sized>(
-      zero_ended, NullEnd{}, 3);
-  CHECK(pool.map(square, sized) == std::vector<int>{25, 36, 49});
+  CHECK(pool.map(square, ZeroEnded{zero_ended, 3}) == std::vector<int>{25, 36, 49});
   const std::array<int, 3> arr{1, 2, 3};
   CHECK(pool.map(square, arr) == std::vector<int>{1, 4, 9});
   CHECK(pool.map(square, std::span<const int>(in).subspan(4990)) ==
