@@ -115,6 +115,38 @@ TEST_CASE("scheduler: assign fills the least-loaded open workers, in queue order
   CHECK_FALSE(s.assign(pending, workers));
 }
 
+TEST_CASE("scheduler: of equally loaded workers, near prefers one on the submitter's CPU",
+          "[scheduler]") {
+  Scheduler s(0);
+  auto workers = ready_workers(3);
+  workers[0].cpu = 0;
+  workers[1].cpu = 3;
+  workers[2].cpu = 3;
+  auto one = [&](int cpu, bool near) {
+    for (auto& w : workers) w.inflight.clear();
+    std::deque<Job> pending;
+    pending.push_back(job(1));
+    pending.back().cpu = cpu;
+    REQUIRE(s.assign(pending, workers, near));
+    for (std::size_t i = 0; i < workers.size(); ++i)
+      if (!workers[i].inflight.empty()) return i;
+    return workers.size();
+  };
+  CHECK(one(3, true) == 1);   // the first of those on CPU 3
+  CHECK(one(3, false) == 0);  // where waits spin: the first, as ever
+  CHECK(one(5, true) == 0);   // nobody there
+  CHECK(one(-1, true) == 0);  // not known
+  // Load comes first: a busier worker on the submitter's CPU is passed over.
+  for (auto& w : workers) w.inflight.clear();
+  give(workers[1], {100});
+  give(workers[2], {101});
+  std::deque<Job> pending;
+  pending.push_back(job(1));
+  pending.back().cpu = 3;
+  CHECK(s.assign(pending, workers, true));
+  CHECK(workers[0].inflight.size() == 1);
+}
+
 TEST_CASE("scheduler: assign drops jobs whose completion was cancelled", "[scheduler]") {
   Scheduler s(0);
   auto workers = ready_workers(1);

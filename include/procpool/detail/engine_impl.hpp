@@ -11,6 +11,7 @@
 #include <procpool/cpu.hpp>
 #include <procpool/detail/engine.hpp>
 #include <procpool/detail/local/transport.hpp>
+#include <procpool/detail/posix/cpu.hpp>
 #include <procpool/detail/supervisor.hpp>
 
 namespace procpool::detail {
@@ -66,6 +67,7 @@ PROCPOOL_DECL void pool_submit(Supervisor& s, std::vector<Job>& jobs, std::size_
 }
 
 PROCPOOL_DECL void pool_submit(Supervisor& s, Job&& job) {
+  job.cpu = posix::current_cpu();
   s.queue().submit(std::move(job));
 }
 

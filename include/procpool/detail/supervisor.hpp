@@ -454,7 +454,7 @@ class Supervisor final : public PoolHandle, public Waker {
   void dispatch() {
     const bool any = queue_.with_pending([&](std::deque<Job>& pending) {
       if (pending.empty()) return false;
-      scheduler_.assign(pending, workforce_.records());
+      scheduler_.assign(pending, workforce_.records(), !SpinGovernor::process().spinning());
       return true;
     });
     if (any) workforce_.flush_all();

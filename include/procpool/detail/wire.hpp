@@ -54,7 +54,7 @@ struct FrameHeader {
   std::uint32_t magic;
   std::uint8_t kind;
   std::uint8_t flags;  // task frames: frame_timed
-  std::uint8_t reserved[2];
+  std::uint16_t cpu;   // result and hello frames: the CPU the worker ran on, plus 1 (0: unknown)
   std::uint32_t count;
   std::uint32_t run_ns;  // result frames: how long the job ran, in ns (saturated)
   std::uint64_t id;
@@ -112,6 +112,14 @@ inline void finish_frame(Buffer& out, std::size_t at, std::uint32_t count, std::
   h.run_ns = run_ns <= 0             ? 0
              : run_ns > 0xffffffffLL ? 0xffffffffu
                                      : static_cast<std::uint32_t>(run_ns);
+  std::memcpy(out.data() + at, &h, sizeof h);
+}
+
+/// Notes in the header of the frame begun at `at` the CPU its worker ran on (-1: unknown).
+inline void note_frame_cpu(Buffer& out, std::size_t at, int cpu) {
+  FrameHeader h;
+  std::memcpy(&h, out.data() + at, sizeof h);
+  h.cpu = cpu >= 0 && cpu < 0xffff ? static_cast<std::uint16_t>(cpu + 1) : std::uint16_t{0};
   std::memcpy(out.data() + at, &h, sizeof h);
 }
 

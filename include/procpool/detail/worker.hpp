@@ -16,6 +16,7 @@
 #include <procpool/detail/invoke.hpp>
 #include <procpool/detail/local/shared_frame.hpp>
 #include <procpool/detail/local/worker_slot.hpp>
+#include <procpool/detail/posix/cpu.hpp>
 #include <procpool/detail/posix/fd.hpp>
 #include <procpool/detail/posix/launch.hpp>
 #include <procpool/detail/posix/module.hpp>
@@ -119,7 +120,9 @@ class WorkerLoop {
       in_.consume(sizeof h + h.size);
       if (ctx_.slot) ctx_.slot->job.store(0);
     }
-    finish_frame(out_, begin_frame(out_, FrameKind::hello, 0), 0);
+    const std::size_t hello = begin_frame(out_, FrameKind::hello, 0);
+    finish_frame(out_, hello, 0);
+    note_frame_cpu(out_, hello, posix::current_cpu());
     if (!flush()) return worker_io_error;
     (void)posix::set_nonblocking(ctx_.task_fd, true);
 
@@ -171,6 +174,7 @@ class WorkerLoop {
                             .count();
         finish_frame(out_, at, h.count, 0, ns);
         if (out_.size() - at > max_frame) replace_oversized(at, h, ns);
+        note_frame_cpu(out_, at, posix::current_cpu());
         ++done_;
 
         // Every job's result leaves before the next job starts: if that one crashes, nothing

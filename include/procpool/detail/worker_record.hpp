@@ -32,6 +32,9 @@ struct Job {
   std::shared_ptr<Segment> shared_frame;
   Buffer indirect;
   TaskName task;  // for messages about it
+  // The CPU its submitter ran on (-1: unknown). On a busy machine a worker last seen there is
+  // woken without crossing cores (see Scheduler::assign).
+  int cpu = -1;
   // Taken back from a worker stuck on a long job (see Scheduler::rebalance). When its answer
   // from that worker comes: if `cloned`, a copy went to the queue and the answer is dropped;
   // otherwise the answer decides (a result counts, "skipped" sends it elsewhere).
@@ -65,6 +68,7 @@ struct WorkerRecord {
   double avg_ns = config::initial_job_ns;  // running mean of its jobs' run time
   bool pooled = false;                     // a pool of workers elsewhere (WorkerLink::pooled)
   std::size_t capacity = 1;                // jobs it runs at once (see WorkerLink::capacity)
+  int cpu = -1;  // the CPU it last said it ran on (a local worker's hello and results), or -1
 
   /// May be given more work.
   bool open() const noexcept { return alive && hello && !stopping; }

@@ -162,6 +162,7 @@ class Workforce final : public FrameSink, public WorkerProbe {
         w.hello = true;
         w.start_deadline = 0;
         w.capacity = links_[slot]->capacity();  // a pool elsewhere says how many it has
+        w.cpu = w.pooled ? -1 : static_cast<int>(h.cpu) - 1;
         start_failures_ = 0;
         return true;
       case FrameKind::init_error: {
@@ -210,6 +211,7 @@ class Workforce final : public FrameSink, public WorkerProbe {
       }
     }
     w.note_run_time(h.run_ns);
+    if (!w.pooled) w.cpu = static_cast<int>(h.cpu) - 1;
 
     JobOutcome o;
     o.count = h.count;
