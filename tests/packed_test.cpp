@@ -29,8 +29,11 @@
 
 using namespace std::chrono_literals;
 using procpool_test::iota_vec;
+using procpool_test::scaled;
+using procpool_test::spread;
 using procpool_test::square;
 using procpool_test::squares;
+using procpool_test::Vec3;
 using procpool_test::workers;
 
 namespace {
@@ -65,15 +68,6 @@ std::vector<int> read_ints(std::span<const std::byte> payload, std::uint32_t cou
   return out;
 }
 
-struct Vec3 {
-  double x, y, z;
-};
-Vec3 doubled(Vec3 v) {
-  return {2 * v.x, 2 * v.y, 2 * v.z};
-}
-std::array<int, 4> spread(int x) {
-  return {x, x + 1, x + 2, x + 3};
-}
 std::string text_of(int n) {
   return std::to_string(n);
 }
@@ -232,7 +226,7 @@ TEST_CASE("maps over plain values come back whole and in order for every range a
 
   std::vector<Vec3> vs;
   for (int i = 0; i < 3000; ++i) vs.push_back({i * 1.0, -i * 0.5, 0.25});
-  auto d2 = pool.map(doubled, vs);
+  auto d2 = pool.map(scaled, vs);
   REQUIRE(d2.size() == vs.size());
   CHECK(d2[2999].x == 5998.0);
   CHECK(d2[2999].y == -2999.0);

@@ -28,8 +28,11 @@ using procpool_test::Stopwatch;
 
 using procpool_test::iota_vec;
 using procpool_test::my_pid;
+using procpool_test::scaled;
+using procpool_test::spread;
 using procpool_test::square;
 using procpool_test::squares;
+using procpool_test::Vec3;
 using procpool_test::workers;
 
 using procpool_test::InputFailure;
@@ -194,15 +197,6 @@ TEST_CASE("tasks take and return plain aggregates", "[pool]") {
 }
 
 namespace {
-struct Vec3 {
-  double x, y, z;
-};
-Vec3 scaled(Vec3 v) {
-  return {2 * v.x, 2 * v.y, 2 * v.z};
-}
-std::array<int, 4> spread(int x) {
-  return {x, x + 1, x + 2, x + 3};
-}
 double half(long x) {
   return static_cast<double>(x) / 2;
 }

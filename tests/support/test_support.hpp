@@ -3,6 +3,7 @@
 // polling and temporary directories. Test code only, so POSIX headers are fine here.
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -204,6 +205,17 @@ inline std::vector<int> squares(int n) {
   std::vector<int> v;
   for (int i = 0; i < n; ++i) v.push_back(square(i));
   return v;
+}
+
+/// A padding-free struct: it travels as its bytes.
+struct Vec3 {
+  double x, y, z;
+};
+inline Vec3 scaled(Vec3 v) {
+  return {2 * v.x, 2 * v.y, 2 * v.z};
+}
+inline std::array<int, 4> spread(int x) {
+  return {x, x + 1, x + 2, x + 3};
 }
 
 template <class T>
