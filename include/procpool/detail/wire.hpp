@@ -21,7 +21,8 @@ inline constexpr std::uint64_t max_frame = config::max_frame;
 inline constexpr std::uint64_t initializer_job = ~std::uint64_t{0};
 
 // Frames between the pool and a worker: a fixed header, then `size` bytes of payload. Headers
-// are written only by the functions below (begin_frame, finish_frame, frame_with_id).
+// are written only by the functions below (begin_frame, finish_frame, note_frame_cpu,
+// frame_with_id).
 //
 //   task    (pool → worker)  TaskRef, then `count` items: u64 length + encoded arguments; or a
 //           packed run (see packed_marker): u64 packed_marker, u64 size, `count` × size bytes

@@ -22,14 +22,14 @@ inline std::int64_t thread_cpu_ns() noexcept {
   return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-/// How often the calling thread was switched out while it could have run on: the scheduler gave
-/// its core to another thread of this machine (-1 if unknown). A pause of a virtual machine's
-/// core by its host does not count.
 /// The CPU the calling thread runs on, or -1.
 inline int current_cpu() noexcept {
   return ::sched_getcpu();
 }
 
+/// How often the calling thread was switched out while it could have run on: the scheduler gave
+/// its core to another thread of this machine (-1 if unknown). A pause of a virtual machine's
+/// core by its host does not count.
 inline long involuntary_switches() noexcept {
   rusage ru{};
   if (::getrusage(RUSAGE_THREAD, &ru) != 0) return -1;
